@@ -1,0 +1,44 @@
+# kubebots: `make run` and `make test` are all a fresh machine needs.
+PYTHON ?= python3.11
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+SRC := runtime operator
+
+.PHONY: run test test-unit lint fmt bench chat clean
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	@touch $(STAMP)
+
+## run: the main job on the embedded default (interactive chat with the example support bot)
+run: $(STAMP)
+	$(BIN)/kubebots chat -f examples/bots/support.yaml
+
+## lint: ruff + mypy --strict + import-linter contracts
+lint: $(STAMP)
+	$(BIN)/ruff check $(SRC) tests bench
+	$(BIN)/ruff format --check $(SRC)
+	$(BIN)/mypy $(SRC)
+	$(BIN)/lint-imports
+
+## test: lint, then the whole suite (PostgreSQL must be up: .ci/run starts it)
+test: lint
+	$(BIN)/pytest -q -p no:cacheprovider
+
+## test-unit: the suite without lint, stop at first failure (for iteration)
+test-unit: $(STAMP)
+	$(BIN)/pytest -q -x -p no:cacheprovider
+
+## bench: print the performance figures
+bench: $(STAMP)
+	$(BIN)/python -m bench
+
+fmt: $(STAMP)
+	$(BIN)/ruff format $(SRC) tests bench
+	$(BIN)/ruff check --fix $(SRC) tests bench
+
+clean:
+	rm -rf $(VENV) build *.egg-info .mypy_cache .ruff_cache

@@ -1,0 +1,1 @@
+"""kubebots runtime: BotManager, BotContext and DynaBot."""

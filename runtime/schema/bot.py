@@ -1,0 +1,42 @@
+"""The bot configuration: the one schema the CRD, the operator and the runtime share."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from ._base import SchemaModel
+from .llm import LLMConfig
+from .storage import ConversationStorageConfig, MemoryStorageConfig
+
+
+class MemoryConfig(SchemaModel):
+    """What of a conversation's history is sent to the LLM each turn."""
+
+    type: Literal["buffer"] = "buffer"
+    max_messages: int = Field(
+        default=20, ge=0, le=10_000, description="Most recent messages sent with each turn."
+    )
+
+
+class LimitsConfig(SchemaModel):
+    """Hard limits on what a client may send."""
+
+    max_message_chars: int = Field(default=32_000, ge=1, le=1_000_000)
+    max_history_messages: int = Field(
+        default=10_000,
+        ge=2,
+        le=10_000_000,
+        description="Messages a conversation may hold; a full conversation refuses new turns.",
+    )
+
+
+class BotConfig(SchemaModel):
+    """A bot's whole configuration (the ``spec`` of a ``Bot`` resource)."""
+
+    llm: LLMConfig = Field(default_factory=LLMConfig)
+    system_prompt: str = Field(default="", max_length=100_000)
+    conversation_storage: ConversationStorageConfig = Field(default_factory=MemoryStorageConfig)
+    memory: MemoryConfig = Field(default_factory=MemoryConfig)
+    limits: LimitsConfig = Field(default_factory=LimitsConfig)

@@ -1,0 +1,65 @@
+"""The ``conversationStorage`` section: where conversation messages are kept."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+from urllib.parse import urlsplit
+
+from pydantic import Field, field_validator, model_validator
+
+from ._base import ENV_NAME_PATTERN, SchemaModel
+
+
+class MemoryStorageConfig(SchemaModel):
+    """In-process storage: fast, lost when the process exits."""
+
+    backend: Literal["memory"] = "memory"
+
+
+class SqliteStorageConfig(SchemaModel):
+    """A SQLite file (the embedded default). Several processes may share it."""
+
+    backend: Literal["sqlite"] = "sqlite"
+    path: str = Field(default="kubebots-conversations.db", min_length=1, max_length=4096)
+
+
+class PostgresStorageConfig(SchemaModel):
+    """PostgreSQL. The URL may not hold a password: give one by ``urlEnv`` (or libpq's env)."""
+
+    backend: Literal["postgres"] = "postgres"
+    url: str | None = Field(
+        default=None,
+        max_length=4096,
+        description="postgresql:// URL without a password, e.g. postgresql://bots@db:5432/bots",
+    )
+    url_env: str | None = Field(
+        default=None,
+        max_length=256,
+        pattern=ENV_NAME_PATTERN,
+        description="Name of the environment variable holding the full URL (may hold a password).",
+    )
+    pool_size: int = Field(default=5, ge=1, le=100)
+
+    @field_validator("url")
+    @classmethod
+    def _no_password(cls, value: str | None) -> str | None:
+        if value is None:
+            return value
+        parts = urlsplit(value)
+        if parts.scheme not in ("postgresql", "postgres"):
+            raise ValueError("must be a postgresql:// URL")
+        if parts.password is not None or "password=" in parts.query:
+            raise ValueError("must not contain a password; use urlEnv for credentials")
+        return value
+
+    @model_validator(mode="after")
+    def _one_url_source(self) -> PostgresStorageConfig:
+        if (self.url is None) == (self.url_env is None):
+            raise ValueError("set exactly one of url and urlEnv")
+        return self
+
+
+ConversationStorageConfig = Annotated[
+    MemoryStorageConfig | SqliteStorageConfig | PostgresStorageConfig,
+    Field(discriminator="backend"),
+]

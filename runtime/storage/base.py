@@ -1,0 +1,72 @@
+"""The shape every conversation store has.
+
+A conversation is keyed by ``(bot_id, client_id, conversation_id)``: one client can never name
+another client's conversation. Storage is append-only; a turn's cost depends on the window it
+reads (``recent``), never on the conversation's length.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Literal, NamedTuple, Protocol, runtime_checkable
+
+MessageRole = Literal["user", "assistant"]
+
+
+class ConversationKey(NamedTuple):
+    bot_id: str
+    client_id: str
+    conversation_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class StoredMessage:
+    seq: int  # 1-based position in the conversation
+    role: MessageRole
+    content: str
+    created_at: datetime  # timezone-aware UTC
+
+
+@runtime_checkable
+class ConversationStore(Protocol):
+    """Append-only message storage. Errors are :class:`kubebots.runtime.errors.StorageError`s."""
+
+    async def append(
+        self, key: ConversationKey, messages: Sequence[tuple[MessageRole, str]]
+    ) -> int:
+        """Append ``messages`` atomically (all or none) in order; return the new message count."""
+        ...
+
+    async def recent(self, key: ConversationKey, limit: int) -> list[StoredMessage]:
+        """The last ``limit`` messages, oldest first (``[]`` for an unknown conversation)."""
+        ...
+
+    async def history(
+        self, key: ConversationKey, *, offset: int = 0, limit: int | None = None
+    ) -> list[StoredMessage]:
+        """Messages from position ``offset`` (0-based), oldest first, at most ``limit``."""
+        ...
+
+    async def count(self, key: ConversationKey) -> int:
+        """How many messages the conversation holds (0 if unknown)."""
+        ...
+
+    async def exists(self, key: ConversationKey) -> bool: ...
+
+    async def delete(self, key: ConversationKey) -> bool:
+        """Delete the conversation; True if it existed."""
+        ...
+
+    async def list_conversations(self, bot_id: str, client_id: str) -> list[str]:
+        """Conversation ids of one client of one bot, sorted."""
+        ...
+
+    async def delete_bot(self, bot_id: str) -> int:
+        """Delete every conversation of a bot; return how many messages went."""
+        ...
+
+    async def close(self) -> None:
+        """Release connections. Idempotent."""
+        ...
