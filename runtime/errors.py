@@ -51,9 +51,7 @@ class BotCreationError(KubebotsError):
     """Building a bot failed for a reason other than its configuration (storage, provider)."""
 
     def __init__(self, bot_id: str, reason: str) -> None:
-        super().__init__(
-            f"Failed to create bot '{bot_id}': {reason}", detail={"bot_id": bot_id}
-        )
+        super().__init__(f"Failed to create bot '{bot_id}': {reason}", detail={"bot_id": bot_id})
         self.bot_id = bot_id
 
 
@@ -95,3 +93,7 @@ class LLMRequestError(LLMError):
 
 class StorageError(KubebotsError):
     """Conversation storage failed (connection, schema, constraint)."""
+
+
+class UnknownBotError(KubebotsError, LookupError):
+    """No configuration exists for the bot id (the loader found none)."""

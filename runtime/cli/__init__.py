@@ -1,1 +1,41 @@
-"""TODO"""
+"""The ``kubebots`` command line. The environment is read here, at the edge, and passed in."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+
+from .chat import add_chat_parser
+from .validate import add_validate_parser
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="kubebots", description="Chat bots (LLM assistants) as Kubernetes resources."
+    )
+    parser.add_argument("--version", action="store_true", help="print the version and exit")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    add_chat_parser(sub)
+    add_validate_parser(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.version:
+        from importlib.metadata import version
+
+        print(f"kubebots {version('kubebots')}")
+        return 0
+    if args.command is None:
+        parser.print_help()
+        return 2
+    code: int = args.handler(args, dict(os.environ))
+    return code
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,1 +1,47 @@
-"""TODO"""
+"""LLM providers: the :class:`LLMProvider` protocol, its implementations and a factory."""
+
+from __future__ import annotations
+
+import httpx
+
+from ..errors import ConfigurationError
+from ..schema.llm import LLMConfig
+from .base import ChatMessage, Completion, LLMProvider, Role, Usage
+from .echo import EchoProvider
+from .openai_provider import OpenAIProvider
+
+__all__ = [
+    "ChatMessage",
+    "Completion",
+    "EchoProvider",
+    "LLMProvider",
+    "OpenAIProvider",
+    "Role",
+    "Usage",
+    "build_provider",
+]
+
+
+def build_provider(
+    config: LLMConfig, *, api_key: str | None, http_client: httpx.AsyncClient | None = None
+) -> LLMProvider:
+    """The provider ``config`` asks for.
+
+    ``api_key`` is resolved by the caller (keyless endpoints get a placeholder); ``None`` is an
+    error for the ``openai`` provider and ignored by ``echo``. A passed ``http_client`` is shared
+    and stays open when the provider is closed.
+    """
+    if config.provider == "echo":
+        return EchoProvider(config.model)
+    if config.provider == "openai":
+        if api_key is None:
+            raise ConfigurationError(
+                "llm: the openai provider needs an API key (set apiKeyEnv or apiKeySecretRef; "
+                "keyless endpoints take any placeholder value)",
+                errors=[("llm", "no API key source resolved")],
+            )
+        return OpenAIProvider(config, api_key=api_key, http_client=http_client)
+    raise ConfigurationError(  # pragma: no cover - LLMConfig.provider is a closed Literal
+        f"llm: unknown provider {config.provider!r}",
+        errors=[("llm.provider", "unknown provider")],
+    )

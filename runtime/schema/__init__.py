@@ -46,4 +46,5 @@ __all__ = [
     "iter_bot_documents",
     "load_bot_documents",
     "parse_bot_config",
+    "parse_bot_document",
 ]

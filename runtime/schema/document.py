@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-import re
 from typing import Any
 
 import yaml
@@ -39,7 +39,6 @@ def _document_error(source: str, message: str, field: str = "(root)") -> Configu
 def parse_bot_document(doc: Any, *, source: str = "<input>") -> BotDocument:
     """Check ``apiVersion``/``kind``/``metadata`` and validate ``spec`` with the one schema."""
 
-
     if not isinstance(doc, dict):
         raise _document_error(source, "a Bot document must be a mapping")
     unknown = sorted(set(doc) - {"apiVersion", "kind", "metadata", "spec", "status"})
@@ -62,9 +61,7 @@ def parse_bot_document(doc: Any, *, source: str = "<input>") -> BotDocument:
         spec = parse_bot_config(doc.get("spec") or {}, bot_id=name)
     except ConfigurationError as exc:
         errors = [(f"spec.{f}", r) for f, r in exc.errors] or [("spec", exc.message)]
-        raise ConfigurationError(
-            f"{source}: {exc.message}", errors=errors, bot_id=name
-        ) from None
+        raise ConfigurationError(f"{source}: {exc.message}", errors=errors, bot_id=name) from None
     return BotDocument(name=name, namespace=namespace, spec=spec, source=source)
 
 

@@ -13,7 +13,7 @@ INLINE_KEY_FIELDS = frozenset({"apiKey", "api_key", "key", "token", "apiToken", 
 
 
 class SecretKeyRef(SchemaModel):
-    """A key of a Kubernetes Secret in the Bot's namespace (resolved by the runtime, never stored)."""
+    """A key of a Secret in the Bot's namespace (resolved by the runtime, never stored)."""
 
     name: str = Field(min_length=1, max_length=253, pattern=r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
     key: str = Field(min_length=1, max_length=253, pattern=r"^[-._a-zA-Z0-9]+$")

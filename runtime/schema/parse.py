@@ -45,5 +45,6 @@ def parse_bot_config(data: Any, *, bot_id: str | None = None) -> BotConfig:
     except ValidationError as exc:
         errors = field_errors(exc)
         prefix = f"invalid configuration for bot '{bot_id}'" if bot_id else "invalid configuration"
-        raise ConfigurationError(f"{prefix}: {describe(errors)}", errors=errors, bot_id=bot_id)\
-            from None
+        raise ConfigurationError(
+            f"{prefix}: {describe(errors)}", errors=errors, bot_id=bot_id
+        ) from None

@@ -1,1 +1,79 @@
-"""TODO"""
+"""Conversation storage: the :class:`ConversationStore` protocol, three backends and a factory.
+
+Each backend is opened with its async ``open`` classmethod; :func:`open_conversation_store`
+picks one from a ``conversationStorage`` config. :func:`storage_key` names the physical store a
+config points at, so callers can share one store (one SQLite connection, one PostgreSQL pool)
+between every bot configured the same way.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+
+from ..errors import ConfigurationError
+from ..schema.storage import MemoryStorageConfig, PostgresStorageConfig, SqliteStorageConfig
+from ._sql import url_without_password
+from .base import ConversationKey, ConversationStore, MessageRole, StoredMessage
+from .memory import MemoryConversationStore
+from .postgres import PostgresConversationStore
+from .sqlite import SqliteConversationStore
+
+__all__ = [
+    "ConversationKey",
+    "ConversationStore",
+    "MemoryConversationStore",
+    "MessageRole",
+    "PostgresConversationStore",
+    "SqliteConversationStore",
+    "StoredMessage",
+    "open_conversation_store",
+    "storage_key",
+]
+
+StorageConfig = MemoryStorageConfig | SqliteStorageConfig | PostgresStorageConfig
+
+
+def storage_key(config: StorageConfig) -> str:
+    """A stable name for the physical store ``config`` points at; never holds a password.
+
+    ``"memory"``, ``"sqlite:<absolute real path>"``, ``"postgres:<url without password>"``, or
+    ``"postgres-env:<VARIABLE>"`` when the URL comes from an environment variable. Settings
+    that do not change the store (``poolSize``) are not part of the key.
+    """
+    if isinstance(config, MemoryStorageConfig):
+        return "memory"
+    if isinstance(config, SqliteStorageConfig):
+        return f"sqlite:{os.path.realpath(config.path)}"
+    if config.url is not None:
+        return f"postgres:{url_without_password(config.url)}"
+    return f"postgres-env:{config.url_env}"
+
+
+def _postgres_url(config: PostgresStorageConfig, env: Mapping[str, str]) -> str:
+    if config.url is not None:
+        return config.url
+    name = config.url_env or ""
+    url = env.get(name)
+    if not url:
+        raise ConfigurationError(
+            f"conversationStorage.urlEnv: environment variable {name} is not set or empty",
+            errors=[("conversationStorage.urlEnv", f"environment variable {name} is not set")],
+        )
+    return url
+
+
+async def open_conversation_store(
+    config: StorageConfig, *, env: Mapping[str, str]
+) -> ConversationStore:
+    """Open the store ``config`` describes (PostgreSQL's ``urlEnv`` is looked up in ``env``).
+
+    Raises :class:`ConfigurationError` for a missing URL variable and
+    :class:`~kubebots.runtime.errors.StorageError` when the store cannot be opened.
+    """
+    if isinstance(config, MemoryStorageConfig):
+        return await MemoryConversationStore.open()
+    if isinstance(config, SqliteStorageConfig):
+        return await SqliteConversationStore.open(config.path)
+    url = _postgres_url(config, env)
+    return await PostgresConversationStore.open(url, pool_size=config.pool_size)

@@ -1,0 +1,160 @@
+"""``DynaBot``: one configured bot. Chats are stored per (bot, client, conversation)."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+from ._lifecycle import Lifecycle
+from ._locks import KeyedLocks
+from .context import BotContext
+from .errors import MessageRejectedError
+from .ids import validate_bot_id
+from .llm.base import ChatMessage, Completion, LLMProvider
+from .schema import BotConfig
+from .storage.base import ConversationKey, ConversationStore, StoredMessage
+
+Release = Callable[[], Awaitable[None]]
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+class DynaBot:
+    """A bot built from a :class:`BotConfig`: an LLM provider plus conversation storage.
+
+    Turns on one conversation are serialized, so history always alternates user/assistant; a
+    turn reads only the memory window, so its cost does not grow with the conversation.
+    """
+
+    def __init__(
+        self,
+        bot_id: str,
+        config: BotConfig,
+        *,
+        llm: LLMProvider,
+        storage: ConversationStore,
+        release: Release | None = None,
+    ) -> None:
+        self.bot_id = validate_bot_id(bot_id)
+        self.config = config
+        self._llm = llm
+        self._storage = storage
+        self._extra_release = release
+        self._turns: KeyedLocks[ConversationKey] = KeyedLocks()
+        self._life = Lifecycle(self.bot_id, self._release)
+
+    # -- chat -------------------------------------------------------------------------------
+    async def chat(self, message: str, context: BotContext) -> str:
+        """Answer ``message`` in the conversation of ``context``; the turn is stored on success."""
+        return (await self.complete(message, context)).content
+
+    async def complete(self, message: str, context: BotContext) -> Completion:
+        """Like :meth:`chat`, with token usage when the provider reports it."""
+        key = self._key(context)
+        self._check(message)
+        with self._life.operation():
+            async with self._turns.hold(key):
+                prompt = await self._prompt(key, message)
+                completion = await self._llm.complete(prompt)
+                await self._storage.append(
+                    key, [("user", message), ("assistant", completion.content)]
+                )
+                return completion
+
+    async def stream_chat(self, message: str, context: BotContext) -> AsyncIterator[str]:
+        """Yield the reply as text deltas; the turn is stored once the stream completes.
+
+        A stream abandoned part-way stores nothing (close it with ``aclose()`` to free the turn).
+        """
+        key = self._key(context)
+        self._check(message)
+        with self._life.operation():
+            async with self._turns.hold(key):
+                prompt = await self._prompt(key, message)
+                parts: list[str] = []
+                async for delta in self._llm.stream(prompt):
+                    parts.append(delta)
+                    yield delta
+                await self._storage.append(key, [("user", message), ("assistant", "".join(parts))])
+
+    # -- conversations ----------------------------------------------------------------------
+    async def get_history(
+        self, context: BotContext, *, offset: int = 0, limit: int | None = None
+    ) -> list[StoredMessage]:
+        with self._life.operation():
+            return await self._storage.history(self._key(context), offset=offset, limit=limit)
+
+    async def conversation_exists(self, context: BotContext) -> bool:
+        with self._life.operation():
+            return await self._storage.exists(self._key(context))
+
+    async def delete_conversation(self, context: BotContext) -> bool:
+        key = self._key(context)
+        with self._life.operation():
+            async with self._turns.hold(key):
+                return await self._storage.delete(key)
+
+    async def list_conversations(self, client_id: str) -> list[str]:
+        with self._life.operation():
+            return await self._storage.list_conversations(self.bot_id, client_id)
+
+    # -- lifecycle --------------------------------------------------------------------------
+    @property
+    def closed(self) -> bool:
+        return self._life.closed
+
+    @property
+    def inflight(self) -> int:
+        return self._life.inflight
+
+    async def close(self) -> None:
+        """Let in-flight chats finish, then release the LLM client and storage. Idempotent."""
+        await self._life.close()
+
+    async def wait_closed(self) -> None:
+        await self._life.wait_closed()
+
+    async def _release(self) -> None:
+        try:
+            await self._llm.close()
+        finally:
+            if self._extra_release is not None:
+                await self._extra_release()
+
+    # -- internals --------------------------------------------------------------------------
+    def _key(self, context: BotContext) -> ConversationKey:
+        return ConversationKey(self.bot_id, context.client_id, context.conversation_id)
+
+    def _check(self, message: str) -> None:
+        if not isinstance(message, str) or not message.strip():
+            raise MessageRejectedError("message must be a non-empty string")
+        if "\x00" in message or _LONE_SURROGATE.search(message):
+            raise MessageRejectedError("message must not contain NUL or unpaired surrogates")
+        limit = self.config.limits.max_message_chars
+        if len(message) > limit:
+            raise MessageRejectedError(
+                f"message is {len(message)} characters; this bot accepts at most {limit}",
+                detail={"max_message_chars": limit, "length": len(message)},
+            )
+
+    async def _prompt(self, key: ConversationKey, message: str) -> list[ChatMessage]:
+        window = self.config.memory.max_messages
+        recent = await self._storage.recent(key, max(window, 1))
+        held = recent[-1].seq if recent else 0
+        cap = self.config.limits.max_history_messages
+        if held + 2 > cap:
+            raise MessageRejectedError(
+                f"conversation holds {held} messages; this bot keeps at most {cap}",
+                detail={"max_history_messages": cap},
+            )
+        history = recent[-window:] if window else []
+        if history and history[0].role == "assistant":
+            history = history[1:]  # a window starts at a user turn
+        prompt: list[ChatMessage] = []
+        if self.config.system_prompt:
+            prompt.append(ChatMessage("system", self.config.system_prompt))
+        prompt.extend(ChatMessage(m.role, m.content) for m in history)
+        prompt.append(ChatMessage("user", message))
+        return prompt
+
+    def __repr__(self) -> str:
+        return f"<DynaBot {self.bot_id!r} provider={self.config.llm.provider}>"

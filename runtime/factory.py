@@ -1,0 +1,114 @@
+"""Building :class:`DynaBot`s from configs, sharing physical stores between bots."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from ._locks import KeyedLocks
+from .bot import DynaBot
+from .errors import BotCreationError, KubebotsError
+from .llm import LLMProvider, build_provider
+from .schema import BotConfig, LLMConfig, MemoryStorageConfig, parse_bot_config
+from .secrets import SecretResolver, resolve_api_key
+from .storage import ConversationStore, open_conversation_store, storage_key
+
+
+class _SharedStores:
+    """Reference-counted conversation stores: bots with the same storage config share one
+    (one SQLite connection / one PostgreSQL pool), and a reload keeps conversations alive."""
+
+    def __init__(self) -> None:
+        self._stores: dict[str, tuple[ConversationStore, int]] = {}
+        self._opening: KeyedLocks[str] = KeyedLocks()
+
+    async def acquire(
+        self, bot_id: str, config: BotConfig, env: Mapping[str, str]
+    ) -> tuple[str, ConversationStore]:
+        cfg = config.conversation_storage
+        # Memory stores are per bot: removing a bot drops its conversations with it.
+        key = f"memory:{bot_id}" if isinstance(cfg, MemoryStorageConfig) else storage_key(cfg)
+        async with self._opening.hold(key):
+            held = self._stores.get(key)
+            if held is None:
+                store = await open_conversation_store(cfg, env=env)
+                self._stores[key] = (store, 1)
+                return key, store
+            self._stores[key] = (held[0], held[1] + 1)
+            return key, held[0]
+
+    async def release(self, key: str) -> None:
+        store, refs = self._stores[key]
+        if refs > 1:
+            self._stores[key] = (store, refs - 1)
+            return
+        del self._stores[key]
+        await store.close()
+
+    def __len__(self) -> int:
+        return len(self._stores)
+
+
+ProviderFactory = Callable[[LLMConfig, str | None], LLMProvider]
+
+
+def _default_provider(config: LLMConfig, api_key: str | None) -> LLMProvider:
+    return build_provider(config, api_key=api_key)
+
+
+class BotFactory:
+    """Turns ``(bot_id, BotConfig)`` into a ready :class:`DynaBot`.
+
+    ``env`` is where ``apiKeyEnv``/``urlEnv`` names are looked up (``os.environ`` when not
+    given, read at build time, never at import); ``secrets`` resolves ``apiKeySecretRef``;
+    ``providers`` builds the LLM provider (inject your own implementation to test or extend).
+    """
+
+    def __init__(
+        self,
+        *,
+        env: Mapping[str, str] | None = None,
+        secrets: SecretResolver | None = None,
+        providers: ProviderFactory = _default_provider,
+    ) -> None:
+        self._env = env
+        self._secrets = secrets
+        self._providers = providers
+        self._stores = _SharedStores()
+
+    @property
+    def open_stores(self) -> int:
+        return len(self._stores)
+
+    async def build(self, bot_id: str, config: BotConfig) -> DynaBot:
+        env = self._env if self._env is not None else os.environ
+        api_key = await resolve_api_key(config.llm, bot_id=bot_id, env=env, secrets=self._secrets)
+        try:
+            key, store = await self._stores.acquire(bot_id, config, env)
+        except KubebotsError:
+            raise
+        except (OSError, RuntimeError) as exc:
+            raise BotCreationError(bot_id, f"storage failed ({type(exc).__name__})") from None
+        try:
+            llm = self._providers(config.llm, api_key)
+        except BaseException:
+            await self._stores.release(key)
+            raise
+
+        async def release() -> None:
+            await self._stores.release(key)
+
+        return DynaBot(bot_id, config, llm=llm, storage=store, release=release)
+
+
+async def create_bot(
+    config: BotConfig | Mapping[str, Any],
+    *,
+    bot_id: str = "bot",
+    env: Mapping[str, str] | None = None,
+    secrets: SecretResolver | None = None,
+) -> DynaBot:
+    """A standalone bot that owns its provider and storage (released by ``await bot.close()``)."""
+    factory = BotFactory(env=env, secrets=secrets)
+    return await factory.build(bot_id, parse_bot_config(config, bot_id=bot_id))

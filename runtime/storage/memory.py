@@ -1,0 +1,110 @@
+"""In-process conversation storage: fast, and lost when the process exits."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, datetime
+
+from ..errors import StorageError
+from ._sql import check_count, check_key, check_messages
+from .base import ConversationKey, MessageRole, StoredMessage
+
+# bot_id -> client_id -> conversation_id -> messages (seq i is at index i - 1)
+_Conversations = dict[str, dict[str, dict[str, list[StoredMessage]]]]
+
+
+class MemoryConversationStore:
+    """A :class:`~kubebots.runtime.storage.base.ConversationStore` kept in dictionaries.
+
+    Every method runs without awaiting anything, so each call is atomic with respect to other
+    coroutines on the event loop. After :meth:`close` every call raises :class:`StorageError`.
+    """
+
+    def __init__(self) -> None:
+        self._bots: _Conversations = {}
+        self._closed = False
+
+    @classmethod
+    async def open(cls) -> MemoryConversationStore:
+        """A new, empty store (async for symmetry with the SQL stores)."""
+        return cls()
+
+    def _messages(self, key: ConversationKey) -> list[StoredMessage] | None:
+        if self._closed:
+            raise StorageError("the conversation store is closed")
+        bot_id, client_id, conversation_id = check_key(key)
+        return self._bots.get(bot_id, {}).get(client_id, {}).get(conversation_id)
+
+    async def append(
+        self, key: ConversationKey, messages: Sequence[tuple[MessageRole, str]]
+    ) -> int:
+        """Append ``messages`` atomically (all or none) in order; return the new message count."""
+        existing = self._messages(key)
+        checked = check_messages(messages)
+        if not checked:
+            return len(existing or ())
+        if existing is None:
+            clients = self._bots.setdefault(key.bot_id, {})
+            existing = clients.setdefault(key.client_id, {}).setdefault(key.conversation_id, [])
+        now = datetime.now(UTC)
+        start = len(existing)
+        existing.extend(
+            StoredMessage(seq=start + i, role=role, content=content, created_at=now)
+            for i, (role, content) in enumerate(checked, start=1)
+        )
+        return len(existing)
+
+    async def recent(self, key: ConversationKey, limit: int) -> list[StoredMessage]:
+        """The last ``limit`` messages, oldest first (``[]`` for an unknown conversation)."""
+        check_count("limit", limit)
+        existing = self._messages(key)
+        if not existing or limit == 0:
+            return []
+        return existing[-limit:]
+
+    async def history(
+        self, key: ConversationKey, *, offset: int = 0, limit: int | None = None
+    ) -> list[StoredMessage]:
+        """Messages from position ``offset`` (0-based), oldest first, at most ``limit``."""
+        check_count("offset", offset)
+        check_count("limit", limit)
+        existing = self._messages(key) or []
+        end = None if limit is None else offset + limit
+        return existing[offset:end]
+
+    async def count(self, key: ConversationKey) -> int:
+        """How many messages the conversation holds (0 if unknown)."""
+        return len(self._messages(key) or ())
+
+    async def exists(self, key: ConversationKey) -> bool:
+        """Whether the conversation holds at least one message."""
+        return bool(self._messages(key))
+
+    async def delete(self, key: ConversationKey) -> bool:
+        """Delete the conversation; True if it existed."""
+        if self._messages(key) is None:
+            return False
+        clients = self._bots[key.bot_id]
+        conversations = clients[key.client_id]
+        del conversations[key.conversation_id]
+        if not conversations:
+            del clients[key.client_id]
+        if not clients:
+            del self._bots[key.bot_id]
+        return True
+
+    async def list_conversations(self, bot_id: str, client_id: str) -> list[str]:
+        """Conversation ids of one client of one bot, sorted."""
+        self._messages(ConversationKey(bot_id, client_id, ""))  # validates, checks closed
+        return sorted(self._bots.get(bot_id, {}).get(client_id, {}))
+
+    async def delete_bot(self, bot_id: str) -> int:
+        """Delete every conversation of a bot; return how many messages went."""
+        self._messages(ConversationKey(bot_id, "", ""))  # validates, checks closed
+        clients = self._bots.pop(bot_id, {})
+        return sum(len(m) for convs in clients.values() for m in convs.values())
+
+    async def close(self) -> None:
+        """Mark the store closed (its messages are dropped). Idempotent."""
+        self._closed = True
+        self._bots = {}

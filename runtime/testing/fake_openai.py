@@ -1,0 +1,201 @@
+"""A small OpenAI-compatible HTTP server for tests: real sockets, the real SSE wire format, faults.
+
+``FakeOpenAIServer`` serves a FastAPI app with uvicorn on ``127.0.0.1`` (a free port by default)
+in a background thread. Use it as a context manager or call :meth:`~FakeOpenAIServer.start` and
+:meth:`~FakeOpenAIServer.stop`; point clients at :attr:`~FakeOpenAIServer.base_url`
+(``http://127.0.0.1:PORT/v1``). Both methods block briefly, so they also work in async tests.
+
+Endpoints:
+
+* ``POST /v1/chat/completions`` -- ``object: "chat.completion"`` with ``usage``, or with
+  ``"stream": true`` server-sent events ``data: {chunk}\\n\\n`` ... ``data: [DONE]\\n\\n`` whose
+  chunks (``object: "chat.completion.chunk"``) carry ``choices[0].delta.content``: a role chunk,
+  one chunk per word (trailing whitespace kept), a ``finish_reason: "stop"`` chunk, and a usage
+  chunk when ``stream_options.include_usage`` is set.
+* ``GET /v1/models`` -- a list holding the model ``fake-model``.
+
+The reply is deterministic: ``f"[{model}] {system} | {user}"`` where ``system`` is the content of
+the first ``system`` message (``-`` if none) and ``user`` that of the last ``user`` message (empty
+if none). Usage counts whitespace-separated words (prompt: all messages; completion: the reply).
+
+With ``api_key`` set, requests without ``Authorization: Bearer <api_key>`` get a 401 whose message
+echoes the presented key, as real upstreams partly do (to prove callers never leak it).
+:meth:`~FakeOpenAIServer.inject` queues faults for the next requests; every request is recorded
+in :attr:`~FakeOpenAIServer.requests`.
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any, Self
+
+import uvicorn
+
+from ._fake_app import build_app
+
+
+@dataclass
+class Fault:
+    """One queued fault; see :meth:`FakeOpenAIServer.inject`."""
+
+    status: int | None
+    times: int
+    retry_after: float | None = None
+    hang: float | None = None
+    error_after: int | None = None
+    drop_after: int | None = None
+    message: str | None = None
+
+    @property
+    def stream_only(self) -> bool:
+        """Mid-stream faults apply to streamed requests only."""
+        return self.error_after is not None or self.drop_after is not None
+
+
+class FakeOpenAIServer:
+    """An OpenAI-compatible server on a real port; thread-safe enough for tests."""
+
+    def __init__(
+        self,
+        *,
+        api_key: str | None = None,
+        latency: float = 0.0,
+        chunk_delay: float = 0.0,
+        host: str = "127.0.0.1",
+        port: int = 0,
+    ) -> None:
+        self.api_key = api_key
+        self.latency = latency
+        self.chunk_delay = chunk_delay
+        self.host = host
+        self._wanted_port = port
+        self.port = port
+        self._lock = threading.Lock()
+        self._requests: list[dict[str, Any]] = []
+        self._faults: list[Fault] = []
+        self.stopping = threading.Event()
+        self._app = build_app(self)
+        self._server: uvicorn.Server | None = None
+        self._thread: threading.Thread | None = None
+        self._socket: socket.socket | None = None
+
+    @property
+    def base_url(self) -> str:
+        """The OpenAI base URL, ``http://HOST:PORT/v1``."""
+        return f"http://{self.host}:{self.port}/v1"
+
+    @property
+    def requests(self) -> list[dict[str, Any]]:
+        """Recorded requests: ``method``, ``path``, ``body`` (JSON or None), ``authorization``."""
+        with self._lock:
+            return list(self._requests)
+
+    def record(self, entry: dict[str, Any]) -> None:
+        """Record one request (called by the app)."""
+        with self._lock:
+            self._requests.append(entry)
+
+    def inject(
+        self,
+        status: int | None = None,
+        *,
+        times: int = 1,
+        retry_after: float | None = None,
+        hang: float | None = None,
+        error_after: int | None = None,
+        drop_after: int | None = None,
+        message: str | None = None,
+    ) -> None:
+        """Queue a fault for the next ``times`` requests (faults apply in the order queued).
+
+        ``status`` answers with that HTTP error (OpenAI error body; ``message`` overrides its
+        text; ``retry_after`` seconds go in a ``Retry-After`` header). ``hang`` waits that many
+        seconds first (then answers normally unless ``status`` is set). For streamed requests
+        only: ``error_after=N`` sends N word chunks then an in-band ``{"error": ...}`` event;
+        ``drop_after=N`` sends N word chunks then drops the connection.
+        """
+        if status is None and hang is None and error_after is None and drop_after is None:
+            raise ValueError("inject needs status, hang, error_after or drop_after")
+        if status is not None and not 400 <= status <= 599:
+            raise ValueError("inject status must be an HTTP error status (400-599)")
+        if times < 1:
+            raise ValueError("inject times must be at least 1")
+        fault = Fault(status, times, retry_after, hang, error_after, drop_after, message)
+        with self._lock:
+            self._faults.append(fault)
+
+    def take_fault(self, *, streaming: bool) -> Fault | None:
+        """Consume one use of the first queued fault that applies (called by the app)."""
+        with self._lock:
+            for fault in self._faults:
+                if fault.stream_only and not streaming:
+                    continue
+                fault.times -= 1
+                if fault.times == 0:
+                    self._faults.remove(fault)
+                return fault
+        return None
+
+    def reset(self) -> None:
+        """Forget recorded requests and queued faults."""
+        with self._lock:
+            self._requests.clear()
+            self._faults.clear()
+
+    def start(self) -> Self:
+        """Bind the port and serve in a background thread; returns once it accepts requests."""
+        if self._thread is not None:
+            raise RuntimeError("the fake OpenAI server is already running")
+        self.stopping.clear()
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.bind((self.host, self._wanted_port))
+        self._socket, self.port = sock, sock.getsockname()[1]
+        config = uvicorn.Config(
+            self._app, log_config=None, access_log=False, lifespan="off", ws="none"
+        )
+        self._server = uvicorn.Server(config)
+        self._thread = threading.Thread(
+            target=self._server.run, kwargs={"sockets": [sock]}, name="fake-openai", daemon=True
+        )
+        self._thread.start()
+        deadline = time.monotonic() + 10.0
+        while not self._server.started:
+            if not self._thread.is_alive() or time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError("the fake OpenAI server did not start")
+            time.sleep(0.005)
+        return self
+
+    def stop(self) -> None:
+        """Stop serving (pending waits end early), join the thread and release the port."""
+        if self._thread is None or self._server is None:
+            return
+        self.stopping.set()
+        self._server.should_exit = True
+        self._thread.join(timeout=10.0)
+        if self._thread.is_alive():
+            self._server.force_exit = True
+            self._thread.join(timeout=5.0)
+        if self._socket is not None:
+            self._socket.close()
+        self._thread = self._server = self._socket = None
+
+    @property
+    def running(self) -> bool:
+        """Whether the server thread is alive."""
+        return self._thread is not None and self._thread.is_alive()
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()

@@ -1,0 +1,297 @@
+"""The ConversationStore contract, run against memory, SQLite and (real) PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from kubebots.runtime.errors import StorageError
+from kubebots.runtime.storage import (
+    ConversationKey,
+    ConversationStore,
+    MessageRole,
+    StoredMessage,
+)
+
+from .util import StoreFactory, new_key
+
+
+def turns(n: int, prefix: str = "m") -> list[tuple[MessageRole, str]]:
+    """``n`` messages alternating user/assistant, contents ``prefix0``, ``prefix1``..."""
+    return [("user" if i % 2 == 0 else "assistant", f"{prefix}{i}") for i in range(n)]
+
+
+def contents(messages: list[StoredMessage]) -> list[str]:
+    return [m.content for m in messages]
+
+
+def seqs(messages: list[StoredMessage]) -> list[int]:
+    return [m.seq for m in messages]
+
+
+async def test_implements_the_protocol(store: ConversationStore) -> None:
+    assert isinstance(store, ConversationStore)
+
+
+async def test_unknown_conversation_is_empty(store: ConversationStore) -> None:
+    key = new_key()
+    assert await store.recent(key, 10) == []
+    assert await store.history(key) == []
+    assert await store.count(key) == 0
+    assert await store.exists(key) is False
+    assert await store.delete(key) is False
+    assert await store.list_conversations(key.bot_id, key.client_id) == []
+    assert await store.delete_bot(key.bot_id) == 0
+
+
+async def test_append_returns_the_new_count_and_recent_is_the_window(
+    store: ConversationStore,
+) -> None:
+    key = new_key()
+    assert await store.append(key, [("user", "hi"), ("assistant", "hello")]) == 2
+    assert await store.append(key, [("user", "how are you?")]) == 3
+    assert await store.append(key, []) == 3  # nothing to add: the count, unchanged
+
+    window = await store.recent(key, 2)
+    assert contents(window) == ["hello", "how are you?"]
+    assert seqs(window) == [2, 3]
+    assert [m.role for m in window] == ["assistant", "user"]
+    assert contents(await store.recent(key, 100)) == ["hi", "hello", "how are you?"]
+    assert await store.recent(key, 0) == []
+
+
+async def test_messages_keep_their_text_exactly(store: ConversationStore) -> None:
+    key = new_key()
+    texts = [
+        "",
+        "  spaced  ",
+        "línea\nnueva\ttab",
+        "emoji 🤖 and 中文",
+        "'; DROP TABLE x; --",
+        "%s {t}",
+    ]
+    await store.append(key, [("user", t) for t in texts])
+    assert contents(await store.history(key)) == texts
+
+
+async def test_created_at_is_aware_utc_and_current(store: ConversationStore) -> None:
+    key = new_key()
+    before = datetime.now(UTC) - timedelta(seconds=5)
+    await store.append(key, turns(2))
+    for message in await store.history(key):
+        assert message.created_at.utcoffset() == timedelta(0)
+        assert before <= message.created_at <= datetime.now(UTC) + timedelta(seconds=5)
+
+
+async def test_history_pages_by_offset_and_limit(store: ConversationStore) -> None:
+    key = new_key()
+    await store.append(key, turns(10))
+    assert contents(await store.history(key)) == [f"m{i}" for i in range(10)]
+    assert seqs(await store.history(key, offset=3, limit=4)) == [4, 5, 6, 7]
+    assert seqs(await store.history(key, offset=8)) == [9, 10]
+    assert seqs(await store.history(key, offset=8, limit=5)) == [9, 10]
+    assert await store.history(key, offset=10) == []
+    assert await store.history(key, offset=50, limit=5) == []
+    assert await store.history(key, limit=0) == []
+
+
+async def test_count_exists_and_delete(store: ConversationStore) -> None:
+    key = new_key()
+    await store.append(key, turns(3))
+    assert await store.count(key) == 3
+    assert await store.exists(key) is True
+    assert await store.delete(key) is True
+    assert await store.exists(key) is False
+    assert await store.count(key) == 0
+    assert await store.delete(key) is False
+    # A deleted conversation starts again at seq 1.
+    assert await store.append(key, [("user", "again")]) == 1
+    assert seqs(await store.history(key)) == [1]
+
+
+async def test_list_conversations_is_sorted_and_per_client(store: ConversationStore) -> None:
+    key = new_key()
+    for conversation in ["b", "a", "c", "B", "ä"]:
+        await store.append(key._replace(conversation_id=conversation), turns(2))
+    await store.append(
+        new_key(bot_id=key.bot_id)._replace(conversation_id="other-client"), turns(1)
+    )
+    await store.append(
+        new_key(client_id=key.client_id)._replace(conversation_id="other-bot"), turns(1)
+    )
+    assert await store.list_conversations(key.bot_id, key.client_id) == sorted(
+        ["b", "a", "c", "B", "ä"]
+    )
+
+
+async def test_delete_bot_removes_only_that_bot(store: ConversationStore) -> None:
+    doomed = new_key()
+    survivor = new_key(client_id=doomed.client_id)  # same client, same conversation id
+    await store.append(doomed, turns(3))
+    await store.append(new_key(bot_id=doomed.bot_id), turns(2))
+    await store.append(survivor, turns(4))
+    assert await store.delete_bot(doomed.bot_id) == 5
+    assert await store.exists(doomed) is False
+    assert await store.list_conversations(doomed.bot_id, doomed.client_id) == []
+    assert await store.count(survivor) == 4
+    assert await store.delete_bot(doomed.bot_id) == 0
+
+
+async def test_same_conversation_id_never_mixes_across_clients_or_bots(
+    store: ConversationStore,
+) -> None:
+    base = new_key()
+    other_client = base._replace(client_id=base.client_id + "-x")
+    other_bot = base._replace(bot_id=base.bot_id + "-x")
+    await store.append(base, [("user", "base")])
+    await store.append(other_client, [("user", "client"), ("assistant", "client2")])
+    await store.append(other_bot, [("user", "bot")])
+
+    assert contents(await store.history(base)) == ["base"]
+    assert contents(await store.recent(other_client, 5)) == ["client", "client2"]
+    assert contents(await store.history(other_bot)) == ["bot"]
+    assert await store.delete(other_client) is True
+    assert await store.count(base) == 1
+    assert await store.count(other_bot) == 1
+
+
+async def test_ids_that_look_like_prefixes_do_not_collide(store: ConversationStore) -> None:
+    """("a", "bc") and ("ab", "c") are different keys, however a store joins them."""
+    bot = new_key().bot_id
+    await store.append(ConversationKey(bot, "a", "bc"), [("user", "one")])
+    await store.append(ConversationKey(bot, "ab", "c"), [("user", "two")])
+    assert contents(await store.history(ConversationKey(bot, "a", "bc"))) == ["one"]
+    assert await store.list_conversations(bot, "a") == ["bc"]
+
+
+async def test_multi_message_append_keeps_order(store: ConversationStore) -> None:
+    key = new_key()
+    batch = turns(7, prefix="batch")
+    assert await store.append(key, batch) == 7
+    stored = await store.history(key)
+    assert [(m.role, m.content) for m in stored] == batch
+    assert seqs(stored) == list(range(1, 8))
+
+
+async def test_invalid_arguments_are_rejected_and_store_nothing(store: ConversationStore) -> None:
+    key = new_key()
+    with pytest.raises(ValueError):
+        await store.append(key, [("user", "ok"), ("system", "no")])  # type: ignore[list-item]
+    with pytest.raises(ValueError):
+        await store.append(key, [("user", "ok"), ("user", "nul\x00byte")])
+    with pytest.raises(ValueError):
+        await store.append(key, [("user", "lone \ud800 surrogate")])
+    with pytest.raises(ValueError):
+        await store.recent(key, -1)
+    with pytest.raises(ValueError):
+        await store.history(key, offset=-1)
+    with pytest.raises(ValueError):
+        await store.count(key._replace(conversation_id="bad\x00id"))
+    assert await store.exists(key) is False  # all or none: no partial batch
+
+
+async def test_concurrent_appends_get_gapless_unique_seqs(store: ConversationStore) -> None:
+    key = new_key()
+    counts = await asyncio.gather(*(store.append(key, [("user", f"c{i}")]) for i in range(50)))
+    assert sorted(counts) == list(range(1, 51))
+    stored = await store.history(key)
+    assert seqs(stored) == list(range(1, 51))
+    assert sorted(contents(stored)) == sorted(f"c{i}" for i in range(50))
+
+
+async def test_concurrent_batches_stay_contiguous(store: ConversationStore) -> None:
+    key = new_key()
+    await asyncio.gather(*(store.append(key, turns(3, prefix=f"b{i}-")) for i in range(20)))
+    stored = await store.history(key)
+    assert seqs(stored) == list(range(1, 61))
+    for start in range(0, 60, 3):  # each batch of three is adjacent and in order
+        prefix = stored[start].content.split("-")[0]
+        assert contents(stored[start : start + 3]) == [f"{prefix}-{i}" for i in range(3)]
+
+
+async def test_recent_on_a_long_conversation_returns_only_the_window(
+    store: ConversationStore,
+) -> None:
+    key = new_key()
+    for batch in range(10):
+        await store.append(key, turns(500, prefix=f"{batch}:"))
+    assert await store.count(key) == 5000
+    window = await store.recent(key, 20)
+    assert seqs(window) == list(range(4981, 5001))
+    assert contents(window)[-1] == "9:499"
+    assert seqs(await store.history(key, offset=4990, limit=3)) == [4991, 4992, 4993]
+
+
+async def test_close_is_idempotent_and_later_calls_fail(store: ConversationStore) -> None:
+    key = new_key()
+    await store.append(key, turns(1))
+    await store.close()
+    await store.close()
+    with pytest.raises(StorageError):
+        await store.append(key, turns(1))
+    with pytest.raises(StorageError):
+        await store.recent(key, 5)
+    with pytest.raises(StorageError):
+        await store.list_conversations(key.bot_id, key.client_id)
+
+
+# -- durable backends: several instances on one database, restarts --------------------------
+
+
+async def test_two_instances_appending_concurrently_stay_consistent(
+    open_durable: StoreFactory,
+) -> None:
+    first, second = await open_durable(), await open_durable()
+    key = new_key()
+    await asyncio.gather(
+        *(
+            s.append(key, turns(2, prefix=f"{n}-{i}-"))
+            for i in range(25)
+            for n, s in enumerate((first, second))
+        )
+    )
+    for view in (first, second):
+        stored = await view.history(key)
+        assert seqs(stored) == list(range(1, 101))
+        assert await view.count(key) == 100
+        for start in range(0, 100, 2):
+            assert stored[start].content.endswith("-0") and stored[start + 1].content.endswith("-1")
+
+
+async def test_messages_survive_a_restart(open_durable: StoreFactory) -> None:
+    key = new_key()
+    before = await open_durable()
+    await before.append(key, turns(4))
+    written = await before.history(key)
+    await before.close()
+
+    after = await open_durable()
+    assert await after.history(key) == written
+    assert await after.list_conversations(key.bot_id, key.client_id) == [key.conversation_id]
+    assert await after.append(key, turns(1)) == 5
+
+
+async def test_one_instance_sees_the_others_writes(open_durable: StoreFactory) -> None:
+    writer, reader = await open_durable(), await open_durable()
+    key = new_key()
+    await writer.append(key, turns(3))
+    assert await reader.count(key) == 3
+    assert await reader.delete(key) is True
+    assert await writer.exists(key) is False
+
+
+async def test_cancelled_appends_leave_the_store_consistent(store: ConversationStore) -> None:
+    key = new_key()
+    tasks = [asyncio.create_task(store.append(key, turns(2, prefix=f"t{i}-"))) for i in range(20)]
+    for _ in range(3):
+        await asyncio.sleep(0)
+    for task in tasks[::2]:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    total = await store.append(key, [("user", "after")])
+    stored = await store.history(key)
+    assert seqs(stored) == list(range(1, total + 1))
+    assert stored[-1].content == "after"
+    assert total % 2 == 1  # whole pairs only, plus the last message
