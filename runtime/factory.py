@@ -50,6 +50,16 @@ class _SharedStores:
         return len(self._stores)
 
 
+def with_process_defaults(llm: LLMConfig, env: Mapping[str, str]) -> LLMConfig:
+    """Apply ``OPENAI_BASE_URL`` to an openai bot that names no ``baseUrl`` (like the SDK does).
+
+    (``OPENAI_API_KEY`` likewise stands in for a bot naming no key source: see ``secrets``.)
+    """
+    if llm.provider == "openai" and llm.base_url is None and env.get("OPENAI_BASE_URL"):
+        return llm.model_copy(update={"base_url": env["OPENAI_BASE_URL"]})
+    return llm
+
+
 ProviderFactory = Callable[[LLMConfig, str | None], LLMProvider]
 
 
@@ -83,7 +93,8 @@ class BotFactory:
 
     async def build(self, bot_id: str, config: BotConfig) -> DynaBot:
         env = self._env if self._env is not None else os.environ
-        api_key = await resolve_api_key(config.llm, bot_id=bot_id, env=env, secrets=self._secrets)
+        llm_config = with_process_defaults(config.llm, env)
+        api_key = await resolve_api_key(llm_config, bot_id=bot_id, env=env, secrets=self._secrets)
         try:
             key, store = await self._stores.acquire(bot_id, config, env)
         except KubebotsError:
@@ -91,7 +102,7 @@ class BotFactory:
         except (OSError, RuntimeError) as exc:
             raise BotCreationError(bot_id, f"storage failed ({type(exc).__name__})") from None
         try:
-            llm = self._providers(config.llm, api_key)
+            llm = self._providers(llm_config, api_key)
         except BaseException:
             await self._stores.release(key)
             raise

@@ -124,6 +124,11 @@ class BotManager:
                 self._retire(old.bot)
             return bot
 
+    @property
+    def factory(self) -> BotFactory:
+        """The factory that builds this manager's bots."""
+        return self._factory
+
     def list_bots(self) -> list[str]:
         return list(self._bots)
 

@@ -12,7 +12,7 @@ import yaml
 
 from ..errors import ConfigurationError
 from .bot import BotConfig
-from .parse import parse_bot_config
+from .parse import describe, parse_bot_config
 
 API_GROUP = "kubebots.io"
 API_VERSION = "v1alpha1"
@@ -61,7 +61,9 @@ def parse_bot_document(doc: Any, *, source: str = "<input>") -> BotDocument:
         spec = parse_bot_config(doc.get("spec") or {}, bot_id=name)
     except ConfigurationError as exc:
         errors = [(f"spec.{f}", r) for f, r in exc.errors] or [("spec", exc.message)]
-        raise ConfigurationError(f"{source}: {exc.message}", errors=errors, bot_id=name) from None
+        raise ConfigurationError(
+            f"{source}: invalid Bot '{name}': {describe(errors)}", errors=errors, bot_id=name
+        ) from None
     return BotDocument(name=name, namespace=namespace, spec=spec, source=source)
 
 
