@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -39,7 +40,7 @@ def workdir(tmp_path: Path, postgres_url: str) -> Path:
         conn.execute(
             "INSERT INTO bot_configs VALUES ('support-bot', %s) "
             "ON CONFLICT (bot_id) DO UPDATE SET config = excluded.config",
-            ('{"llm": {"provider": "echo"}, "system_prompt": "%s"}' % DB_PROMPT,),
+            (json.dumps({"llm": {"provider": "echo"}, "system_prompt": DB_PROMPT}),),
         )
     return tmp_path
 
