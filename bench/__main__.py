@@ -10,6 +10,8 @@ from .chat import CHAT_CONVERSATIONS, CHAT_TURNS, chat_latency
 from .growth import GROWTH_CONVERSATIONS, GROWTH_TURNS, RATIO_GOAL, WINDOW_TURNS, turn_growth
 from .machine import header
 from .manager_ops import CACHED_BATCH_SIZE, CACHED_BATCHES, cached_get_or_create, new_bot_creation
+from .propagation import GOAL_P99_MS, PROPAGATIONS, UPDATES
+from .propagation import run as propagation
 from .report import row, section, verdict
 from .rss import RSS_BOT_COUNTS, rss_per_bot
 from .single_flight import LOADER_DELAY_S, concurrent_builds
@@ -79,6 +81,19 @@ def bench_single_flight() -> None:
     )
 
 
+def bench_propagation() -> None:
+    section(
+        f"config propagation: store put -> new config served by a store-driven BotManager "
+        f"({UPDATES} sequential updates; goal p99 < {GOAL_P99_MS:.0f} ms)"
+    )
+    for name in PROPAGATIONS:
+        p = propagation(name)
+        row(
+            name,
+            f"p50 {p.p50_ms:.2f} ms, p99 {p.p99_ms:.2f} ms, max {p.max_ms:.2f} ms  {verdict(p.ok)}",
+        )
+
+
 def main() -> None:
     started = time.perf_counter()
     print("\n".join(header()), flush=True)
@@ -87,6 +102,7 @@ def main() -> None:
     bench_growth()
     bench_rss()
     bench_single_flight()
+    bench_propagation()
     print(f"\ntotal bench time: {time.perf_counter() - started:.1f} s", flush=True)
 
 

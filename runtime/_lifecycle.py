@@ -64,7 +64,8 @@ class Lifecycle:
     async def close(self) -> None:
         """Stop, drain, release. Safe to call many times and from many tasks."""
         self._closing = True
-        if self._task is None:
+        if self._task is None or (self._task.cancelled() and not self._released):
+            # (a close task cancelled before it ran, e.g. by a stopping loop, is started again)
             self._task = asyncio.ensure_future(self._drain_and_release())
         await asyncio.shield(self._task)
 

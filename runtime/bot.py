@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
+from dataclasses import dataclass
 
 from ._lifecycle import Lifecycle
 from ._locks import KeyedLocks
@@ -15,6 +16,17 @@ from .schema import BotConfig
 from .storage.base import ConversationKey, ConversationStore, StoredMessage
 
 Release = Callable[[], Awaitable[None]]
+
+
+@dataclass(frozen=True, slots=True)
+class BotVersion:
+    """Where a bot's config came from: the config store's revision and the Bot's generation."""
+
+    revision: int
+    generation: int
+    uid: str = ""
+
+
 _LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
@@ -33,9 +45,11 @@ class DynaBot:
         llm: LLMProvider,
         storage: ConversationStore,
         release: Release | None = None,
+        version: BotVersion | None = None,
     ) -> None:
         self.bot_id = validate_bot_id(bot_id)
         self.config = config
+        self.version = version
         self._llm = llm
         self._storage = storage
         self._extra_release = release
@@ -60,7 +74,7 @@ class DynaBot:
                 )
                 return completion
 
-    async def stream_chat(self, message: str, context: BotContext) -> AsyncIterator[str]:
+    async def stream_chat(self, message: str, context: BotContext) -> AsyncGenerator[str, None]:
         """Yield the reply as text deltas; the turn is stored once the stream completes.
 
         A stream abandoned part-way stores nothing (close it with ``aclose()`` to free the turn).
@@ -75,6 +89,32 @@ class DynaBot:
                     parts.append(delta)
                     yield delta
                 await self._storage.append(key, [("user", message), ("assistant", "".join(parts))])
+
+    # -- stateless (OpenAI-compatible) -------------------------------------------------------
+    async def complete_messages(self, messages: Sequence[ChatMessage]) -> Completion:
+        """Answer a client-held history (nothing stored): the bot's system prompt comes first,
+        then the client's messages, cut to the bot's memory window."""
+        with self._life.operation():
+            return await self._llm.complete(self._stateless_prompt(messages))
+
+    async def stream_messages(self, messages: Sequence[ChatMessage]) -> AsyncGenerator[str, None]:
+        """Like :meth:`complete_messages`, as text deltas."""
+        prompt = self._stateless_prompt(messages)
+        with self._life.operation():
+            async for delta in self._llm.stream(prompt):
+                yield delta
+
+    def _stateless_prompt(self, messages: Sequence[ChatMessage]) -> list[ChatMessage]:
+        if not messages or messages[-1].role != "user":
+            raise MessageRejectedError("the last message must come from the user")
+        for message in messages:
+            self._check(message.content)
+        window = self.config.memory.max_messages
+        history = list(messages[:-1])[-window:] if window else []
+        prompt = (
+            [ChatMessage("system", self.config.system_prompt)] if self.config.system_prompt else []
+        )
+        return [*prompt, *history, messages[-1]]
 
     # -- conversations ----------------------------------------------------------------------
     async def get_history(

@@ -47,6 +47,10 @@ class InvalidBotIdError(KubebotsError, ValueError):
     """A bot id is empty, too long, or holds a path separator or control character."""
 
 
+class InvalidContextError(KubebotsError, ValueError):
+    """A ``client_id``, ``conversation_id`` or ``user_id`` is empty, too long or malformed."""
+
+
 class BotCreationError(KubebotsError):
     """Building a bot failed for a reason other than its configuration (storage, provider)."""
 

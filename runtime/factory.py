@@ -7,7 +7,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from ._locks import KeyedLocks
-from .bot import DynaBot
+from .bot import BotVersion, DynaBot
 from .errors import BotCreationError, KubebotsError
 from .llm import LLMProvider, build_provider
 from .schema import BotConfig, LLMConfig, MemoryStorageConfig, parse_bot_config
@@ -91,7 +91,9 @@ class BotFactory:
     def open_stores(self) -> int:
         return len(self._stores)
 
-    async def build(self, bot_id: str, config: BotConfig) -> DynaBot:
+    async def build(
+        self, bot_id: str, config: BotConfig, version: BotVersion | None = None
+    ) -> DynaBot:
         env = self._env if self._env is not None else os.environ
         llm_config = with_process_defaults(config.llm, env)
         api_key = await resolve_api_key(llm_config, bot_id=bot_id, env=env, secrets=self._secrets)
@@ -110,7 +112,7 @@ class BotFactory:
         async def release() -> None:
             await self._stores.release(key)
 
-        return DynaBot(bot_id, config, llm=llm, storage=store, release=release)
+        return DynaBot(bot_id, config, llm=llm, storage=store, release=release, version=version)
 
 
 async def create_bot(

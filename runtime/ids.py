@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 
-from .errors import InvalidBotIdError
+from .errors import InvalidBotIdError, InvalidContextError
 
 MAX_BOT_ID_LENGTH = 253
 MAX_CONTEXT_ID_LENGTH = 256
@@ -47,9 +47,13 @@ def validate_context_id(value: object, field: str, *, required: bool = True) -> 
     if value is None and not required:
         return None
     if not isinstance(value, str) or not value:
-        raise ValueError(f"{field} must be a non-empty string")
+        raise InvalidContextError(f"{field} must be a non-empty string", detail={"field": field})
     if len(value) > MAX_CONTEXT_ID_LENGTH:
-        raise ValueError(f"{field} is longer than {MAX_CONTEXT_ID_LENGTH} characters")
+        raise InvalidContextError(
+            f"{field} is longer than {MAX_CONTEXT_ID_LENGTH} characters", detail={"field": field}
+        )
     if re.search(r"[\x00-\x1f\x7f]", value):
-        raise ValueError(f"{field} must not contain control characters")
+        raise InvalidContextError(
+            f"{field} must not contain control characters", detail={"field": field}
+        )
     return value

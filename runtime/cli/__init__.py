@@ -8,6 +8,8 @@ import sys
 from collections.abc import Sequence
 
 from .chat import add_chat_parser
+from .serve import add_serve_parser
+from .store import add_store_parser
 from .validate import add_validate_parser
 
 
@@ -19,6 +21,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     add_chat_parser(sub)
     add_validate_parser(sub)
+    add_store_parser(sub)
+    add_serve_parser(sub)
     return parser
 
 

@@ -10,10 +10,20 @@ from __future__ import annotations
 import asyncio
 import inspect
 from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
 from typing import Any, Protocol, TypeAlias
 
+from ..bot import BotVersion
 from ..errors import ConfigurationError, KubebotsError, UnknownBotError
 from ..schema import BotConfig, parse_bot_config
+
+
+@dataclass(frozen=True, slots=True)
+class VersionedConfig:
+    """A loader result that also says which version of the config it is (store loaders)."""
+
+    config: Mapping[str, Any] | BotConfig
+    version: BotVersion
 
 
 class SupportsLoad(Protocol):
@@ -57,7 +67,7 @@ def adapt_loader(loader: ConfigLoader) -> AsyncLoad:
     return call_in_thread
 
 
-async def load_config(load: AsyncLoad, bot_id: str) -> BotConfig:
+async def load_config(load: AsyncLoad, bot_id: str) -> tuple[BotConfig, BotVersion | None]:
     """Run the loader and validate its result; errors name the bot and the bad field."""
     try:
         raw = await load(bot_id)
@@ -72,6 +82,10 @@ async def load_config(load: AsyncLoad, bot_id: str) -> BotConfig:
             f"config loader failed for bot '{bot_id}': {type(exc).__name__}: {_short(exc)}",
             bot_id=bot_id,
         ) from exc
+    version: BotVersion | None = None
+    if isinstance(raw, VersionedConfig):
+        version = raw.version
+        raw = raw.config
     if raw is None:
         raise UnknownBotError(f"no configuration for bot '{bot_id}'", detail={"bot_id": bot_id})
     if not isinstance(raw, Mapping | BotConfig):
@@ -79,7 +93,7 @@ async def load_config(load: AsyncLoad, bot_id: str) -> BotConfig:
             f"config loader for bot '{bot_id}' returned {type(raw).__name__}, not a mapping",
             bot_id=bot_id,
         )
-    return parse_bot_config(raw, bot_id=bot_id)
+    return parse_bot_config(raw, bot_id=bot_id), version
 
 
 def _short(exc: BaseException, limit: int = 200) -> str:

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .._locks import KeyedLocks
-from ..bot import DynaBot
+from ..bot import BotVersion, DynaBot
 from ..errors import ConfigurationError
 from ..factory import BotFactory
 from ..ids import validate_bot_id
@@ -116,18 +116,32 @@ class BotManager:
         """Rebuild the bot from ``config`` or the loader and swap it in atomically."""
         validate_bot_id(bot_id)
         async with self._locks.hold(bot_id):
-            bot = await self._build(bot_id, config)
-            old = self._bots.pop(bot_id, None)
-            self._insert(bot_id, bot)
-            self.stats.reloads += 1
-            if old is not None:
-                self._retire(old.bot)
-            return bot
+            return await self._swap(bot_id, config)
 
     @property
     def factory(self) -> BotFactory:
         """The factory that builds this manager's bots."""
         return self._factory
+
+    async def refresh(self, bot_id: str, *, revision: int) -> DynaBot | None:
+        """Reload a *loaded* bot whose config is older than store ``revision``.
+
+        Returns the (possibly new) bot, or ``None`` when the bot is not loaded (it stays lazy).
+        Waits for a build of the same id in progress, so a bot being created while its config
+        changes is never left on the older version.
+        """
+        async with self._locks.hold(bot_id):
+            entry = self._bots.get(bot_id)
+            if entry is None:
+                return None
+            current = entry.bot.version
+            if current is not None and current.revision >= revision:
+                return entry.bot
+            return await self._swap(bot_id, None)
+
+    def loaded_versions(self) -> dict[str, BotVersion | None]:
+        """The version each loaded bot runs (``None`` for bots given an explicit config)."""
+        return {bot_id: entry.bot.version for bot_id, entry in self._bots.items()}
 
     def list_bots(self) -> list[str]:
         return list(self._bots)
@@ -180,11 +194,22 @@ class BotManager:
         await self.close()
 
     # -- internals --------------------------------------------------------------------------
+    async def _swap(self, bot_id: str, config: BotConfig | Mapping[str, Any] | None) -> DynaBot:
+        """Build first, then swap with no await in between; the old bot drains and closes."""
+        bot = await self._build(bot_id, config)
+        old = self._bots.pop(bot_id, None)
+        self._insert(bot_id, bot)
+        self.stats.reloads += 1
+        if old is not None:
+            self._retire(old.bot)
+        return bot
+
     async def _build(self, bot_id: str, config: BotConfig | Mapping[str, Any] | None) -> DynaBot:
+        version: BotVersion | None = None
         if config is not None:
             parsed = parse_bot_config(config, bot_id=bot_id)
         elif self._load is not None:
-            parsed = await load_config(self._load, bot_id)
+            parsed, version = await load_config(self._load, bot_id)
         else:
             raise ConfigurationError(
                 f"no configuration for bot '{bot_id}': pass config= or give the manager a "
@@ -192,7 +217,7 @@ class BotManager:
                 bot_id=bot_id,
             )
         try:
-            bot = await self._factory.build(bot_id, parsed)
+            bot = await self._factory.build(bot_id, parsed, version)
         except BaseException:
             self.stats.build_failures += 1
             raise

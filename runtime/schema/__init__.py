@@ -13,9 +13,11 @@ from .document import (
     KIND,
     PLURAL,
     BotDocument,
+    bot_id_for,
     iter_bot_documents,
     load_bot_documents,
     parse_bot_document,
+    split_bot_id,
 )
 from .llm import LLMConfig, SecretKeyRef
 from .parse import field_errors, parse_bot_config
@@ -42,9 +44,11 @@ __all__ = [
     "PostgresStorageConfig",
     "SecretKeyRef",
     "SqliteStorageConfig",
+    "bot_id_for",
     "field_errors",
     "iter_bot_documents",
     "load_bot_documents",
     "parse_bot_config",
     "parse_bot_document",
+    "split_bot_id",
 ]

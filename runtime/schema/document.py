@@ -22,6 +22,21 @@ FULL_API_VERSION = f"{API_GROUP}/{API_VERSION}"
 _NAME_PATTERN = r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$"
 
 
+def bot_id_for(namespace: str, name: str) -> str:
+    """The bot id of the Bot ``namespace/name``: ``namespace:name``.
+
+    Neither part can hold ``:`` (DNS names), so the id is unambiguous, and it holds no path
+    separator, so it is safe in URLs, file names and SQL keys.
+    """
+    return f"{namespace}:{name}"
+
+
+def split_bot_id(bot_id: str) -> tuple[str, str] | None:
+    """``(namespace, name)`` of a Bot's id, or ``None`` for ids not made by :func:`bot_id_for`."""
+    namespace, sep, name = bot_id.partition(":")
+    return (namespace, name) if sep and namespace and name else None
+
+
 @dataclass(frozen=True)
 class BotDocument:
     """One ``Bot`` resource read from a file."""
@@ -30,6 +45,14 @@ class BotDocument:
     namespace: str
     spec: BotConfig
     source: str
+
+    @property
+    def bot_id(self) -> str:
+        return bot_id_for(self.namespace, self.name)
+
+    def spec_dict(self) -> dict[str, Any]:
+        """The spec as the store keeps it: JSON-ready, camelCase, only what was written."""
+        return self.spec.model_dump(mode="json", by_alias=True, exclude_unset=True)
 
 
 def _document_error(source: str, message: str, field: str = "(root)") -> ConfigurationError:

@@ -14,6 +14,7 @@ from kubebots.runtime import (
     DynaBot,
     UnknownBotError,
 )
+from kubebots.runtime.bot import BotVersion
 from kubebots.runtime.errors import InvalidBotIdError
 from kubebots.runtime.llm.base import LLMProvider
 from kubebots.runtime.schema import BotConfig, LLMConfig
@@ -37,10 +38,12 @@ class TrackingFactory(BotFactory):
         self.providers.append(p)
         return p
 
-    async def build(self, bot_id: str, config: BotConfig) -> DynaBot:
+    async def build(
+        self, bot_id: str, config: BotConfig, version: BotVersion | None = None
+    ) -> DynaBot:
         if self.startup_delay:
             await asyncio.sleep(self.startup_delay)
-        return await super().build(bot_id, config)
+        return await super().build(bot_id, config, version)
 
 
 async def test_guide_basic_usage_caches_the_instance() -> None:

@@ -1,0 +1,126 @@
+"""``create_app(settings)``: the runtime's chat API, its BotManager built in the lifespan.
+
+The lifespan opens the config store, builds a store-driven :class:`BotManager`, starts the
+:class:`StoreSync` (``/readyz`` turns ready after its first full sync) and the rate limiter,
+and closes all of it on shutdown. Parts can be injected (tests, embedding) and are then not
+closed by the app.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Mapping
+from contextlib import AsyncExitStack, asynccontextmanager
+
+from fastapi import FastAPI
+
+from ..auth import KeyRing
+from ..manager import BotManager
+from ..ratelimit import MemoryRateLimiter, PostgresRateLimiter, RateLimiter
+from ..secrets import DirectorySecretResolver
+from ..store import ConfigStore, open_config_store
+from ..sync import StoreConfigLoader, StoreSync, SyncSettings
+from .handlers import register_exception_handlers
+from .metrics import Metrics
+from .middleware import RequestContextMiddleware
+from .routers import bots, chat, conversations, health, openai
+from .settings import RuntimeSettings
+from .state import RuntimeState
+
+log = logging.getLogger("kubebots.runtime.api")
+
+
+def load_keyring(settings: RuntimeSettings) -> KeyRing | None:
+    """The API keys, or ``None`` when authentication is (explicitly) off."""
+    if not settings.auth:
+        log.warning("authentication is OFF: every caller may use every bot (KUBEBOTS_AUTH=false)")
+        return None
+    return KeyRing.load(
+        settings.api_keys_file,
+        json_text=settings.api_keys.get_secret_value() if settings.api_keys else None,
+        admin_key=settings.admin_key.get_secret_value() if settings.admin_key else None,
+    )
+
+
+async def _open_limiter(settings: RuntimeSettings) -> RateLimiter:
+    if settings.effective_rate_limit_backend() == "postgres":
+        return await PostgresRateLimiter.open(settings.store_url(), prefix=settings.table_prefix)
+    return MemoryRateLimiter()
+
+
+def create_app(
+    settings: RuntimeSettings | None = None,
+    *,
+    env: Mapping[str, str] | None = None,
+    store: ConfigStore | None = None,
+    limiter: RateLimiter | None = None,
+    keyring: KeyRing | None = None,
+) -> FastAPI:
+    """The runtime app. ``env`` is where bots find ``apiKeyEnv`` variables (default: process)."""
+    settings = settings or RuntimeSettings()
+    keys = keyring if keyring is not None else load_keyring(settings)  # fail fast on bad keys
+    metrics = Metrics()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        async with AsyncExitStack() as stack:
+            config_store = store
+            if config_store is None:
+                config_store = await open_config_store(
+                    settings.store_url(),
+                    prefix=settings.table_prefix,
+                    watch_application_name=f"kubebots-watch-{settings.effective_replica_id()}"[:63],
+                )
+                stack.push_async_callback(config_store.close)
+            rate_limiter = limiter
+            if rate_limiter is None:
+                rate_limiter = await _open_limiter(settings)
+                stack.push_async_callback(rate_limiter.close)
+            secrets = (
+                DirectorySecretResolver(settings.secrets_dir) if settings.secrets_dir else None
+            )
+            manager = BotManager(
+                config_loader=StoreConfigLoader(config_store),
+                max_bots=settings.max_bots,
+                idle_ttl=settings.idle_ttl,
+                env=env,
+                secrets=secrets,
+            )
+            stack.push_async_callback(manager.close)
+            sync = StoreSync(
+                config_store,
+                manager,
+                SyncSettings(
+                    replica_id=settings.effective_replica_id(),
+                    preload=settings.preload,
+                    heartbeat_interval=settings.heartbeat_interval,
+                ),
+            )
+            await sync.start()
+            stack.push_async_callback(sync.stop)
+            metrics.watch_runtime(manager, sync)
+            app.state.bot_manager = manager
+            app.state.runtime = RuntimeState(
+                settings=settings,
+                store=config_store,
+                manager=manager,
+                sync=sync,
+                limiter=rate_limiter,
+                keyring=keys,
+                metrics=metrics,
+            )
+            yield
+
+    app = FastAPI(
+        title="kubebots runtime",
+        version="0.1.0",
+        description="Multi-tenant chat API for the bots of a kubebots config store.",
+        lifespan=lifespan,
+    )
+    register_exception_handlers(app)
+    for module in (chat, conversations, bots, openai, health):
+        app.include_router(module.router)
+    app.add_middleware(
+        RequestContextMiddleware, metrics=metrics, max_body_bytes=settings.max_body_bytes
+    )
+    return app

@@ -1,0 +1,122 @@
+"""Request context as plain ASGI middleware (cheaper than BaseHTTPMiddleware).
+
+Per request: a request id (``X-Request-ID`` kept when sane, else generated, echoed back), the
+body-size limit (413 in the error format), Prometheus metrics by route template, and one
+structured access-log line. Message content is never logged.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import time
+import uuid
+from typing import Any
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from .handlers import format_error
+from .metrics import Metrics
+
+log = logging.getLogger("kubebots.runtime.api.access")
+_SAFE_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+
+
+class _BodyTooLarge(Exception):
+    pass
+
+
+class RequestContextMiddleware:
+    def __init__(self, app: ASGIApp, *, metrics: Metrics, max_body_bytes: int) -> None:
+        self.app = app
+        self.metrics = metrics
+        self.max_body_bytes = max_body_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
+        given = headers.get("x-request-id", "")
+        request_id = given if _SAFE_ID.match(given) else uuid.uuid4().hex
+        scope.setdefault("state", {})["request_id"] = request_id
+        started = time.perf_counter()
+        status = 500
+        response_started = False
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal status, response_started
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                response_started = True
+                message.setdefault("headers", [])
+                message["headers"] = [*message["headers"], (b"x-request-id", request_id.encode())]
+            await send(message)
+
+        try:
+            length = int(headers.get("content-length") or 0)
+        except ValueError:
+            length = 0
+        try:
+            if length > self.max_body_bytes:
+                raise _BodyTooLarge
+            await self.app(scope, self._limited(receive), send_with_id)
+        except _BodyTooLarge:
+            if response_started:
+                raise
+            await self._too_large(send_with_id, request_id)
+        finally:
+            self._observe(scope, status, time.perf_counter() - started, request_id)
+
+    def _limited(self, receive: Receive) -> Receive:
+        seen = 0
+
+        async def limited() -> Message:
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > self.max_body_bytes:
+                    raise _BodyTooLarge
+            return message
+
+        return limited
+
+    async def _too_large(self, send: Send, request_id: str) -> None:
+        body = format_error(
+            "PayloadTooLargeError",
+            f"request body exceeds {self.max_body_bytes} bytes",
+            {"max_body_bytes": self.max_body_bytes, "request_id": request_id},
+        )
+        raw = json.dumps(body).encode()
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 413,
+                "headers": [
+                    (b"content-type", b"application/json"),
+                    (b"content-length", str(len(raw)).encode()),
+                ],
+            }
+        )
+        await send({"type": "http.response.body", "body": raw})
+
+    def _observe(self, scope: Scope, status: int, seconds: float, request_id: str) -> None:
+        route: Any = scope.get("route")
+        template = getattr(route, "path", None) or "unmatched"
+        method = scope.get("method", "")
+        self.metrics.requests.labels(method=method, route=template, status=str(status)).inc()
+        self.metrics.latency.labels(method=method, route=template).observe(seconds)
+        state = scope.get("state", {})
+        log.info(
+            "request",
+            extra={
+                "request_id": request_id,
+                "method": method,
+                "route": template,
+                "status": status,
+                "duration_ms": round(seconds * 1000, 2),
+                "client_id": state.get("client_id"),
+            },
+        )

@@ -1,0 +1,1 @@
+"""One router per resource: chat, bots, conversations, the OpenAI-compatible API, health."""

@@ -1,0 +1,82 @@
+"""``POST /bots/{bot_id}/chat`` and its Server-Sent Events variant."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+
+from fastapi import APIRouter
+from fastapi.responses import StreamingResponse
+
+from ...context import BotContext
+from ...errors import KubebotsError
+from ..handlers import error_body
+from ..models import ChatRequest, ChatResponse, Usage
+from ..security import CallerDep, limit_requests, open_bot
+from ..state import StateDep
+from ..tokens import charge_tokens, check_tokens
+
+router = APIRouter(tags=["chat"])
+
+
+@router.post("/bots/{bot_id}/chat", response_model=ChatResponse)
+async def chat(bot_id: str, body: ChatRequest, state: StateDep, caller: CallerDep) -> ChatResponse:
+    """Send a message; the turn is stored in the caller's conversation."""
+    client_id = caller.client_id(body.client_id)
+    await check_tokens(state, caller, client_id)
+    await limit_requests(state, caller, client_id)
+    bot = await open_bot(state, caller, bot_id)
+    context = BotContext(body.conversation_id, client_id, body.user_id)
+    completion = await bot.complete(body.message, context)
+    usage = None
+    if completion.usage is not None:
+        await charge_tokens(state, caller, client_id, completion.usage.total_tokens)
+        usage = Usage(
+            prompt_tokens=completion.usage.prompt_tokens,
+            completion_tokens=completion.usage.completion_tokens,
+            total_tokens=completion.usage.total_tokens,
+        )
+    return ChatResponse(
+        response=completion.content,
+        conversation_id=body.conversation_id,
+        bot_id=bot_id,
+        usage=usage,
+    )
+
+
+def sse(event: str, data: object) -> str:
+    return f"event: {event}\ndata: {json.dumps(data, separators=(',', ':'))}\n\n"
+
+
+@router.post(
+    "/bots/{bot_id}/chat/stream",
+    response_class=StreamingResponse,
+    responses={200: {"content": {"text/event-stream": {}}}},
+)
+async def chat_stream(
+    bot_id: str, body: ChatRequest, state: StateDep, caller: CallerDep
+) -> StreamingResponse:
+    """Like ``/chat``, as Server-Sent Events: ``delta`` events, then ``done`` (or ``error``)."""
+    client_id = caller.client_id(body.client_id)
+    await check_tokens(state, caller, client_id)
+    await limit_requests(state, caller, client_id)
+    bot = await open_bot(state, caller, bot_id)
+    context = BotContext(body.conversation_id, client_id, body.user_id)
+    stream = bot.stream_chat(body.message, context)
+    first = await anext(stream, None)  # errors before the first delta are plain HTTP errors
+
+    async def events() -> AsyncIterator[str]:
+        try:
+            if first is not None:
+                yield sse("delta", {"delta": first})
+            async for delta in stream:
+                yield sse("delta", {"delta": delta})
+            yield sse("done", {"conversation_id": body.conversation_id, "bot_id": bot_id})
+        except KubebotsError as exc:
+            yield sse("error", error_body(exc))
+        finally:
+            await stream.aclose()
+
+    return StreamingResponse(
+        events(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"}
+    )

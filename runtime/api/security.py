@@ -1,0 +1,96 @@
+"""Who is calling (API key -> client), which bots they may use, and their rate limits."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from ..auth import Principal
+from ..bot import DynaBot
+from .errors import AuthenticationError, BotNotFoundError, PermissionDeniedError, RateLimitError
+from .state import RuntimeState, StateDep
+
+#: The client id used when authentication is off and the request names none.
+ANONYMOUS = "anonymous"
+
+
+@dataclass(frozen=True)
+class Caller:
+    """The authenticated principal, or ``None`` when authentication is off."""
+
+    principal: Principal | None
+
+    @property
+    def admin(self) -> bool:
+        return self.principal is None or self.principal.admin
+
+    def may_use(self, bot_id: str) -> bool:
+        return self.principal is None or self.principal.may_use(bot_id)
+
+    def client_id(self, claimed: str | None) -> str:
+        """The request's client id: the key's, never taken on trust from the body."""
+        if self.principal is None:
+            return claimed or ANONYMOUS
+        if claimed is not None and claimed != self.principal.client_id:
+            raise PermissionDeniedError(
+                "client_id does not match the API key", detail={"field": "client_id"}
+            )
+        return self.principal.client_id
+
+
+def _presented_key(request: Request) -> str | None:
+    header = request.headers.get("authorization")
+    if header:
+        scheme, _, value = header.partition(" ")
+        if scheme.lower() == "bearer" and value.strip():
+            return value.strip()
+    return request.headers.get("x-api-key") or None
+
+
+async def get_caller(request: Request, state: StateDep) -> Caller:
+    if state.keyring is None:
+        return Caller(None)
+    key = _presented_key(request)
+    if key is None:
+        raise AuthenticationError("an API key is required (Authorization: Bearer <key>)")
+    principal = state.keyring.authenticate(key)
+    if principal is None:
+        raise AuthenticationError("the API key is not valid")
+    request.state.client_id = principal.client_id
+    return Caller(principal)
+
+
+CallerDep = Annotated[Caller, Depends(get_caller)]
+
+
+async def require_admin(caller: CallerDep) -> Caller:
+    if not caller.admin:
+        raise PermissionDeniedError("this route needs an admin key")
+    return caller
+
+
+AdminDep = Annotated[Caller, Depends(require_admin)]
+
+
+async def limit_requests(state: RuntimeState, caller: Caller, client_id: str) -> None:
+    """Count one request against the client's per-minute limit (shared across replicas)."""
+    limit = caller.principal.requests_per_minute if caller.principal else None
+    limit = limit or state.settings.requests_per_minute
+    if limit is None:
+        return
+    decision = await state.limiter.acquire(client_id, limit=limit, scope="requests")
+    if not decision.allowed:
+        state.metrics.rate_limited.labels(scope="requests").inc()
+        raise RateLimitError(
+            message=f"rate limit of {limit} requests per minute exceeded",
+            retry_after=decision.retry_after,
+        )
+
+
+async def open_bot(state: RuntimeState, caller: Caller, bot_id: str) -> DynaBot:
+    """The bot, if this caller may use it; bots outside the allow-list do not exist for it."""
+    if not caller.may_use(bot_id):
+        raise BotNotFoundError(bot_id)
+    return await state.manager.get_or_create(bot_id)

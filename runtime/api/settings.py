@@ -1,0 +1,66 @@
+"""The runtime service's settings (pydantic-settings, env prefix ``KUBEBOTS_``).
+
+Read once at the process edge (``kubebots serve``) and passed to :func:`create_app`.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class RuntimeSettings(BaseSettings):
+    """Everything ``kubebots serve`` can be told, as flags or ``KUBEBOTS_*`` variables."""
+
+    model_config = SettingsConfigDict(env_prefix="KUBEBOTS_", extra="ignore")
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=0, le=65535)
+    data_dir: Path = Path(".kubebots")
+    store: str | None = Field(
+        default=None,
+        description="Config store URL (default: sqlite:<data_dir>/store.db). May hold a password.",
+    )
+    table_prefix: str = Field(
+        default="kubebots_",
+        pattern=r"^[a-z_][a-z0-9_]{0,30}$",
+        description="Prefix of every table kubebots creates (several installations, one DB).",
+    )
+    replica_id: str | None = Field(default=None, description="Default: <hostname>-<pid>.")
+    preload: bool = False
+    max_bots: int | None = Field(default=None, ge=1)
+    idle_ttl: float | None = Field(default=None, gt=0)
+    heartbeat_interval: float = Field(default=5.0, gt=0)
+    secrets_dir: Path | None = Field(
+        default=None, description="Mounted Secrets, as <dir>/<secret name>/<key>."
+    )
+
+    auth: bool = Field(default=True, description="Require API keys (turn off only explicitly).")
+    api_keys_file: Path | None = None
+    api_keys: SecretStr | None = Field(default=None, description="The key file's content (JSON).")
+    admin_key: SecretStr | None = None
+
+    rate_limit_backend: Literal["auto", "memory", "postgres"] = Field(
+        default="auto", description="auto: postgres when the store is postgres, else memory."
+    )
+    requests_per_minute: int | None = Field(
+        default=None, ge=1, description="Default per-client limit for clients without their own."
+    )
+    max_body_bytes: int = Field(default=1_000_000, ge=1024)
+    log_level: str = "INFO"
+
+    def store_url(self) -> str:
+        return self.store or f"sqlite:{self.data_dir / 'store.db'}"
+
+    def effective_replica_id(self) -> str:
+        return self.replica_id or f"{socket.gethostname()}-{os.getpid()}"
+
+    def effective_rate_limit_backend(self) -> Literal["memory", "postgres"]:
+        if self.rate_limit_backend != "auto":
+            return self.rate_limit_backend
+        return "postgres" if self.store_url().startswith(("postgresql:", "postgres:")) else "memory"

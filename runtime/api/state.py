@@ -1,0 +1,35 @@
+"""What the app's lifespan builds and the routes use, as one object on ``app.state``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from ..auth import KeyRing
+from ..manager import BotManager
+from ..ratelimit import RateLimiter
+from ..store import ConfigStore
+from ..sync import StoreSync
+from .metrics import Metrics
+from .settings import RuntimeSettings
+
+
+@dataclass
+class RuntimeState:
+    settings: RuntimeSettings
+    store: ConfigStore
+    manager: BotManager
+    sync: StoreSync
+    limiter: RateLimiter
+    keyring: KeyRing | None  # None: authentication is off
+    metrics: Metrics
+
+
+def get_state(request: Request) -> RuntimeState:
+    state: RuntimeState = request.app.state.runtime
+    return state
+
+
+StateDep = Annotated[RuntimeState, Depends(get_state)]

@@ -1,0 +1,78 @@
+"""The config store: protocol, backends (memory, sqlite, postgres) and a URL factory.
+
+URLs: ``memory://``; ``sqlite:PATH`` or ``sqlite:///ABSOLUTE/PATH`` (a plain path means sqlite
+too); ``postgresql://...`` (``postgres://`` accepted). The URL may hold credentials: it comes
+from settings or a mounted Secret, never from a Bot, and is never logged.
+"""
+
+from __future__ import annotations
+
+from .base import (
+    BotReport,
+    ConfigStore,
+    ReplicaReport,
+    ResyncRequired,
+    StoreEntry,
+    StoreError,
+    WatchEvent,
+)
+from .memory import MemoryConfigStore
+from .postgres import PostgresConfigStore
+from .sqlite import SqliteConfigStore
+
+#: Where ``kubebots`` keeps its embedded store unless told otherwise.
+DEFAULT_STORE_URL = "sqlite:.kubebots/store.db"
+
+__all__ = [
+    "DEFAULT_STORE_URL",
+    "BotReport",
+    "ConfigStore",
+    "MemoryConfigStore",
+    "PostgresConfigStore",
+    "ReplicaReport",
+    "ResyncRequired",
+    "SqliteConfigStore",
+    "StoreEntry",
+    "StoreError",
+    "WatchEvent",
+    "describe_store_url",
+    "open_config_store",
+]
+
+
+def _sqlite_path(url: str) -> str | None:
+    if url.startswith("sqlite:///"):
+        return url[len("sqlite://") :]
+    if url.startswith("sqlite:"):
+        return url[len("sqlite:") :]
+    if "://" not in url:
+        return url
+    return None
+
+
+def describe_store_url(url: str) -> str:
+    """The URL with any password masked, for logs and messages."""
+    from ..storage._sql import url_without_password
+
+    if url.startswith(("postgresql://", "postgres://")):
+        return url_without_password(url)
+    return url
+
+
+async def open_config_store(
+    url: str, *, prefix: str = "kubebots_", watch_application_name: str = "kubebots-store-watch"
+) -> ConfigStore:
+    """Open the store a URL names (see the module docstring); ``prefix`` prefixes its tables."""
+    if url == "memory://":
+        return MemoryConfigStore()
+    if url.startswith(("postgresql://", "postgres://")):
+        return await PostgresConfigStore.open(
+            url, prefix=prefix, watch_application_name=watch_application_name
+        )
+    path = _sqlite_path(url)
+    if not path:
+        raise StoreError(
+            f"unsupported store URL '{describe_store_url(url)}': use memory://, sqlite:PATH or "
+            "postgresql://..."
+        )
+    return await SqliteConfigStore.open(path, prefix=prefix)

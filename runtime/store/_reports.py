@@ -1,0 +1,57 @@
+"""Replica reports, shared by every backend: what a report may hold, and rows back to reports."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..ids import validate_bot_id
+from ._sql import check_revision, check_text, to_utc
+from .base import BotReport, ReplicaReport
+
+
+def check_report(report: ReplicaReport) -> ReplicaReport:
+    """``report`` if every field is storable; its ``heartbeat_at`` is ignored by the stores."""
+    if not isinstance(report, ReplicaReport):
+        raise TypeError("report must be a ReplicaReport")
+    if not check_text("replica_id", report.replica_id):
+        raise ValueError("replica_id must not be empty")
+    check_revision("synced_revision", report.synced_revision)
+    seen: set[str] = set()
+    for bot in report.bots:
+        if not isinstance(bot, BotReport):
+            raise TypeError("report.bots must hold BotReport values")
+        validate_bot_id(bot.bot_id)
+        if bot.bot_id in seen:
+            raise ValueError("report.bots must not name a bot twice")
+        seen.add(bot.bot_id)
+        check_revision("a bot report's generation", bot.generation, optional=True)
+        check_revision("a bot report's revision", bot.revision, optional=True)
+        check_revision("a bot report's error_revision", bot.error_revision, optional=True)
+        if bot.error is not None:
+            check_text("a bot report's error", bot.error)
+    return report
+
+
+def group_reports(rows: list[tuple[Any, ...]]) -> list[ReplicaReport]:
+    """Rows ``(replica_id, synced_revision, heartbeat_at, bot_id, generation, revision, error,
+    error_revision)`` ordered by replica then bot (bot columns NULL for a replica without bots)
+    as reports; ``heartbeat_at`` is a datetime."""
+    reports: list[ReplicaReport] = []
+    bots: list[BotReport] = []
+    for index, (replica_id, synced, heartbeat, bot_id, *rest) in enumerate(rows):
+        if bot_id is not None:
+            generation, revision, error, error_revision = rest
+            bots.append(BotReport(bot_id, generation, revision, error, error_revision))
+        if index + 1 == len(rows) or rows[index + 1][0] != replica_id:
+            reports.append(ReplicaReport(replica_id, int(synced), to_utc(heartbeat), tuple(bots)))
+            bots = []
+    return reports
+
+
+def bot_rows(report: ReplicaReport) -> list[tuple[Any, ...]]:
+    """The rows of a report's bots: ``(replica_id, bot_id, generation, revision, error,
+    error_revision)``."""
+    return [
+        (report.replica_id, b.bot_id, b.generation, b.revision, b.error, b.error_revision)
+        for b in report.bots
+    ]

@@ -1,0 +1,206 @@
+"""The config store: where the operator writes Bot specs and every runtime replica reads them.
+
+Modelled on etcd: every write (``put``, ``delete``) bumps one global, monotonically increasing
+``revision``; revisions commit in order (writers are serialized on a counter), so a watcher that
+resumes from revision ``r`` receives every later event exactly once, in order. Deletes keep a
+tombstone; ``compact`` forgets history older than a retention window, and a watch resuming from
+before the compacted revision raises :class:`ResyncRequired` instead of skipping events.
+
+Replica reports let the operator see which runtime replica serves which generation of a bot.
+"""
+
+from __future__ import annotations
+
+import builtins
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Literal, Protocol, runtime_checkable
+
+from ..errors import StorageError
+from ..ids import validate_bot_id
+
+EventType = Literal["PUT", "DELETE"]
+
+
+class StoreError(StorageError):
+    """The config store failed (connection, schema, constraint)."""
+
+
+class ResyncRequired(StoreError):
+    """A watch asked for history that was compacted: list again, then watch from that revision."""
+
+    def __init__(self, from_revision: int, compacted_revision: int) -> None:
+        super().__init__(
+            f"revision {from_revision} is older than the compacted revision "
+            f"{compacted_revision}: a full resync (list, then watch) is required",
+            detail={"from_revision": from_revision, "compacted_revision": compacted_revision},
+        )
+        self.from_revision = from_revision
+        self.compacted_revision = compacted_revision
+
+
+@dataclass(frozen=True, slots=True)
+class StoreEntry:
+    """A live bot config. ``config`` is the spec as written (a JSON object, camelCase)."""
+
+    bot_id: str
+    config: Mapping[str, Any]
+    generation: int  # the Bot's metadata.generation (or a counter for CLI writes)
+    uid: str  # the Bot's metadata.uid (a new uid means the Bot was deleted and re-created)
+    revision: int  # the store revision of the write that produced this entry
+    updated_at: datetime
+    #: Facts beside the spec that must also trigger a reload, e.g. the resourceVersion of the
+    #: referenced Secret (``{"secretVersion": "1234"}``); never a secret value.
+    annotations: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class WatchEvent:
+    """One write, as a watcher sees it. ``entry`` is set for PUT, ``None`` for DELETE."""
+
+    type: EventType
+    bot_id: str
+    revision: int
+    entry: StoreEntry | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class BotReport:
+    """What one replica serves for one bot: the version it runs and the last error, if any."""
+
+    bot_id: str
+    generation: int | None  # generation being served (None: none loaded successfully)
+    revision: int | None  # store revision of that config
+    error: str | None = None  # why the newest config is not served (no secrets in it)
+    error_revision: int | None = None  # the store revision that failed
+
+
+@dataclass(frozen=True, slots=True)
+class ReplicaReport:
+    """A replica's heartbeat: the store revision it has fully applied, and per-bot reports.
+
+    Bots a replica has not loaded (lazy) are served from the store on first use, so a replica
+    whose ``synced_revision`` is at least an entry's revision serves that entry's generation
+    unless a :class:`BotReport` for the bot says otherwise.
+    """
+
+    replica_id: str
+    synced_revision: int
+    heartbeat_at: datetime
+    bots: tuple[BotReport, ...] = ()
+
+
+@runtime_checkable
+class ConfigStore(Protocol):
+    """The store the operator writes and runtime replicas read. Errors are :class:`StoreError`."""
+
+    async def put(
+        self,
+        bot_id: str,
+        config: Mapping[str, Any],
+        *,
+        generation: int,
+        uid: str,
+        annotations: Mapping[str, str] | None = None,
+    ) -> int:
+        """Write ``config``; return the entry's revision.
+
+        Idempotent: when the live entry has the same ``uid`` and either a newer ``generation``
+        (a stale write) or the same generation, config and annotations (a repeat), nothing is
+        written and the live entry's revision is returned.
+        """
+        ...
+
+    async def delete(self, bot_id: str) -> int:
+        """Tombstone the bot; return the tombstone's revision (the current one if absent)."""
+        ...
+
+    async def get(self, bot_id: str) -> StoreEntry | None: ...
+
+    async def list(self) -> tuple[builtins.list[StoreEntry], int]:
+        """Every live entry (sorted by bot id) and the revision the listing reflects."""
+        ...
+
+    def watch(self, from_revision: int) -> AsyncIterator[WatchEvent]:
+        """Events with revision > ``from_revision``, in order, forever (until cancelled).
+
+        Raises :class:`ResyncRequired` when ``from_revision`` is older than the compacted
+        revision. Backends reconnect and catch up by revision on their own.
+        """
+        ...
+
+    async def current_revision(self) -> int: ...
+
+    async def compact(self, retention_seconds: float) -> int:
+        """Forget history (events, tombstones) older than the window; return the compacted
+        revision (watches from before it raise :class:`ResyncRequired`)."""
+        ...
+
+    async def report(self, report: ReplicaReport) -> None:
+        """Record a replica's heartbeat, replacing its previous bot reports."""
+        ...
+
+    async def replica_reports(self, *, max_age_seconds: float) -> builtins.list[ReplicaReport]:
+        """Reports of replicas whose heartbeat is younger than ``max_age_seconds``."""
+        ...
+
+    async def expire_replicas(self, *, max_age_seconds: float) -> int:
+        """Delete replicas (and their reports) with an older heartbeat; return how many."""
+        ...
+
+    async def close(self) -> None: ...
+
+
+def check_write(
+    bot_id: str,
+    config: Mapping[str, Any],
+    generation: int,
+    uid: str,
+    annotations: Mapping[str, str] | None,
+) -> None:
+    """Shared argument checks of ``put`` (every backend accepts the same inputs)."""
+    validate_bot_id(bot_id)
+    if not isinstance(config, Mapping):
+        raise TypeError("config must be a mapping")
+    if annotations is not None and not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in annotations.items()
+    ):
+        raise TypeError("annotations must map str to str")
+    if isinstance(generation, bool) or not isinstance(generation, int) or generation < 1:
+        raise ValueError("generation must be a positive int")
+    if not isinstance(uid, str) or not uid:
+        raise ValueError("uid must be a non-empty string")
+
+
+def is_noop(
+    live: StoreEntry | None,
+    config: Mapping[str, Any],
+    generation: int,
+    uid: str,
+    annotations: Mapping[str, str] | None,
+) -> bool:
+    """True when a put must not replace ``live``: a stale generation, or an exact repeat."""
+    if live is None or live.uid != uid:
+        return False
+    if generation < live.generation:
+        return True
+    return (
+        generation == live.generation
+        and dict(live.config) == dict(config)
+        and dict(live.annotations) == dict(annotations or {})
+    )
+
+
+__all__ = [
+    "BotReport",
+    "ConfigStore",
+    "EventType",
+    "ReplicaReport",
+    "ResyncRequired",
+    "StoreEntry",
+    "StoreError",
+    "WatchEvent",
+    "check_write",
+    "is_noop",
+]

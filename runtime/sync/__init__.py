@@ -1,0 +1,7 @@
+"""Store-driven runtime: the BotManager's store loader and the list-then-watch sync loop."""
+
+from .loader import StoreConfigLoader, version_of
+from .status import ServingStatus
+from .sync import StoreSync, SyncSettings
+
+__all__ = ["ServingStatus", "StoreConfigLoader", "StoreSync", "SyncSettings", "version_of"]

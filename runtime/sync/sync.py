@@ -1,0 +1,203 @@
+"""``StoreSync``: keeps a replica's BotManager in step with the config store.
+
+On start it lists the store, reconciles the loaded bots (reload changed, remove vanished) and
+records the revision; then it watches from there. A PUT for a loaded bot reloads it, a DELETE
+removes it; bots not loaded stay lazy (unless ``preload``). After a lost connection or a
+"resync required" it lists and reconciles again, so no delete is ever missed. A config that
+fails to validate or build never replaces a good bot: the old one keeps serving and the error
+goes into the replica's report.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from ..errors import KubebotsError, UnknownBotError
+from ..manager import BotManager
+from ..schema import parse_bot_config
+from ..store.base import (
+    ConfigStore,
+    ReplicaReport,
+    ResyncRequired,
+    StoreEntry,
+    StoreError,
+    WatchEvent,
+)
+from .status import ServingStatus
+
+log = logging.getLogger("kubebots.runtime.sync")
+
+
+@dataclass(frozen=True)
+class SyncSettings:
+    replica_id: str
+    preload: bool = False
+    heartbeat_interval: float = 5.0  # seconds between replica reports when nothing changes
+    min_report_interval: float = 0.05  # reports after changes are at least this far apart
+    max_backoff: float = 5.0  # seconds between attempts while the store is unreachable
+
+
+class StoreSync:
+    """Runs the list-then-watch loop and the replica report loop for one BotManager."""
+
+    def __init__(self, store: ConfigStore, manager: BotManager, settings: SyncSettings) -> None:
+        self._store = store
+        self._manager = manager
+        self._settings = settings
+        self._status = ServingStatus()
+        self._synced = asyncio.Condition()
+        self._dirty = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+        self.ready = asyncio.Event()
+        self.synced_revision = 0
+        self.resyncs = 0
+        self.last_lag_seconds = 0.0
+
+    @property
+    def status(self) -> ServingStatus:
+        return self._status
+
+    async def start(self) -> None:
+        if not self._tasks:
+            self._tasks = [
+                asyncio.ensure_future(self._run()),
+                asyncio.ensure_future(self._report_loop()),
+            ]
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks = []
+
+    async def __aenter__(self) -> StoreSync:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *_: object) -> None:
+        await self.stop()
+
+    async def wait_for_revision(self, revision: int) -> None:
+        """Wait until every store event up to ``revision`` has been applied."""
+        async with self._synced:
+            await self._synced.wait_for(lambda: self.synced_revision >= revision)
+
+    # -- the watch loop ---------------------------------------------------------------------
+    async def _run(self) -> None:
+        backoff = 0.05
+        while True:
+            try:
+                revision = await self._resync()
+                self.ready.set()
+                backoff = 0.05
+                async for event in self._store.watch(revision):
+                    await self._apply(event)
+            except ResyncRequired as exc:
+                log.warning("config store history was compacted: resyncing (%s)", exc.message)
+            except StoreError as exc:
+                log.warning("config store unavailable, retrying in %.2fs: %s", backoff, exc.message)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, self._settings.max_backoff)
+            except Exception:
+                # A bug must not silently stop this replica from following the store: log it,
+                # back off, then list and reconcile again (unless we are being stopped).
+                task = asyncio.current_task()
+                if task is not None and task.cancelling():
+                    raise
+                log.exception("config sync failed unexpectedly; resyncing in %.2fs", backoff)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, self._settings.max_backoff)
+
+    async def _resync(self) -> int:
+        entries, revision = await self._store.list()
+        self.resyncs += 1
+        live = {entry.bot_id: entry for entry in entries}
+        self._status.keep_only(set(live))
+        for entry in entries:
+            self._validate(entry)
+        for bot_id, version in self._manager.loaded_versions().items():
+            if version is None:
+                continue  # given an explicit config, not managed by the store
+            current = live.get(bot_id)
+            if current is None:
+                await self._manager.remove(bot_id)
+            elif version.revision != current.revision and self._status.problem(bot_id) is None:
+                await self._refresh(bot_id, current.revision)
+        if self._settings.preload:
+            for entry in entries:
+                if self._status.problem(entry.bot_id) is None:
+                    await self._load(entry.bot_id, entry.revision)
+        await self._advance(revision)
+        return revision
+
+    async def _apply(self, event: WatchEvent) -> None:
+        if event.type == "DELETE":
+            await self._manager.remove(event.bot_id)
+            self._status.ok(event.bot_id)
+        elif event.entry is not None and self._validate(event.entry):
+            if self._settings.preload:
+                await self._load(event.bot_id, event.revision)
+            await self._refresh(event.bot_id, event.revision)
+        if event.entry is not None:
+            lag = datetime.now(UTC) - event.entry.updated_at
+            self.last_lag_seconds = max(0.0, lag.total_seconds())
+        await self._advance(event.revision)
+
+    def _validate(self, entry: StoreEntry) -> bool:
+        try:
+            parse_bot_config(entry.config, bot_id=entry.bot_id)
+        except KubebotsError as exc:
+            self._status.failed(entry.bot_id, exc.message, entry.revision)
+            log.warning("bot %s revision %d is invalid: %s", entry.bot_id, entry.revision, exc)
+            return False
+        self._status.ok(entry.bot_id)
+        return True
+
+    async def _refresh(self, bot_id: str, revision: int) -> None:
+        try:
+            await self._manager.refresh(bot_id, revision=revision)
+        except UnknownBotError:
+            await self._manager.remove(bot_id)
+        except KubebotsError as exc:
+            self._status.failed(bot_id, exc.message, revision)
+            log.warning("bot %s: keeping the last good version: %s", bot_id, exc.message)
+
+    async def _load(self, bot_id: str, revision: int) -> None:
+        try:
+            await self._manager.get_or_create(bot_id)
+        except KubebotsError as exc:
+            self._status.failed(bot_id, exc.message, revision)
+
+    async def _advance(self, revision: int) -> None:
+        async with self._synced:
+            self.synced_revision = revision
+            self._synced.notify_all()
+        self._dirty.set()
+
+    # -- replica reports --------------------------------------------------------------------
+    def report(self) -> ReplicaReport:
+        versions = self._manager.loaded_versions()
+        served = {b: (v.generation, v.revision) for b, v in versions.items() if v is not None}
+        return ReplicaReport(
+            replica_id=self._settings.replica_id,
+            synced_revision=self.synced_revision,
+            heartbeat_at=datetime.now(UTC),
+            bots=self._status.reports(dict(served)),
+        )
+
+    async def _report_loop(self) -> None:
+        await self.ready.wait()
+        while True:
+            try:
+                await self._store.report(self.report())
+            except StoreError as exc:
+                log.warning("could not record the replica report: %s", exc.message)
+            await asyncio.sleep(self._settings.min_report_interval)
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self._settings.heartbeat_interval):
+                    await self._dirty.wait()
+            self._dirty.clear()

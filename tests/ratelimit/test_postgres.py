@@ -1,0 +1,103 @@
+"""PostgreSQL specifics: replicas share one limit, the database clock rules, errors keep secrets."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+
+import psycopg
+import pytest
+from psycopg import sql
+
+from kubebots.runtime.errors import StorageError
+from kubebots.runtime.ratelimit import PostgresRateLimiter
+
+from .conftest import drop_tables
+
+pytestmark = pytest.mark.postgres
+
+
+@pytest.fixture
+async def replicas(postgres_url: str, pg_prefix: str) -> AsyncIterator[list[PostgresRateLimiter]]:
+    """Three limiters with a pool each: three replicas sharing the database."""
+    opened = [
+        await PostgresRateLimiter.open(postgres_url, prefix=pg_prefix, pool_size=5)
+        for _ in range(3)
+    ]
+    yield opened
+    for limiter in opened:
+        await limiter.close()
+
+
+async def test_replicas_never_admit_more_than_the_limit(
+    replicas: list[PostgresRateLimiter], client_id: str
+) -> None:
+    calls = [replicas[i % 3].acquire(client_id, limit=60, window_seconds=60.0) for i in range(300)]
+    decisions = await asyncio.gather(*calls)
+    allowed = [d for d in decisions if d.allowed]
+    assert len(allowed) == 60
+    assert sorted(d.remaining for d in allowed) == list(range(60))
+    denied = [d for d in decisions if not d.allowed]
+    assert all(d.retry_after is not None and 0 < d.retry_after <= 60.0 for d in denied)
+    # A fourth replica opened later sees the same log.
+    assert not (await replicas[0].acquire(client_id, limit=60)).allowed
+
+
+async def test_replicas_share_token_budgets(
+    replicas: list[PostgresRateLimiter], client_id: str
+) -> None:
+    await asyncio.gather(*(r.record(client_id, cost=40) for r in replicas))
+    for replica in replicas:
+        check = await replica.acquire(client_id, limit=120, cost=0, scope="tokens")
+        assert not check.allowed and check.remaining == 0
+        assert (await replica.acquire(client_id, limit=121, cost=0, scope="tokens")).allowed
+
+
+async def test_expired_rows_are_pruned_and_stamped_by_the_database(
+    postgres_url: str, pg_prefix: str, replicas: list[PostgresRateLimiter], client_id: str
+) -> None:
+    table = sql.Identifier(f"{pg_prefix}ratelimit")
+    async with await psycopg.AsyncConnection.connect(postgres_url, autocommit=True) as conn:
+        insert = "INSERT INTO {} VALUES ('requests', %s, now() - interval '2 hours', 5)"
+        await conn.execute(sql.SQL(insert).format(table), (client_id,))
+        assert (await replicas[0].acquire(client_id, limit=1)).allowed
+        query = "SELECT at, now() - at FROM {} WHERE client_id = %s"
+        rows = await (await conn.execute(sql.SQL(query).format(table), (client_id,))).fetchall()
+    assert len(rows) == 1  # the old row went, the new one is stamped with the database clock
+    assert rows[0][1].total_seconds() < 5
+
+
+async def test_concurrent_opens_create_the_table_once(postgres_url: str) -> None:
+    prefix = f"kb_test_{uuid.uuid4().hex[:10]}_"
+    try:
+        opened = await asyncio.gather(
+            *(PostgresRateLimiter.open(postgres_url, prefix=prefix, pool_size=1) for _ in range(4))
+        )
+        assert (await opened[0].acquire("c", limit=1)).allowed
+        assert not (await opened[3].acquire("c", limit=1)).allowed
+        for limiter in opened:
+            await limiter.close()
+    finally:
+        drop_tables(postgres_url, prefix)
+
+
+async def test_connection_errors_hold_no_credentials() -> None:
+    url = "postgresql://someuser:hunter2secret@127.0.0.1:1/test"
+    with pytest.raises(StorageError) as info:
+        await PostgresRateLimiter.open(url, connect_timeout=2)
+    shown = f"{info.value} {info.value.__cause__} {info.value.detail}"
+    assert "hunter2secret" not in shown and "someuser" not in shown
+
+
+async def test_malformed_url() -> None:
+    with pytest.raises(StorageError, match="malformed"):
+        await PostgresRateLimiter.open(
+            "postgresql://u:pw@host:notaport/db password=x y", connect_timeout=2
+        )
+
+
+def test_bad_prefix_is_rejected(postgres_url: str) -> None:
+    for prefix in ("Bad-", "x" * 60, 'a"; DROP TABLE x; --'):
+        with pytest.raises(ValueError):
+            asyncio.run(PostgresRateLimiter.open(postgres_url, prefix=prefix))
