@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 SRC := runtime operator
 
-.PHONY: run test test-unit lint fmt bench chat clean
+.PHONY: run chat test test-unit lint fmt bench clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -13,9 +13,9 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	@touch $(STAMP)
 
-## run: the main job on the embedded default (interactive chat with the example support bot)
+## run: the main job on the embedded default: the chat API on 127.0.0.1:8000 (examples/bots applied)
 run: $(STAMP)
-	$(BIN)/kubebots chat -f examples/bots/support.yaml
+	$(BIN)/kubebots serve
 
 ## lint: ruff + mypy --strict + import-linter contracts
 lint: $(STAMP)
@@ -45,3 +45,7 @@ fmt: $(STAMP)
 
 clean:
 	rm -rf $(VENV) build *.egg-info .mypy_cache .ruff_cache .typecheck
+
+## chat: an interactive terminal chat with the example support bot (no server)
+chat: $(STAMP)
+	$(BIN)/kubebots chat -f examples/bots/support.yaml

@@ -103,5 +103,8 @@ def run_serve(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     config = uvicorn.Config(
         app, host=settings.host, port=settings.port, log_config=None, access_log=False
     )
-    uvicorn.Server(config).run()
+    try:
+        uvicorn.Server(config).run()  # graceful shutdown on SIGINT/SIGTERM, then re-raised
+    except KeyboardInterrupt:
+        return 130
     return 0

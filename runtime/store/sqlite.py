@@ -67,7 +67,7 @@ class SqliteConfigStore:
         path: str | Path,
         *,
         prefix: str = DEFAULT_PREFIX,
-        poll_interval: float = 0.05,
+        poll_interval: float = 0.02,
         busy_timeout: float = 10.0,
     ) -> SqliteConfigStore:
         """Open (creating if needed) the database at ``path``, its directory and its tables.
