@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 SRC := runtime operator
 
-.PHONY: run chat test test-unit lint fmt bench clean
+.PHONY: run chat crds test test-unit lint fmt bench clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -25,7 +25,7 @@ lint: $(STAMP)
 	@# mapped by setuptools, which mypy cannot follow); .typecheck/ is generated, never committed.
 	@mkdir -p .typecheck/kubebots && ln -sfn ../../runtime .typecheck/kubebots/runtime && ln -sfn ../../operator .typecheck/kubebots/operator
 	MYPYPATH=.typecheck $(BIN)/mypy -p kubebots.runtime -p kubebots.operator
-	$(BIN)/lint-imports
+	PYTHONPATH=.typecheck $(BIN)/lint-imports
 
 ## test: lint, then the whole suite (PostgreSQL must be up: .ci/run starts it)
 test: lint
@@ -45,6 +45,10 @@ fmt: $(STAMP)
 
 clean:
 	rm -rf $(VENV) build *.egg-info .mypy_cache .ruff_cache .typecheck
+
+## crds: regenerate crds/ from the schema (a test fails when the committed file differs)
+crds: $(STAMP)
+	$(BIN)/kubebots crd -o crds/bots.kubebots.io.yaml
 
 ## chat: an interactive terminal chat with the example support bot (no server)
 chat: $(STAMP)

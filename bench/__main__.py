@@ -3,11 +3,28 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 
 from .backends import BACKENDS
 from .chat import CHAT_CONVERSATIONS, CHAT_TURNS, chat_latency
 from .growth import GROWTH_CONVERSATIONS, GROWTH_TURNS, RATIO_GOAL, WINDOW_TURNS, turn_growth
+from .http import (
+    BARE,
+    CHAT,
+    CHAT_AUTH,
+    CONNECTIONS,
+    CONVERSATIONS,
+    DURATION_S,
+    P99_ADDED_GOAL_MS,
+    P99_CONNECTIONS,
+    SERVER_CPU,
+    THROUGHPUT_GOAL,
+    WARMUP_S,
+    WRK_CPU,
+    http_load,
+    server_stack,
+)
 from .machine import header
 from .manager_ops import CACHED_BATCH_SIZE, CACHED_BATCHES, cached_get_or_create, new_bot_creation
 from .propagation import GOAL_P99_MS, PROPAGATIONS, UPDATES
@@ -94,6 +111,56 @@ def bench_propagation() -> None:
         )
 
 
+def bench_http() -> None:
+    section(
+        f"HTTP under wrk (loopback; {WARMUP_S} s warm-up, then {DURATION_S} s per connection "
+        f"count; echo bot, memory conversations over {CONVERSATIONS} rotating ids, SQLite "
+        "config store; the bare FastAPI app is the ceiling reference)"
+    )
+    h = http_load()
+    pin = (
+        f"wrk -t1 on CPU {WRK_CPU}, server on CPU {SERVER_CPU}"
+        if h.pinned
+        else "UNPINNED (CPUs 0 and 1 not both available)"
+    )
+    row("load generator", f"{h.load_generator}; {pin}")
+    row("servers", f"uvicorn 1 worker ({server_stack()}), no access log, log level warning")
+    row(
+        "1-min load average before / after",
+        f"{h.load_before:.2f} / {h.load_after:.2f} on {os.cpu_count()} CPUs "
+        "(wrk + server add ~2; more means others competed and the figures are skewed)",
+    )
+    for result in h.results.values():
+        for c, run in result.runs.items():
+            errors = f", {run.socket_errors} socket errors" if run.socket_errors else ""
+            row(
+                f"{result.target.label}, {c} conn",
+                f"{run.rps:,.0f} req/s, p50 {run.p50_ms:.2f} ms, p99 {run.p99_ms:.2f} ms{errors}",
+            )
+        row(f"{result.target.label}: server VmRSS after", f"{result.rss_kib:,} KiB")
+    for result in h.results.values():
+        name = result.target.name
+        if name == BARE.name:
+            continue
+        ratios = {c: h.throughput_ratio(name, c) for c in CONNECTIONS}
+        shown = ", ".join(f"{r:.0%} @{c}" for c, r in ratios.items())
+        row(
+            f"{result.target.label} / bare req/s",
+            f"{shown} (goal >= {THROUGHPUT_GOAL:.0%})  "
+            f"{verdict(all(r >= THROUGHPUT_GOAL for r in ratios.values()))}",
+        )
+        added = h.p99_added_ms(name)
+        row(
+            f"{result.target.label}: p99 added @{P99_CONNECTIONS} conn",
+            f"{added:+.2f} ms vs bare (goal <= {P99_ADDED_GOAL_MS:.0f} ms)  "
+            f"{verdict(added <= P99_ADDED_GOAL_MS)}",
+        )
+    off, on = h.results[CHAT.name].runs, h.results[CHAT_AUTH.name].runs
+    cost = ", ".join(f"{on[c].rps / off[c].rps - 1:+.0%} @{c}" for c in CONNECTIONS)
+    p99 = on[P99_CONNECTIONS].p99_ms - off[P99_CONNECTIONS].p99_ms
+    row("auth on vs off (API key)", f"req/s {cost}; p99 @{P99_CONNECTIONS} conn {p99:+.2f} ms")
+
+
 def main() -> None:
     started = time.perf_counter()
     print("\n".join(header()), flush=True)
@@ -103,6 +170,7 @@ def main() -> None:
     bench_rss()
     bench_single_flight()
     bench_propagation()
+    bench_http()
     print(f"\ntotal bench time: {time.perf_counter() - started:.1f} s", flush=True)
 
 

@@ -40,6 +40,9 @@ DURATION_S = 8
 WARMUP_S = 3
 WARMUP_CONNECTIONS = 16
 CONVERSATIONS = 64
+THROUGHPUT_GOAL = 0.5  # ours / bare requests per second, at every connection count
+P99_ADDED_GOAL_MS = 5.0  # ours p99 - bare p99 ...
+P99_CONNECTIONS = 16  # ... at this many connections
 SERVER_CPU = 0
 WRK_CPU = 1
 READY_TIMEOUT_S = 30
@@ -106,6 +109,19 @@ class HttpBench:
     load_generator: str
     pinned: bool
     results: dict[str, TargetResult]
+    load_before: float  # 1-minute load average: others' work on the 2 CPUs skews every figure
+    load_after: float
+
+    def throughput_ratio(self, name: str, connections: int) -> float:
+        return (
+            self.results[name].runs[connections].rps / self.results[BARE.name].runs[connections].rps
+        )
+
+    def p99_added_ms(self, name: str, connections: int = P99_CONNECTIONS) -> float:
+        return (
+            self.results[name].runs[connections].p99_ms
+            - self.results[BARE.name].runs[connections].p99_ms
+        )
 
 
 # -- wrk -------------------------------------------------------------------------------------
@@ -317,8 +333,18 @@ def run_target(
 def http_load(targets: tuple[Target, ...] = TARGETS) -> HttpBench:
     wrk = ensure_wrk()
     pins = pinning()
+    load_before = os.getloadavg()[0]
     with tempfile.TemporaryDirectory(prefix="kubebots-bench-http-") as tmp:
         data_dir = Path(tmp)
         asyncio.run(seed_store(f"sqlite:{data_dir / 'store.db'}"))
         results = {t.name: run_target(t, wrk, pins or ([], []), data_dir) for t in targets}
-    return HttpBench(wrk_version(wrk), pins is not None, results)
+    return HttpBench(wrk_version(wrk), pins is not None, results, load_before, os.getloadavg()[0])
+
+
+def server_stack() -> str:
+    """What uvicorn's ``auto`` settings pick here: HTTP parser and event loop."""
+    import importlib.util
+
+    http = "httptools" if importlib.util.find_spec("httptools") else "h11"
+    loop = "uvloop" if importlib.util.find_spec("uvloop") else "asyncio"
+    return f"{http} + {loop}"

@@ -11,13 +11,15 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator, Mapping
 from contextlib import AsyncExitStack, asynccontextmanager
+from pathlib import Path
 
 from fastapi import FastAPI
 
 from ..auth import KeyRing
+from ..kube_secrets import KubernetesSecretResolver
 from ..manager import BotManager
 from ..ratelimit import MemoryRateLimiter, PostgresRateLimiter, RateLimiter
-from ..secrets import DirectorySecretResolver
+from ..secrets import DirectorySecretResolver, SecretResolver
 from ..store import ConfigStore, open_config_store
 from ..sync import StoreConfigLoader, StoreSync, SyncSettings
 from .handlers import register_exception_handlers
@@ -40,6 +42,14 @@ def load_keyring(settings: RuntimeSettings) -> KeyRing | None:
         json_text=settings.api_keys.get_secret_value() if settings.api_keys else None,
         admin_key=settings.admin_key.get_secret_value() if settings.admin_key else None,
     )
+
+
+def secret_resolver(settings: RuntimeSettings) -> SecretResolver | None:
+    if settings.secrets == "kubernetes":
+        return KubernetesSecretResolver()
+    if settings.secrets == "directory" or settings.secrets_dir is not None:
+        return DirectorySecretResolver(settings.secrets_dir or Path("/etc/kubebots/secrets"))
+    return None
 
 
 async def _open_limiter(settings: RuntimeSettings) -> RateLimiter:

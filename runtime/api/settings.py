@@ -36,6 +36,11 @@ class RuntimeSettings(BaseSettings):
     max_bots: int | None = Field(default=None, ge=1)
     idle_ttl: float | None = Field(default=None, gt=0)
     heartbeat_interval: float = Field(default=5.0, gt=0)
+    secrets: Literal["none", "directory", "kubernetes"] = Field(
+        default="none",
+        description="Where apiKeySecretRef keys come from: a directory of mounted Secrets "
+        "(<secrets_dir>/<name>/<key>) or the Kubernetes API (the Bot's namespace).",
+    )
     secrets_dir: Path | None = Field(
         default=None, description="Mounted Secrets, as <dir>/<secret name>/<key>."
     )

@@ -6,8 +6,10 @@ import argparse
 import os
 import sys
 from collections.abc import Sequence
+from importlib.metadata import entry_points
 
 from .chat import add_chat_parser
+from .crd import add_crd_parser
 from .serve import add_serve_parser
 from .store import add_store_parser
 from .validate import add_validate_parser
@@ -23,6 +25,11 @@ def build_parser() -> argparse.ArgumentParser:
     add_validate_parser(sub)
     add_store_parser(sub)
     add_serve_parser(sub)
+    add_crd_parser(sub)
+    # Commands of other parts of the distribution (the operator) register themselves through
+    # the "kubebots.commands" entry point group, so the runtime never imports them.
+    for command in entry_points(group="kubebots.commands"):
+        command.load()(sub)
     return parser
 
 

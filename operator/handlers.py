@@ -1,0 +1,229 @@
+"""The kopf handlers, registered on a registry of their own; the logic lives beside them.
+
+create/resume/update -> validate and write to the store, then wait briefly for the runtime
+replicas and report status; delete -> tombstone (our own finalizer holds the Bot until the store
+has it); a timer per Bot refreshes ``Ready`` and repairs drift (a wiped or stale store entry is
+rewritten); Secret events re-write the Bots that reference a rotated Secret.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Mapping
+from typing import Any
+
+import kopf
+
+from kubebots.runtime.schema import API_GROUP, API_VERSION, PLURAL
+from kubebots.runtime.store import StoreError, open_config_store
+
+from .kube import KubeSecretVersions, list_bot_ids, load_client_config
+from .reconcile import (
+    Applied,
+    BotRef,
+    SecretMissingError,
+    annotations_for,
+    apply,
+    forget_orphans,
+    is_current,
+    rotate_secret,
+    validate,
+)
+from .settings import OperatorSettings
+from .status import Serving, serving, status_patch
+
+FINALIZER = "kubebots.io/finalizer"
+RESOURCE = (API_GROUP, API_VERSION, PLURAL)
+
+
+def bot_ref(meta: Mapping[str, Any], spec: Mapping[str, Any]) -> BotRef:
+    return BotRef(
+        namespace=str(meta["namespace"]),
+        name=str(meta["name"]),
+        uid=str(meta["uid"]),
+        generation=int(meta.get("generation") or 1),
+        spec=dict(spec),
+    )
+
+
+def _comparable(status: Mapping[str, Any] | None) -> Any:
+    if not status:
+        return None
+    conditions = [
+        {k: v for k, v in c.items() if k != "lastTransitionTime"}
+        for c in status.get("conditions") or []
+    ]
+    return {**status, "conditions": conditions}
+
+
+async def wait_served(memo: Any, bot_id: str, revision: int, cfg: OperatorSettings) -> Serving:
+    """Serving state, waiting up to ``ready_wait`` for every live replica to catch up."""
+    deadline = time.monotonic() + cfg.ready_wait
+    while True:
+        live = await serving(memo.store, bot_id, revision, cfg.replica_max_age)
+        if (live.replicas and live.served == live.replicas) or live.errors:
+            return live
+        if time.monotonic() >= deadline:
+            return live
+        await asyncio.sleep(0.02)
+
+
+def tune(settings: kopf.OperatorSettings, cfg: OperatorSettings) -> None:
+    """kopf settings: our own finalizer and annotation prefix, sane timeouts, event level."""
+    settings.persistence.finalizer = FINALIZER
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(
+        prefix=cfg.annotation_prefix
+    )
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+        prefix=cfg.annotation_prefix, key="last-handled-configuration"
+    )
+    settings.posting.level = logging.WARNING  # events for problems, not for every step
+    settings.watching.server_timeout = 300
+    settings.watching.client_timeout = 330
+    settings.watching.connect_timeout = 10
+    settings.networking.request_timeout = 30
+    settings.execution.max_workers = 8
+
+
+async def startup(
+    *, settings: kopf.OperatorSettings, memo: kopf.Memo, logger: Any, **_: Any
+) -> None:
+    cfg: OperatorSettings = memo.cfg
+    tune(settings, cfg)
+    memo.store = await open_config_store(cfg.store, prefix=cfg.table_prefix)
+    load_client_config()
+    memo.secrets = KubeSecretVersions()
+    namespaces: list[str] | None = memo.namespaces
+    try:
+        live = await list_bot_ids(namespaces)
+        gone = await forget_orphans(memo.store, live, set(namespaces) if namespaces else None)
+    except StoreError as exc:
+        logger.warning(f"orphan check skipped: config store unavailable ({exc.message})")
+        return
+    if gone:
+        logger.info(f"tombstoned {len(gone)} store entries whose Bot is gone: {gone}")
+
+
+async def cleanup(*, memo: kopf.Memo, **_: Any) -> None:
+    store = getattr(memo, "store", None)
+    if store is not None:
+        await store.close()
+
+
+async def reconcile(
+    *,
+    meta: Mapping[str, Any],
+    spec: Mapping[str, Any],
+    status: Mapping[str, Any],
+    patch: kopf.Patch,
+    memo: kopf.Memo,
+    logger: Any,
+    **_: Any,
+) -> None:
+    ref = bot_ref(meta, spec)
+    try:
+        applied = await apply(memo.store, ref, memo.secrets)
+        live = (
+            await wait_served(memo, ref.bot_id, applied.revision, memo.cfg)
+            if applied.revision is not None
+            else None
+        )
+    except StoreError as exc:
+        raise kopf.TemporaryError(f"config store unavailable: {exc.message}", delay=2) from None
+    if applied.invalid:
+        logger.warning(f"invalid spec, the store keeps the last good config: {applied.invalid}")
+    if applied.secret_missing:
+        logger.warning(applied.secret_missing)
+    patch.status.update(status_patch(ref, applied, live, status))
+
+
+async def delete(
+    *, meta: Mapping[str, Any], spec: Mapping[str, Any], memo: kopf.Memo, **_: Any
+) -> None:
+    ref = bot_ref(meta, spec)
+    try:
+        await memo.store.delete(ref.bot_id)
+    except StoreError as exc:
+        # the finalizer stays until the store holds the tombstone
+        raise kopf.TemporaryError(f"config store unavailable: {exc.message}", delay=2) from None
+
+
+async def refresh(
+    *,
+    meta: Mapping[str, Any],
+    spec: Mapping[str, Any],
+    status: Mapping[str, Any],
+    patch: kopf.Patch,
+    memo: kopf.Memo,
+    logger: Any,
+    **_: Any,
+) -> None:
+    ref = bot_ref(meta, spec)
+    cfg: OperatorSettings = memo.cfg
+    try:
+        applied = await _observe(memo, ref, logger)
+        live = (
+            await serving(memo.store, ref.bot_id, applied.revision, cfg.replica_max_age)
+            if applied.revision is not None
+            else None
+        )
+    except StoreError as exc:
+        logger.warning(f"status refresh skipped: config store unavailable ({exc.message})")
+        return
+    new = status_patch(ref, applied, live, status)
+    if _comparable(new) != _comparable(status):
+        patch.status.update(new)
+
+
+async def secret_changed(
+    *, type: str, meta: Mapping[str, Any], memo: kopf.Memo, logger: Any, **_: Any
+) -> None:
+    if type not in ("ADDED", "MODIFIED") or getattr(memo, "store", None) is None:
+        return
+    try:
+        touched = await rotate_secret(
+            memo.store, str(meta["namespace"]), str(meta["name"]), str(meta["resourceVersion"])
+        )
+    except StoreError as exc:
+        logger.warning(f"secret rotation not recorded yet: {exc.message}")
+        return
+    if touched:
+        logger.info(f"Secret {meta['name']} changed: reloading {touched}")
+
+
+def build_registry(cfg: OperatorSettings) -> kopf.OperatorRegistry:
+    """Every handler, on a registry of its own (no import-time registration)."""
+    registry = kopf.OperatorRegistry()
+    kopf.on.startup(registry=registry)(startup)
+    kopf.on.cleanup(registry=registry)(cleanup)
+    kopf.on.resume(*RESOURCE, registry=registry, id="reconcile")(reconcile)
+    kopf.on.create(*RESOURCE, registry=registry, id="reconcile")(reconcile)
+    kopf.on.update(*RESOURCE, field="spec", registry=registry, id="reconcile")(reconcile)
+    kopf.on.delete(*RESOURCE, registry=registry, id="tombstone")(delete)
+    kopf.timer(
+        *RESOURCE,
+        interval=cfg.status_interval,
+        initial_delay=cfg.status_interval,
+        registry=registry,
+        id="refresh",
+    )(refresh)
+    kopf.on.event("", "v1", "secrets", registry=registry, id="secrets")(secret_changed)
+    return registry
+
+
+async def _observe(memo: Any, ref: BotRef, logger: Any) -> Applied:
+    """What the store holds for ``ref``, rewriting it when missing or stale (drift repair)."""
+    parsed = validate(ref)
+    if isinstance(parsed, str):
+        return Applied(invalid=parsed)
+    try:
+        annotations = await annotations_for(parsed, ref, memo.secrets)
+    except SecretMissingError as exc:
+        return Applied(secret_missing=str(exc))
+    entry = await memo.store.get(ref.bot_id)
+    if is_current(entry, ref, annotations):
+        return Applied(revision=entry.revision, annotations=annotations)
+    logger.info("the config store lacks this generation: rewriting it (drift repair)")
+    return await apply(memo.store, ref, memo.secrets)

@@ -1,0 +1,26 @@
+"""The operator's settings (pydantic-settings, env prefix ``KUBEBOTS_``), read at the edge."""
+
+from __future__ import annotations
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class OperatorSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="KUBEBOTS_", extra="ignore")
+
+    store: str = Field(
+        default="sqlite:.kubebots/store.db",
+        description="Config store URL (postgresql://... in a cluster; from a Secret).",
+    )
+    table_prefix: str = Field(default="kubebots_", pattern=r"^[a-z_][a-z0-9_]{0,30}$")
+    replica_max_age: float = Field(
+        default=15.0, gt=0, description="A runtime replica is live while its heartbeat is younger."
+    )
+    ready_wait: float = Field(
+        default=2.0, ge=0, description="How long a handler waits for replicas before returning."
+    )
+    status_interval: float = Field(
+        default=2.0, gt=0, description="Seconds between status refreshes and drift checks per Bot."
+    )
+    annotation_prefix: str = "kubebots.io"

@@ -1,0 +1,125 @@
+"""A Bot's status: is its generation accepted, stored, and served by every live replica?
+
+``Ready=True`` only when every live runtime replica reports it has applied the store revision
+of this generation and reports no error for the bot: ``kubectl wait --for=condition=Ready``
+then means "the new config is live everywhere".
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from kubebots.runtime.store import ConfigStore, ReplicaReport
+
+from .conditions import Condition, render
+from .reconcile import Applied, BotRef
+
+
+@dataclass(frozen=True)
+class Serving:
+    replicas: int
+    served: int
+    errors: tuple[str, ...] = ()
+
+
+def serving_from(reports: Sequence[ReplicaReport], bot_id: str, revision: int) -> Serving:
+    served = 0
+    errors: list[str] = []
+    for report in reports:
+        problem = next(
+            (
+                b
+                for b in report.bots
+                if b.bot_id == bot_id
+                and b.error_revision is not None
+                and b.error_revision >= revision
+            ),
+            None,
+        )
+        if problem is not None:
+            errors.append(f"replica {report.replica_id}: {problem.error}")
+        elif report.synced_revision >= revision:
+            served += 1
+    return Serving(replicas=len(reports), served=served, errors=tuple(errors))
+
+
+async def serving(store: ConfigStore, bot_id: str, revision: int, max_age: float) -> Serving:
+    reports = await store.replica_reports(max_age_seconds=max_age)
+    return serving_from(reports, bot_id, revision)
+
+
+def _ready(applied: Applied, live: Serving | None) -> tuple[Condition, bool, bool]:
+    """The Ready condition, and whether the Bot is stalled (needs a user) or reconciling."""
+    if applied.invalid is not None:
+        return Condition("Ready", False, "InvalidSpec", applied.invalid), True, False
+    if applied.secret_missing is not None:
+        return Condition("Ready", False, "SecretMissing", applied.secret_missing), True, False
+    if applied.revision is None or live is None:
+        return Condition("Ready", False, "StoreUnavailable", "not written yet"), False, True
+    if live.errors:
+        return Condition("Ready", False, "RuntimeError", "; ".join(live.errors)), True, False
+    if live.replicas == 0:
+        msg = "no live runtime replica reports to the config store"
+        return Condition("Ready", False, "NoReplicas", msg), False, True
+    msg = f"served by {live.served}/{live.replicas} runtime replicas"
+    if live.served < live.replicas:
+        return Condition("Ready", False, "RollingOut", msg), False, True
+    return Condition("Ready", True, "Serving", msg), False, False
+
+
+def status_patch(
+    ref: BotRef,
+    applied: Applied,
+    live: Serving | None,
+    previous: Mapping[str, Any] | None,
+) -> dict[str, Any]:
+    """The whole status to patch (every field is in the CRD's status schema: nothing pruned)."""
+    ready, stalled, reconciling = _ready(applied, live)
+    accepted = (
+        Condition("Accepted", False, "InvalidSpec", applied.invalid)
+        if applied.invalid is not None
+        else Condition("Accepted", True, "Valid", "the spec is valid")
+    )
+    if applied.revision is not None:
+        synced = Condition(
+            "Synced", True, "Stored", f"in the config store at revision {applied.revision}"
+        )
+    else:
+        reason = "SecretMissing" if applied.secret_missing else accepted.reason
+        synced = Condition("Synced", False, reason, "the store keeps the last good config")
+    conditions = [
+        accepted,
+        synced,
+        ready,
+        Condition(
+            "Stalled",
+            stalled,
+            ready.reason if stalled else "NotStalled",
+            ready.message if stalled else "",
+        ),
+        Condition(
+            "Reconciling",
+            reconciling,
+            ready.reason if reconciling else "Done",
+            ready.message if reconciling else "",
+        ),
+    ]
+    previous_conditions = (previous or {}).get("conditions")
+    status: dict[str, Any] = {
+        "observedGeneration": ref.generation,
+        "botId": ref.bot_id,
+        "conditions": render(
+            conditions,
+            generation=ref.generation,
+            previous=previous_conditions if isinstance(previous_conditions, list) else None,
+        ),
+    }
+    if applied.revision is not None:
+        status["revision"] = applied.revision
+    if live is not None:
+        status["replicas"] = live.replicas
+        status["servedReplicas"] = live.served
+        status["served"] = f"{live.served}/{live.replicas}"
+    return status

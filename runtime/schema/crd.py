@@ -1,0 +1,170 @@
+"""The ``Bot`` CustomResourceDefinition, generated from the one schema (never edited by hand).
+
+pydantic's JSON Schema is turned into a Kubernetes *structural* schema that installs on 1.20
+and newer: ``$ref``s inlined, ``Optional`` as ``nullable``, the storage union merged into one
+object whose ``backend`` is an enum, JSON-Schema-2020 keywords rewritten to OpenAPI v3 ones,
+and what Kubernetes rejects (``title``, ``default``, ``additionalProperties: false``) dropped.
+Rules the CRD cannot express (one key source, no inline keys) are checked by the operator.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import yaml
+
+from .bot import BotConfig
+from .document import API_GROUP, API_VERSION, KIND, PLURAL
+
+_DROP = {"title", "default", "additionalProperties", "discriminator", "examples"}
+_CONDITION = {
+    "type": "object",
+    "required": ["type", "status"],
+    "properties": {
+        "type": {"type": "string"},
+        "status": {"type": "string", "enum": ["True", "False", "Unknown"]},
+        "reason": {"type": "string"},
+        "message": {"type": "string"},
+        "observedGeneration": {"type": "integer", "format": "int64"},
+        "lastTransitionTime": {"type": "string", "format": "date-time"},
+    },
+}
+STATUS_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "description": "Observed state, written by the kubebots operator.",
+    "properties": {
+        "observedGeneration": {"type": "integer", "format": "int64"},
+        "botId": {"type": "string", "description": "The id clients use: NAMESPACE:NAME."},
+        "revision": {"type": "integer", "format": "int64", "description": "Config store revision."},
+        "replicas": {"type": "integer", "description": "Live runtime replicas."},
+        "servedReplicas": {
+            "type": "integer",
+            "description": "Runtime replicas serving this generation.",
+        },
+        "served": {"type": "string", "description": "servedReplicas/replicas, for printing."},
+        "conditions": {
+            "type": "array",
+            "items": _CONDITION,
+            "x-kubernetes-list-type": "map",
+            "x-kubernetes-list-map-keys": ["type"],
+        },
+    },
+}
+
+
+def _structural(node: Any, defs: dict[str, Any]) -> Any:
+    if isinstance(node, list):
+        return [_structural(item, defs) for item in node]
+    if not isinstance(node, dict):
+        return node
+    if "$ref" in node:
+        target = defs[node["$ref"].rsplit("/", 1)[-1]]
+        return _structural({**target, **{k: v for k, v in node.items() if k != "$ref"}}, defs)
+    variants = node.get("anyOf") or node.get("oneOf")
+    if variants is not None:
+        return _union(node, [_structural(v, defs) for v in variants])
+    out: dict[str, Any] = {}
+    for key, value in node.items():
+        if key in _DROP or key == "$defs":
+            continue
+        if key == "const":
+            out["enum"] = [value]
+        elif key == "exclusiveMinimum":
+            out["minimum"], out["exclusiveMinimum"] = value, True
+        elif key == "exclusiveMaximum":
+            out["maximum"], out["exclusiveMaximum"] = value, True
+        elif key == "properties":
+            out[key] = {name: _structural(prop, defs) for name, prop in value.items()}
+        else:
+            out[key] = _structural(value, defs)
+    return out
+
+
+def _union(node: dict[str, Any], variants: list[dict[str, Any]]) -> Any:
+    described = {k: v for k, v in node.items() if k == "description"}
+    concrete = [v for v in variants if v.get("type") != "null"]
+    nullable = len(concrete) < len(variants)
+    if len(concrete) == 1:
+        return {**concrete[0], **described, **({"nullable": True} if nullable else {})}
+    # A tagged union of objects: one object, the tag an enum, the properties merged.
+    properties: dict[str, Any] = {}
+    for variant in concrete:
+        for name, prop in variant.get("properties", {}).items():
+            if name in properties and "enum" in prop:
+                properties[name] = {**prop, "enum": properties[name]["enum"] + prop["enum"]}
+            else:
+                properties.setdefault(name, prop)
+    tags = [
+        name
+        for name, prop in properties.items()
+        if "enum" in prop and all(name in v.get("properties", {}) for v in concrete)
+    ]
+    merged: dict[str, Any] = {"type": "object", "properties": properties, **described}
+    if tags:
+        merged["required"] = tags
+    return merged
+
+
+def spec_schema() -> dict[str, Any]:
+    """The structural OpenAPI v3 schema of a Bot's ``spec``."""
+    raw = BotConfig.model_json_schema(by_alias=True, mode="validation")
+    schema: dict[str, Any] = _structural(raw, raw.get("$defs", {}))
+    schema["description"] = (
+        "A chat bot: its LLM, system prompt, conversation storage, memory and limits. "
+        "Validated by the operator with the kubebots schema; see `kubebots validate`."
+    )
+    return schema
+
+
+def bot_crd() -> dict[str, Any]:
+    """The whole ``apiextensions.k8s.io/v1`` CustomResourceDefinition for ``Bot``."""
+    ready = '.status.conditions[?(@.type=="Ready")].status'
+    return {
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {"name": f"{PLURAL}.{API_GROUP}"},
+        "spec": {
+            "group": API_GROUP,
+            "scope": "Namespaced",
+            "names": {
+                "kind": KIND,
+                "listKind": f"{KIND}List",
+                "plural": PLURAL,
+                "singular": KIND.lower(),
+                "shortNames": [KIND.lower()],
+                "categories": ["kubebots"],
+            },
+            "versions": [
+                {
+                    "name": API_VERSION,
+                    "served": True,
+                    "storage": True,
+                    "subresources": {"status": {}},
+                    "additionalPrinterColumns": [
+                        {"name": "Ready", "type": "string", "jsonPath": ready},
+                        {"name": "Model", "type": "string", "jsonPath": ".spec.llm.model"},
+                        {"name": "Served", "type": "string", "jsonPath": ".status.served"},
+                        {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
+                    ],
+                    "schema": {
+                        "openAPIV3Schema": {
+                            "type": "object",
+                            "description": "A chat bot served by the kubebots runtime.",
+                            "properties": {
+                                "apiVersion": {"type": "string"},
+                                "kind": {"type": "string"},
+                                "metadata": {"type": "object"},
+                                "spec": spec_schema(),
+                                "status": STATUS_SCHEMA,
+                            },
+                        }
+                    },
+                }
+            ],
+        },
+    }
+
+
+def bot_crd_yaml() -> str:
+    header = "# Generated from kubebots.runtime.schema by `make crds`. Do not edit.\n"
+    return header + yaml.safe_dump(bot_crd(), sort_keys=False, width=100)

@@ -1,0 +1,86 @@
+"""The committed CRD is the one generated from the schema, and it is structural."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from kubebots.runtime.schema.crd import bot_crd, bot_crd_yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+COMMITTED = ROOT / "crds" / "bots.kubebots.io.yaml"
+
+
+def test_committed_crd_matches_the_generated_one() -> None:
+    assert COMMITTED.read_text() == bot_crd_yaml(), "run `make crds` and commit the result"
+
+
+def walk(node: Any, path: str = "") -> list[str]:
+    """Violations of the structural-schema rules Kubernetes enforces."""
+    problems = []
+    if isinstance(node, dict):
+        for banned in (
+            "$ref",
+            "anyOf",
+            "oneOf",
+            "allOf",
+            "additionalProperties",
+            "default",
+            "title",
+            "const",
+        ):
+            if banned in node:
+                problems.append(f"{path}: {banned}")
+        if "properties" in node or "items" in node:
+            if node.get("type") not in ("object", "array"):
+                problems.append(f"{path}: no type")
+        for key, value in node.items():
+            problems += walk(value, f"{path}.{key}")
+    return problems
+
+
+def test_schema_is_structural_and_shaped_for_1_20() -> None:
+    crd = bot_crd()
+    version = crd["spec"]["versions"][0]
+    schema = version["schema"]["openAPIV3Schema"]
+    assert walk(schema) == []
+    assert crd["apiVersion"] == "apiextensions.k8s.io/v1"
+    assert crd["metadata"]["name"] == "bots.kubebots.io"
+    names = crd["spec"]["names"]
+    assert names["shortNames"] == ["bot"] and names["categories"] == ["kubebots"]
+    assert version["subresources"] == {"status": {}}
+    columns = [c["name"] for c in version["additionalPrinterColumns"]]
+    assert columns == ["Ready", "Model", "Served", "Age"]
+    spec = schema["properties"]["spec"]["properties"]
+    assert spec["llm"]["properties"]["provider"]["enum"] == ["openai", "echo"]
+    assert spec["conversationStorage"]["properties"]["backend"]["enum"] == [
+        "memory",
+        "sqlite",
+        "postgres",
+    ]
+    assert spec["conversationStorage"]["required"] == ["backend"]
+    assert spec["llm"]["properties"]["timeout"] == {
+        "minimum": 0.0,
+        "exclusiveMinimum": True,
+        "maximum": 3600.0,
+        "type": "number",
+        "description": "Seconds per attempt.",
+    }
+    assert "apiKey" not in spec["llm"]["properties"]  # no place for an inline key
+    status = schema["properties"]["status"]["properties"]
+    assert {"observedGeneration", "conditions", "revision", "servedReplicas", "replicas"} <= set(
+        status
+    )
+
+
+def test_every_example_bot_fits_the_crd_schema() -> None:
+    props = bot_crd()["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]
+    spec_props = props["spec"]["properties"]
+    for path in (ROOT / "examples" / "bots").glob("*.yaml"):
+        for doc in yaml.safe_load_all(path.read_text()):
+            assert set(doc["spec"]) <= set(spec_props), path
+            for section, value in doc["spec"].items():
+                if isinstance(value, dict):
+                    assert set(value) <= set(spec_props[section]["properties"]), (path, section)

@@ -1,0 +1,240 @@
+"""The operator's handlers and logic, against a real (memory) config store.
+
+The handler functions are called as kopf calls them (keyword arguments, a ``kopf.Patch``); the
+Kubernetes reads beside kopf (Secret versions) are a real implementation of their protocol.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from datetime import UTC, datetime
+from typing import Any
+
+import kopf
+import pytest
+
+from kubebots.operator.handlers import build_registry, delete, reconcile, refresh, secret_changed
+from kubebots.operator.reconcile import SecretMissingError, forget_orphans
+from kubebots.operator.settings import OperatorSettings
+from kubebots.runtime.store import BotReport, MemoryConfigStore, ReplicaReport
+
+LOG = logging.getLogger("test.operator")
+
+
+class Secrets:
+    """Secret resourceVersions by (namespace, name); a missing one raises like the API would."""
+
+    def __init__(self) -> None:
+        self.versions: dict[tuple[str, str], str] = {}
+
+    async def version(self, namespace: str, name: str, key: str) -> str:
+        try:
+            return self.versions[(namespace, name)]
+        except KeyError:
+            raise SecretMissingError(
+                f"Secret '{name}' not found in namespace '{namespace}'"
+            ) from None
+
+
+def memo(store: MemoryConfigStore, secrets: Secrets | None = None) -> kopf.Memo:
+    cfg = OperatorSettings(ready_wait=0.2, replica_max_age=60)
+    return kopf.Memo(cfg=cfg, store=store, secrets=secrets or Secrets(), namespaces=None)
+
+
+def meta(generation: int = 1, name: str = "support", uid: str = "uid-1") -> dict[str, Any]:
+    return {
+        "namespace": "default",
+        "name": name,
+        "uid": uid,
+        "generation": generation,
+        "resourceVersion": "1",
+    }
+
+
+SPEC = {"llm": {"provider": "echo"}, "systemPrompt": "hi"}
+
+
+async def run_reconcile(
+    m: kopf.Memo, meta_: dict[str, Any], spec: dict[str, Any], status: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    patch = kopf.Patch()
+    await reconcile(meta=meta_, spec=spec, status=status or {}, patch=patch, memo=m, logger=LOG)
+    return dict(patch["status"])
+
+
+def cond(status: dict[str, Any], kind: str) -> dict[str, Any]:
+    return next(c for c in status["conditions"] if c["type"] == kind)
+
+
+async def report(
+    store: MemoryConfigStore, replica: str, revision: int, bots: tuple[BotReport, ...] = ()
+) -> None:
+    await store.report(ReplicaReport(replica, revision, datetime.now(UTC), bots))
+
+
+async def test_create_writes_the_store_and_waits_for_replicas() -> None:
+    store = MemoryConfigStore()
+    m = memo(store)
+    status = await run_reconcile(m, meta(), SPEC)
+    entry = await store.get("default:support")
+    assert entry is not None and entry.generation == 1 and entry.uid == "uid-1"
+    assert dict(entry.config) == SPEC
+    assert cond(status, "Accepted")["status"] == "True"
+    assert cond(status, "Synced")["status"] == "True"
+    ready = cond(status, "Ready")
+    assert ready["status"] == "False" and ready["reason"] == "NoReplicas"
+    assert cond(status, "Reconciling")["status"] == "True"
+    assert status["observedGeneration"] == 1 and status["botId"] == "default:support"
+
+    await report(store, "r1", entry.revision)
+    await report(store, "r2", entry.revision)
+    status = await run_reconcile(m, meta(), SPEC, status)
+    assert cond(status, "Ready")["status"] == "True"
+    assert status["served"] == "2/2" and status["servedReplicas"] == 2
+    assert cond(status, "Stalled")["status"] == "False"
+    assert (await store.current_revision()) == entry.revision  # idempotent: nothing rewritten
+
+
+async def test_ready_waits_for_every_live_replica() -> None:
+    store = MemoryConfigStore()
+    m = memo(store)
+    first = await run_reconcile(m, meta(), SPEC)
+    await report(store, "r1", first["revision"])
+    await report(store, "r2", first["revision"])
+    updated = {**SPEC, "systemPrompt": "v2"}
+    status = await run_reconcile(m, meta(2), updated, first)
+    assert status["revision"] > first["revision"]
+    assert cond(status, "Ready")["reason"] == "RollingOut"
+    assert status["served"] == "0/2"
+    await report(store, "r1", status["revision"])
+    patch = kopf.Patch()
+    await refresh(meta=meta(2), spec=updated, status=status, patch=patch, memo=m, logger=LOG)
+    assert patch["status"]["served"] == "1/2"
+    await report(store, "r2", status["revision"])
+    patch = kopf.Patch()
+    await refresh(
+        meta=meta(2),
+        spec=updated,
+        status=patch["status"] if "status" in patch else status,
+        patch=patch,
+        memo=m,
+        logger=LOG,
+    )
+    assert cond(dict(patch["status"]), "Ready")["status"] == "True"
+
+
+async def test_invalid_spec_stalls_and_keeps_the_last_good_config() -> None:
+    store = MemoryConfigStore()
+    m = memo(store)
+    await run_reconcile(m, meta(), SPEC)
+    bad = {"llm": {"provider": "echo", "apiKey": "sk-NEVER-STORE"}, "systemPrompt": "x"}
+    status = await run_reconcile(m, meta(2), bad)
+    assert cond(status, "Accepted")["status"] == "False"
+    assert cond(status, "Ready")["reason"] == "InvalidSpec"
+    assert cond(status, "Stalled")["status"] == "True"
+    assert "apiKeyEnv or apiKeySecretRef" in cond(status, "Stalled")["message"]
+    assert "sk-NEVER-STORE" not in str(status)
+    entry = await store.get("default:support")
+    assert entry is not None and entry.generation == 1 and dict(entry.config) == SPEC
+
+
+async def test_missing_secret_and_rotation() -> None:
+    store = MemoryConfigStore()
+    secrets = Secrets()
+    m = memo(store, secrets)
+    spec = {
+        "llm": {
+            "provider": "openai",
+            "model": "m",
+            "baseUrl": "http://llm:8000/v1",
+            "apiKeySecretRef": {"name": "llm-keys", "key": "api-key"},
+        }
+    }
+    status = await run_reconcile(m, meta(), spec)
+    assert cond(status, "Ready")["reason"] == "SecretMissing"
+    assert cond(status, "Stalled")["status"] == "True"
+    assert await store.get("default:support") is None
+    secrets.versions[("default", "llm-keys")] = "100"
+    status = await run_reconcile(m, meta(), spec)
+    entry = await store.get("default:support")
+    assert entry is not None and entry.annotations == {"secretVersion": "100"}
+    # the Secret is rotated: the Bot is re-written with the new version, same generation
+    secrets.versions[("default", "llm-keys")] = "101"
+    await secret_changed(
+        type="MODIFIED",
+        meta={"namespace": "default", "name": "llm-keys", "resourceVersion": "101"},
+        memo=m,
+        logger=LOG,
+    )
+    rotated = await store.get("default:support")
+    assert rotated is not None and rotated.annotations == {"secretVersion": "101"}
+    assert rotated.revision > entry.revision and rotated.generation == 1
+    await secret_changed(
+        type="MODIFIED",
+        meta={"namespace": "other", "name": "llm-keys", "resourceVersion": "5"},
+        memo=m,
+        logger=LOG,
+    )
+    assert (await store.get("default:support")).revision == rotated.revision  # type: ignore[union-attr]
+
+
+async def test_runtime_error_is_reported() -> None:
+    store = MemoryConfigStore()
+    m = memo(store)
+    status = await run_reconcile(m, meta(), SPEC)
+    rev = status["revision"]
+    await report(store, "r1", rev, (BotReport("default:support", None, None, "boom", rev),))
+    patch = kopf.Patch()
+    await refresh(meta=meta(), spec=SPEC, status=status, patch=patch, memo=m, logger=LOG)
+    ready = cond(dict(patch["status"]), "Ready")
+    assert ready["reason"] == "RuntimeError" and "boom" in ready["message"]
+
+
+async def test_delete_tombstones_and_retries_on_store_failure() -> None:
+    store = MemoryConfigStore()
+    m = memo(store)
+    await run_reconcile(m, meta(), SPEC)
+    await delete(meta=meta(), spec=SPEC, memo=m, logger=LOG)
+    assert await store.get("default:support") is None
+    await store.close()
+    with pytest.raises(kopf.TemporaryError):
+        await delete(meta=meta(), spec=SPEC, memo=m, logger=LOG)
+
+
+async def test_store_outage_is_a_temporary_error() -> None:
+    store = MemoryConfigStore()
+    m = memo(store)
+    await store.close()
+    with pytest.raises(kopf.TemporaryError):
+        await run_reconcile(m, meta(), SPEC)
+
+
+async def test_drift_repair_rewrites_a_wiped_store() -> None:
+    store = MemoryConfigStore()
+    m = memo(store)
+    status = await run_reconcile(m, meta(3), SPEC)
+    wiped = MemoryConfigStore()
+    m.store = wiped  # the store was wiped
+    patch = kopf.Patch()
+    await refresh(meta=meta(3), spec=SPEC, status=status, patch=patch, memo=m, logger=LOG)
+    entry = await wiped.get("default:support")
+    assert entry is not None and entry.generation == 3
+
+
+async def test_orphans_are_tombstoned() -> None:
+    store = MemoryConfigStore()
+    for name in ("a", "b"):
+        await store.put(f"default:{name}", SPEC, generation=1, uid="u")
+    await store.put("other:c", SPEC, generation=1, uid="u")
+    assert await forget_orphans(store, {"default:a"}, {"default"}) == ["default:b"]
+    assert [e.bot_id for e in (await store.list())[0]] == ["default:a", "other:c"]
+
+
+def test_registry_holds_every_handler() -> None:
+    registry = build_registry(OperatorSettings())
+    ids = {h.id for h in registry._spawning.get_all_handlers()} | {
+        h.id for h in registry._changing.get_all_handlers()
+    }
+    assert {"reconcile", "tombstone", "refresh"} <= ids
+    assert asyncio.iscoroutinefunction(reconcile)
