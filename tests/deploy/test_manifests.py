@@ -260,6 +260,7 @@ def test_runtime_deployment() -> None:
     variables = env(c)
     assert variables["KUBEBOTS_HOST"]["value"] == "0.0.0.0"
     assert variables["KUBEBOTS_PORT"]["value"] == "8000"
+    assert variables["KUBEBOTS_SECRETS"]["value"] == "kubernetes"  # apiKeySecretRef via the API
     assert variables["KUBEBOTS_REPLICA_ID"]["valueFrom"] == {
         "fieldRef": {"fieldPath": "metadata.name"}
     }

@@ -12,6 +12,7 @@ set -euo pipefail
 
 K8S_VERSION=1.20.2
 GO_VERSION=1.15
+ETCD_SERIES=3.4
 MIRROR=${KUBEBOTS_E2E_DEBIAN_MIRROR:-http://deb.debian.org/debian}
 CACHE=${KUBEBOTS_E2E_CACHE:-$HOME/.cache/kubebots-e2e}
 ROOT=$CACHE/k8s-$K8S_VERSION
@@ -31,11 +32,32 @@ on_exit() {
 trap on_exit EXIT
 trap 'log "command failed at line $LINENO"' ERR
 
+# A cached binary counts only if it runs and reports the expected version.
+binary_ok() {
+    local path=$BIN/$1 out
+    [ -x "$path" ] || return 1
+    case "$1" in
+        kube-apiserver) out=$("$path" --version 2>&1) && [[ $out == "Kubernetes v$K8S_VERSION" ]] ;;
+        kubectl) out=$("$path" version --client --short 2>&1) && [[ $out == *"v$K8S_VERSION"* ]] ;;
+        etcd) out=$("$path" --version 2>&1) && [[ $out == *"etcd Version: $ETCD_SERIES."* ]] ;;
+        *) return 1 ;;
+    esac
+}
+
 have_all() {
     local b
     for b in "${BINARIES[@]}"; do
-        [ -x "$BIN/$b" ] || return 1
+        binary_ok "$b" || return 1
     done
+}
+
+# install_binary SRC NAME: copy into the cache atomically, then check it.
+install_binary() {
+    cp "$1" "$BIN/.$2.tmp"
+    chmod 0755 "$BIN/.$2.tmp"
+    mv -f "$BIN/.$2.tmp" "$BIN/$2"
+    binary_ok "$2" || die "$BIN/$2 does not run or is not the expected version"
+    log "installed $BIN/$2"
 }
 
 print_paths() {
@@ -62,17 +84,28 @@ if have_all; then
     exit 0
 fi
 
-log "building Kubernetes $K8S_VERSION control-plane binaries into $BIN (takes ~5 minutes)"
+need_etcd=false
+need_kube=false
+binary_ok etcd || need_etcd=true
+{ binary_ok kube-apiserver && binary_ok kubectl; } || need_kube=true
+mkdir -p "$BIN"
+if $need_kube; then
+    log "building kube-apiserver + kubectl $K8S_VERSION into $BIN (takes 5-7 minutes on 2 cores)"
+fi
+if $need_etcd; then
+    log "fetching etcd $ETCD_SERIES into $BIN"
+fi
 
 # --- host tools ---------------------------------------------------------------------------------
 # apt-get and dpkg are Debian's; dpkg-source (dpkg-dev), rsync and make are installed if missing.
 command -v apt-get >/dev/null || die "apt-get not found: this script needs a Debian host"
 command -v dpkg >/dev/null || die "dpkg not found: this script needs a Debian host"
 missing=()
-command -v dpkg-source >/dev/null || missing+=(dpkg-dev)
-command -v rsync >/dev/null || missing+=(rsync)
-command -v make >/dev/null || missing+=(make)
-command -v flock >/dev/null || missing+=(util-linux)
+if $need_kube; then
+    command -v dpkg-source >/dev/null || missing+=(dpkg-dev)
+    command -v rsync >/dev/null || missing+=(rsync)
+    command -v make >/dev/null || missing+=(make)
+fi
 if [ "${#missing[@]}" -gt 0 ]; then
     [ "$(id -u)" -eq 0 ] || die "missing host packages (${missing[*]}); install them (needs root)"
     log "installing host packages from the host's apt: ${missing[*]}"
@@ -123,103 +156,100 @@ papt update -qq >"$APT_DIR/update.log" 2>&1 || {
 
 cd "$DL"
 # Binary packages: etcd 3.4 from bookworm, Go 1.15 (compiler + standard library) from bullseye.
+specs=()
+$need_etcd && specs+=(etcd-server/bookworm)
+$need_kube && specs+=("golang-$GO_VERSION-go/bullseye" "golang-$GO_VERSION-src/bullseye")
 need_debs=()
-for spec in etcd-server/bookworm golang-$GO_VERSION-go/bullseye golang-$GO_VERSION-src/bullseye; do
-    pkg=${spec%/*}
-    compgen -G "${pkg}_*.deb" >/dev/null || need_debs+=("$spec")
+for spec in "${specs[@]}"; do
+    compgen -G "${spec%/*}_*.deb" >/dev/null || need_debs+=("$spec")
 done
 if [ "${#need_debs[@]}" -gt 0 ]; then
     log "downloading ${need_debs[*]}"
     papt download "${need_debs[@]}" || die "apt-get download ${need_debs[*]} failed"
 fi
 # Source package: bookworm's kubernetes, versioned 1.20.5+really1.20.2-* (full tree with vendor/).
-if ! compgen -G "kubernetes_*.dsc" >/dev/null; then
-    log "downloading source package kubernetes/bookworm"
-    papt source --download-only kubernetes/bookworm >"$APT_DIR/source.log" 2>&1 || {
-        cat "$APT_DIR/source.log" >&2
-        die "apt-get source kubernetes/bookworm failed"
-    }
+if $need_kube; then
+    if ! compgen -G "kubernetes_*.dsc" >/dev/null; then
+        log "downloading source package kubernetes/bookworm"
+        papt source --download-only kubernetes/bookworm >"$APT_DIR/source.log" 2>&1 || {
+            cat "$APT_DIR/source.log" >&2
+            die "apt-get source kubernetes/bookworm failed"
+        }
+    fi
+    dsc=$(compgen -G "kubernetes_*.dsc" | head -n1)
+    case "$dsc" in
+        kubernetes_"$K8S_VERSION"[-+]* | kubernetes_*really"$K8S_VERSION"[-+]*) ;;
+        *) die "source package $dsc is not Kubernetes $K8S_VERSION" ;;
+    esac
 fi
-dsc=$(compgen -G "kubernetes_*.dsc" | head -n1)
-case "$dsc" in
-    kubernetes_"$K8S_VERSION"[-+]* | kubernetes_*really"$K8S_VERSION"[-+]*) ;;
-    *) die "source package $dsc is not Kubernetes $K8S_VERSION" ;;
-esac
 log "downloads done in $((SECONDS - t0))s: $(find . -maxdepth 1 -type f -printf '%f ')"
 
-# --- unpack -------------------------------------------------------------------------------------
 WORK=$ROOT/work
 rm -rf "$WORK"
-mkdir -p "$WORK/go" "$WORK/etcd"
-t0=$SECONDS
-for deb in "golang-$GO_VERSION-go_"*.deb "golang-$GO_VERSION-src_"*.deb; do
-    dpkg -x "$deb" "$WORK/go" || die "dpkg -x $deb failed"
-done
-dpkg -x etcd-server_*.deb "$WORK/etcd" || die "dpkg -x etcd-server failed"
-export GOROOT=$WORK/go/usr/lib/go-$GO_VERSION
-[ -x "$GOROOT/bin/go" ] || die "Go $GO_VERSION not found at $GOROOT/bin/go after unpacking"
-[ -d "$GOROOT/src/runtime" ] || die "Go $GO_VERSION standard library not found at $GOROOT/src"
-etcd_bin=$(find "$WORK/etcd" -type f -name etcd -perm -u+x | head -n1)
-[ -n "$etcd_bin" ] || die "no etcd binary inside the etcd-server package"
+mkdir -p "$WORK"
 
-log "unpacking $dsc"
-dpkg-source --no-check -x "$dsc" "$WORK/kubernetes" >"$WORK/dpkg-source.log" 2>&1 || {
-    tail -n 20 "$WORK/dpkg-source.log" >&2
-    die "dpkg-source -x $dsc failed"
-}
-SRC=$WORK/kubernetes
-[ -f "$SRC/vendor/modules.txt" ] || die "$SRC has no vendor/ tree; cannot build offline"
-log "unpacked in $((SECONDS - t0))s"
+# --- etcd: the binary from bookworm's etcd-server (its /etc/init.d/etcd is a script: skip it) ---
+if $need_etcd; then
+    dpkg -x etcd-server_*.deb "$WORK/etcd" || die "dpkg -x etcd-server failed"
+    [ -x "$WORK/etcd/usr/bin/etcd" ] || die "no usr/bin/etcd inside the etcd-server package"
+    install_binary "$WORK/etcd/usr/bin/etcd" etcd
+fi
 
-# --- build --------------------------------------------------------------------------------------
-# The tree has no .git: hand the build its version so binaries report v1.20.2, not v0.0.0-master.
-K8S_MINOR=${K8S_VERSION#*.}
-K8S_MINOR=${K8S_MINOR%%.*}
-cat >"$WORK/version.env" <<EOF
+# --- kube-apiserver + kubectl: Go 1.15 from bullseye, bookworm's kubernetes source ------------
+if $need_kube; then
+    t0=$SECONDS
+    for deb in "golang-$GO_VERSION-go_"*.deb "golang-$GO_VERSION-src_"*.deb; do
+        dpkg -x "$deb" "$WORK/go" || die "dpkg -x $deb failed"
+    done
+    export GOROOT=$WORK/go/usr/lib/go-$GO_VERSION
+    [ -x "$GOROOT/bin/go" ] || die "Go $GO_VERSION not found at $GOROOT/bin/go after unpacking"
+    [ -d "$GOROOT/src/runtime" ] || die "Go $GO_VERSION standard library not found at $GOROOT/src"
+
+    log "unpacking $dsc"
+    dpkg-source --no-check -x "$dsc" "$WORK/kubernetes" >"$WORK/dpkg-source.log" 2>&1 || {
+        tail -n 20 "$WORK/dpkg-source.log" >&2
+        die "dpkg-source -x $dsc failed"
+    }
+    SRC=$WORK/kubernetes
+    [ -f "$SRC/vendor/modules.txt" ] || die "$SRC has no vendor/ tree; cannot build offline"
+    log "unpacked in $((SECONDS - t0))s"
+
+    # The tree has no .git: hand the build its version (else binaries say v0.0.0-master).
+    K8S_MINOR=${K8S_VERSION#*.}
+    K8S_MINOR=${K8S_MINOR%%.*}
+    cat >"$WORK/version.env" <<EOF
 KUBE_GIT_COMMIT='debian-$K8S_VERSION'
 KUBE_GIT_TREE_STATE='clean'
 KUBE_GIT_VERSION='v$K8S_VERSION'
 KUBE_GIT_MAJOR='1'
 KUBE_GIT_MINOR='$K8S_MINOR'
 EOF
-mkdir -p "$WORK/gopath/src/k8s.io"
-ln -sfn "$SRC" "$WORK/gopath/src/k8s.io/kubernetes"
-export PATH=$GOROOT/bin:$PATH
-export GOPATH=$WORK/gopath
-export GOCACHE=$WORK/gocache
-export GOFLAGS=-mod=vendor
-export GOPROXY=off
-export GO111MODULE=on
-export CGO_ENABLED=0
-export KUBE_GIT_VERSION_FILE=$WORK/version.env
-export KUBE_VERBOSE=1
-log "go: $(go version)"
-t0=$SECONDS
-log "make WHAT='cmd/kube-apiserver cmd/kubectl' (log: $WORK/build.log)"
-if ! (cd "$SRC" && make WHAT="cmd/kube-apiserver cmd/kubectl") >"$WORK/build.log" 2>&1; then
-    tail -n 40 "$WORK/build.log" >&2
-    die "kubernetes build failed (full log: $WORK/build.log)"
+    # Debian's rules build through a GOPATH symlink to the tree; do the same.
+    mkdir -p "$WORK/gopath/src/k8s.io"
+    ln -sfn "$SRC" "$WORK/gopath/src/k8s.io/kubernetes"
+    export PATH=$GOROOT/bin:$PATH
+    export GOPATH=$WORK/gopath
+    export GOCACHE=$WORK/gocache
+    export GOFLAGS=-mod=vendor
+    export GOPROXY=off
+    export GO111MODULE=on
+    export CGO_ENABLED=0
+    export KUBE_GIT_VERSION_FILE=$WORK/version.env
+    log "go: $(go version)"
+    t0=$SECONDS
+    log "make WHAT='cmd/kube-apiserver cmd/kubectl' (log: $WORK/build.log)"
+    if ! (cd "$SRC" && make WHAT="cmd/kube-apiserver cmd/kubectl") >"$WORK/build.log" 2>&1; then
+        tail -n 40 "$WORK/build.log" >&2
+        die "kubernetes build failed (full log: $WORK/build.log)"
+    fi
+    log "built in $((SECONDS - t0))s"
+    for b in kube-apiserver kubectl; do
+        [ -x "$SRC/_output/bin/$b" ] || die "the build produced no $SRC/_output/bin/$b"
+        install_binary "$SRC/_output/bin/$b" "$b"
+    done
 fi
-log "built in $((SECONDS - t0))s"
 
-out=$SRC/_output/bin
-[ -x "$out/kube-apiserver" ] || out=$(dirname "$(find "$SRC/_output" -type f -name kube-apiserver | head -n1)")
-for b in kube-apiserver kubectl; do
-    [ -x "$out/$b" ] || die "build produced no $b under $SRC/_output"
-done
-
-# --- install into the cache (atomically), check, clean up ---------------------------------------
-stage=$ROOT/bin.tmp
-rm -rf "$stage"
-mkdir -p "$stage"
-cp "$out/kube-apiserver" "$out/kubectl" "$stage/"
-cp "$etcd_bin" "$stage/etcd"
-chmod 0755 "$stage"/*
-"$stage/kube-apiserver" --version >&2 || die "the built kube-apiserver does not run"
-"$stage/kubectl" version --client --short >&2 || die "the built kubectl does not run"
-"$stage/etcd" --version >&2 || die "the unpacked etcd does not run"
-rm -rf "$BIN"
-mv "$stage" "$BIN"
+have_all || die "binaries missing or wrong after the build"
 rm -rf "$WORK"
 log "done in $((SECONDS - START))s"
 print_paths
