@@ -23,8 +23,14 @@ log = logging.getLogger("kubebots.runtime.api.access")
 _SAFE_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 
 
-class _BodyTooLarge(Exception):
-    pass
+class _Sent:
+    """What went out for one request."""
+
+    __slots__ = ("refused", "status")
+
+    def __init__(self) -> None:
+        self.status = 500
+        self.refused = False
 
 
 class RequestContextMiddleware:
@@ -42,16 +48,17 @@ class RequestContextMiddleware:
         request_id = given if _SAFE_ID.match(given) else uuid.uuid4().hex
         scope.setdefault("state", {})["request_id"] = request_id
         started = time.perf_counter()
-        status = 500
-        response_started = False
+        sent = _Sent()
 
         async def send_with_id(message: Message) -> None:
-            nonlocal status, response_started
+            if sent.refused:
+                return  # we already answered 413; what the app says next goes nowhere
             if message["type"] == "http.response.start":
-                status = message["status"]
-                response_started = True
-                message.setdefault("headers", [])
-                message["headers"] = [*message["headers"], (b"x-request-id", request_id.encode())]
+                sent.status = message["status"]
+                message["headers"] = [
+                    *message.get("headers", []),
+                    (b"x-request-id", request_id.encode()),
+                ]
             await send(message)
 
         try:
@@ -60,25 +67,29 @@ class RequestContextMiddleware:
             length = 0
         try:
             if length > self.max_body_bytes:
-                raise _BodyTooLarge
-            await self.app(scope, self._limited(receive), send_with_id)
-        except _BodyTooLarge:
-            if response_started:
-                raise
-            await self._too_large(send_with_id, request_id)
+                await self._too_large(send_with_id, request_id)
+                return
+            limited = self._limited(receive, send_with_id, request_id, sent)
+            await self.app(scope, limited, send_with_id)
         finally:
-            self._observe(scope, status, time.perf_counter() - started, request_id)
+            self._observe(scope, sent.status, time.perf_counter() - started, request_id)
 
-    def _limited(self, receive: Receive) -> Receive:
+    def _limited(self, receive: Receive, send: Send, request_id: str, sent: _Sent) -> Receive:
+        """Counts body bytes; past the limit it answers 413 itself and tells the app the client
+        left (a chunked body has no Content-Length to check up front)."""
         seen = 0
 
         async def limited() -> Message:
             nonlocal seen
+            if sent.refused:
+                return {"type": "http.disconnect"}
             message = await receive()
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
                 if seen > self.max_body_bytes:
-                    raise _BodyTooLarge
+                    await self._too_large(send, request_id)
+                    sent.refused = True
+                    return {"type": "http.disconnect"}
             return message
 
         return limited

@@ -178,3 +178,39 @@ def test_auth_off_takes_client_from_the_body(sqlite_app: Callable[..., Any]) -> 
             == 200
         )
         assert_error(c.get("/bots/default:echo/conversations/c"), 404, "ConversationNotFoundError")
+
+
+def test_chunked_body_over_the_limit_is_413(sqlite_app: Callable[..., Any]) -> None:
+    def chunks() -> Any:
+        yield b'{"message": "'
+        for _ in range(10):
+            yield b"x" * 1000
+        yield b'", "conversation_id": "c"}'
+
+    with (
+        sqlite_app(max_body_bytes=2048) as server,
+        httpx.Client(base_url=server.url, headers=HEADERS_A) as c,
+    ):
+        r = c.post(
+            "/bots/default:echo/chat",
+            content=chunks(),
+            headers={"content-type": "application/json"},
+        )
+        assert "content-length" not in r.request.headers
+        assert_error(r, 413, "PayloadTooLargeError")
+        # the server goes on serving
+        ok = c.post("/bots/default:echo/chat", json={"message": "after", "conversation_id": "c"})
+        assert ok.status_code == 200
+
+
+def test_conversation_ids_with_slashes_and_huge_offsets(sqlite_app: Callable[..., Any]) -> None:
+    with sqlite_app() as server, httpx.Client(base_url=server.url, headers=HEADERS_A) as c:
+        c.post("/bots/default:echo/chat", json={"message": "x", "conversation_id": "a/b"})
+        got = c.get("/bots/default:echo/conversations/a/b")
+        assert got.status_code == 200 and got.json()["conversation_id"] == "a/b"
+        assert_error(
+            c.get("/bots/default:echo/conversations/a", params={"offset": 2**63}),
+            422,
+            "ValidationError",
+        )
+        assert c.delete("/bots/default:echo/conversations/a%2Fb").json()["deleted"] is True

@@ -7,8 +7,11 @@ tenant-b only ever reaches a conversation of its own, which never contains tenan
 (neither stored nor sent to the LLM), and tenant-a's conversation stays exactly as it was.
 
 Conversation ids are printable text without control characters (what the API accepts) and
-without ``/``: an id holding ``/`` cannot be addressed as one path segment (the server decodes
-``%2F`` before routing), so such ids are left out here.
+without ``/``: the API accepts an id holding ``/`` in a chat body and lists it, but can never
+read or delete it (the server decodes ``%2F`` before routing, so no path segment reaches it),
+a runtime limitation kept out of this property. The OpenAI route carries the id in the
+``X-Conversation-Id`` header, so it is drawn only for ids that survive as a header value (ASCII,
+no outer whitespace); for other ids that draw falls back to ``/chat``.
 """
 
 from __future__ import annotations

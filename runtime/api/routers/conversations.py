@@ -32,14 +32,14 @@ async def list_conversations(
     return {"bot_id": bot_id, "conversations": ids, "count": len(ids)}
 
 
-@router.get("/bots/{bot_id}/conversations/{conversation_id}", response_model=ConversationOut)
+@router.get("/bots/{bot_id}/conversations/{conversation_id:path}", response_model=ConversationOut)
 async def get_conversation(
     bot_id: str,
     conversation_id: str,
     state: StateDep,
     caller: CallerDep,
     client_id: ClientQuery = None,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=2**31 - 1)] = 0,
     limit: Annotated[int | None, Query(ge=1, le=10_000)] = None,
 ) -> ConversationOut:
     client = caller.client_id(client_id)
@@ -60,7 +60,7 @@ async def get_conversation(
     )
 
 
-@router.delete("/bots/{bot_id}/conversations/{conversation_id}")
+@router.delete("/bots/{bot_id}/conversations/{conversation_id:path}")
 async def delete_conversation(
     bot_id: str,
     conversation_id: str,

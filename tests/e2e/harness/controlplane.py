@@ -162,6 +162,7 @@ class ControlPlane:
         self.bins: dict[str, Path] = {}
         self.token = secrets.token_hex(24)
         self.server = ""
+        self.etcd_url = ""
         self.startup_seconds = 0.0
         self._tmp: Path | None = None
         self._etcd: subprocess.Popen[bytes] | None = None
@@ -260,7 +261,8 @@ class ControlPlane:
                 stderr=subprocess.STDOUT,
                 cwd=self.workdir,
                 env={**os.environ, **(env or {})},
-                start_new_session=True,  # a Ctrl-C on the test run does not hit them twice
+                # Ctrl-C reaches only the test run, whose teardown (stop) ends them in order.
+                start_new_session=True,
             )
 
     def _start_etcd(self, began: float) -> None:
@@ -311,8 +313,7 @@ class ControlPlane:
         argv = [
             str(self.bins["kube-apiserver"]),
             f"--etcd-servers={self.etcd_url}",
-            f"--secure-port={port}",
-            "--insecure-port=0",
+            f"--secure-port={port}",  # 1.20 serves no insecure port: no --insecure-port needed
             "--bind-address=127.0.0.1",
             "--advertise-address=127.0.0.1",
             f"--cert-dir={certs}",
@@ -326,7 +327,11 @@ class ControlPlane:
             # No controller-manager creates the `default` ServiceAccount of a namespace, so
             # the ServiceAccount admission plugin would reject every pod.
             "--disable-admission-plugins=ServiceAccount",
+            # Fewer moving parts and a faster start; tests do not load the apiserver.
             "--enable-priority-and-fairness=false",
+            # Endpoints may not be loopback addresses: keeping the `kubernetes` Service's
+            # endpoints at 127.0.0.1 only logs an error every 10 s.
+            "--endpoint-reconciler-type=none",
             "--allow-privileged=true",
             "--profiling=false",
             "--logtostderr=true",
