@@ -8,6 +8,7 @@ closed by the app.
 
 from __future__ import annotations
 
+import gc
 import logging
 from collections.abc import AsyncIterator, Mapping
 from contextlib import AsyncExitStack, asynccontextmanager
@@ -42,6 +43,16 @@ def load_keyring(settings: RuntimeSettings) -> KeyRing | None:
         json_text=settings.api_keys.get_secret_value() if settings.api_keys else None,
         admin_key=settings.admin_key.get_secret_value() if settings.admin_key else None,
     )
+
+
+def freeze_startup_objects() -> None:
+    """Move everything allocated so far (modules, app, settings) out of the collector's sight
+    and collect young objects less often: full collections then scan only what requests
+    create, which cuts tail latency (p99) under load."""
+    gc.collect()
+    gc.freeze()
+    _, second, third = gc.get_threshold()
+    gc.set_threshold(10_000, second, third)
 
 
 def secret_resolver(settings: RuntimeSettings) -> SecretResolver | None:
@@ -109,6 +120,8 @@ def create_app(
             await sync.start()
             stack.push_async_callback(sync.stop)
             metrics.watch_runtime(manager, sync)
+            if settings.freeze_gc:
+                freeze_startup_objects()
             app.state.bot_manager = manager
             app.state.runtime = RuntimeState(
                 settings=settings,

@@ -58,6 +58,9 @@ class RuntimeSettings(BaseSettings):
     )
     max_body_bytes: int = Field(default=1_000_000, ge=1024)
     log_level: str = "INFO"
+    freeze_gc: bool = Field(
+        default=True, description="gc.freeze() after start-up and rarer young collections."
+    )
 
     def store_url(self) -> str:
         return self.store or f"sqlite:{self.data_dir / 'store.db'}"

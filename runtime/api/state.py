@@ -27,7 +27,8 @@ class RuntimeState:
     metrics: Metrics
 
 
-def get_state(request: Request) -> RuntimeState:
+async def get_state(request: Request) -> RuntimeState:
+    """(async on purpose: FastAPI runs a plain ``def`` dependency in a worker thread.)"""
     state: RuntimeState = request.app.state.runtime
     return state
 

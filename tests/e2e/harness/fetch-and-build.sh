@@ -3,11 +3,12 @@
 # kube-apiserver + kubectl 1.20.2 (built from Debian bookworm's `kubernetes` source package with
 # Go 1.15 from bullseye) and etcd 3.4 (bookworm's `etcd-server`).
 #
-# Idempotent: when the three binaries are already in the cache, it prints their paths and exits 0.
+# Idempotent: when the three binaries are in the cache and report the expected versions, it prints
+# their paths and exits 0 (in ~0.2 s); a missing or wrong one is rebuilt/refetched alone.
 # Everything lives OUTSIDE the repository, keyed by version, so it builds once per machine:
 #   ${KUBEBOTS_E2E_CACHE:-$HOME/.cache/kubebots-e2e}/k8s-1.20.2/bin/{kube-apiserver,kubectl,etcd}
 # The host's apt sources are never touched: apt runs on a private sources list and state dir.
-# Only Debian's package mirror is needed. The last lines of stdout are `NAME=PATH`, one a binary.
+# Only Debian's package mirror is needed. stdout is only `NAME=PATH` lines, one per binary.
 set -euo pipefail
 
 K8S_VERSION=1.20.2
@@ -165,7 +166,7 @@ for spec in "${specs[@]}"; do
 done
 if [ "${#need_debs[@]}" -gt 0 ]; then
     log "downloading ${need_debs[*]}"
-    papt download "${need_debs[@]}" || die "apt-get download ${need_debs[*]} failed"
+    papt download "${need_debs[@]}" >&2 || die "apt-get download ${need_debs[*]} failed"
 fi
 # Source package: bookworm's kubernetes, versioned 1.20.5+really1.20.2-* (full tree with vendor/).
 if $need_kube; then
