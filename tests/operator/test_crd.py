@@ -33,9 +33,11 @@ def walk(node: Any, path: str = "") -> list[str]:
         ):
             if banned in node:
                 problems.append(f"{path}: {banned}")
-        if "properties" in node or "items" in node:
-            if node.get("type") not in ("object", "array"):
-                problems.append(f"{path}: no type")
+        if ("properties" in node or "items" in node) and node.get("type") not in (
+            "object",
+            "array",
+        ):
+            problems.append(f"{path}: no type")
         for key, value in node.items():
             problems += walk(value, f"{path}.{key}")
     return problems

@@ -111,16 +111,10 @@ async def test_ready_waits_for_every_live_replica() -> None:
     patch = kopf.Patch()
     await refresh(meta=meta(2), spec=updated, status=status, patch=patch, memo=m, logger=LOG)
     assert patch["status"]["served"] == "1/2"
+    previous = dict(patch["status"])
     await report(store, "r2", status["revision"])
     patch = kopf.Patch()
-    await refresh(
-        meta=meta(2),
-        spec=updated,
-        status=patch["status"] if "status" in patch else status,
-        patch=patch,
-        memo=m,
-        logger=LOG,
-    )
+    await refresh(meta=meta(2), spec=updated, status=previous, patch=patch, memo=m, logger=LOG)
     assert cond(dict(patch["status"]), "Ready")["status"] == "True"
 
 
