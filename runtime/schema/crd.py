@@ -4,7 +4,9 @@ pydantic's JSON Schema is turned into a Kubernetes *structural* schema that inst
 and newer: ``$ref``s inlined, ``Optional`` as ``nullable``, the storage union merged into one
 object whose ``backend`` is an enum, JSON-Schema-2020 keywords rewritten to OpenAPI v3 ones,
 and what Kubernetes rejects (``title``, ``default``, ``additionalProperties: false``) dropped.
-Rules the CRD cannot express (one key source, no inline keys) are checked by the operator.
+Rules the CRD cannot express (one key source, no inline keys) are checked by the operator, and
+unknown fields are preserved so that it can refuse a typo by name instead of the apiserver
+pruning it silently.
 """
 
 from __future__ import annotations
@@ -105,10 +107,21 @@ def _union(node: dict[str, Any], variants: list[dict[str, Any]]) -> Any:
     return merged
 
 
+def _keep_unknown(node: Any) -> None:
+    """Unknown spec fields are kept, not pruned: the apiserver of 1.20 (no field validation)
+    would otherwise drop a typo silently; kept, the operator refuses it by its path."""
+    if isinstance(node, dict):
+        if node.get("type") == "object":
+            node["x-kubernetes-preserve-unknown-fields"] = True
+        for value in node.values():
+            _keep_unknown(value)
+
+
 def spec_schema() -> dict[str, Any]:
     """The structural OpenAPI v3 schema of a Bot's ``spec``."""
     raw = BotConfig.model_json_schema(by_alias=True, mode="validation")
     schema: dict[str, Any] = _structural(raw, raw.get("$defs", {}))
+    _keep_unknown(schema)
     schema["description"] = (
         "A chat bot: its LLM, system prompt, conversation storage, memory and limits. "
         "Validated by the operator with the kubebots schema; see `kubebots validate`."
