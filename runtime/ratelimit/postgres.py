@@ -20,6 +20,7 @@ from psycopg.rows import TupleRow
 from psycopg_pool import AsyncConnectionPool
 
 from ..errors import StorageError
+from ..storage._pool import open_pool
 from ..storage._sql import check_table, redact, url_secrets
 from .base import Decision, check_args, decide
 
@@ -76,31 +77,20 @@ class PostgresRateLimiter:
             "connect_timeout": max(1, round(connect_timeout)),
         }
         ddl = sql.SQL(_DDL).format(t=sql.Identifier(table), i=sql.Identifier(index))
-        try:
-            # One direct connection first: it fails fast with libpq's reason.
-            connect = psycopg.AsyncConnection.connect(url, **options)
-            async with await connect as conn, conn.transaction():
+
+        async def setup(conn: _Conn) -> None:
+            async with conn.transaction():
                 await conn.execute(_LOCK, (f"ddl:{table}",))  # IF NOT EXISTS alone races
                 await conn.execute(ddl)
-        except psycopg.Error as exc:
-            raise _error("connection", exc, secrets) from None
-        pool: AsyncConnectionPool[_Conn] = AsyncConnectionPool(
+
+        pool = await open_pool(
             url,
-            kwargs=options,
-            min_size=1,
-            max_size=pool_size,
-            open=False,
-            check=AsyncConnectionPool.check_connection,
-            timeout=connect_timeout,
+            options=options,
+            size=pool_size,
             name=f"kubebots-{table}",
+            setup=setup,
+            error=lambda exc: _error("connection", exc, secrets),
         )
-        try:
-            await pool.open(wait=True, timeout=connect_timeout)
-        except BaseException as exc:
-            await pool.close()
-            if isinstance(exc, psycopg.Error):
-                raise _error("connection", exc, secrets) from None
-            raise
         return cls(pool, table, secrets)
 
     @asynccontextmanager

@@ -16,6 +16,7 @@ from psycopg.rows import TupleRow
 from psycopg_pool import AsyncConnectionPool
 
 from ..errors import StorageError
+from ._pool import open_pool
 from ._sql import (
     DEFAULT_TABLE,
     check_count,
@@ -108,30 +109,18 @@ class PostgresConversationStore:
             "autocommit": True,
             "connect_timeout": max(1, round(connect_timeout)),
         }
-        try:
-            # One direct connection first: it fails fast with libpq's reason, where a pool
-            # would retry in the background until its timeout.
-            async with await psycopg.AsyncConnection.connect(url, **options) as conn:
-                await _ensure_table(conn, table)
-        except psycopg.Error as exc:
-            raise _error("connection", exc, secrets) from None
-        pool: AsyncConnectionPool[_Conn] = AsyncConnectionPool(
+
+        async def setup(conn: _Conn) -> None:
+            await _ensure_table(conn, table)
+
+        pool = await open_pool(
             url,
-            kwargs=options,
-            min_size=1,
-            max_size=pool_size,
-            open=False,
-            check=AsyncConnectionPool.check_connection,
-            timeout=connect_timeout,
+            options=options,
+            size=pool_size,
             name=f"kubebots-{table}",
+            setup=setup,
+            error=lambda exc: _error("connection", exc, secrets),
         )
-        try:
-            await pool.open(wait=True, timeout=connect_timeout)
-        except BaseException as exc:
-            await pool.close()
-            if isinstance(exc, psycopg.Error):
-                raise _error("connection", exc, secrets) from None
-            raise
         return cls(pool, table, secrets)
 
     def _sql(self, template: str) -> sql.Composed:

@@ -17,6 +17,7 @@ from psycopg import sql
 from psycopg.rows import TupleRow
 from psycopg_pool import AsyncConnectionPool
 
+from ..storage._pool import open_pool as open_checked_pool
 from ..storage._sql import redact
 from .base import StoreError
 
@@ -169,30 +170,18 @@ async def open_pool(
     One direct connection comes first: it fails fast with libpq's reason, where a pool would
     retry in the background until its timeout. Errors never quote credentials.
     """
-    timeout = float(options["connect_timeout"])
-    try:
-        async with await psycopg.AsyncConnection.connect(url, **options) as conn:
-            await ensure_schema(conn, statements)
-    except psycopg.Error as exc:
-        raise error("connection", exc, secrets) from None
-    pool: AsyncConnectionPool[Conn] = AsyncConnectionPool(
+
+    async def setup(conn: Conn) -> None:
+        await ensure_schema(conn, statements)
+
+    return await open_checked_pool(
         url,
-        kwargs=options,
-        min_size=1,
-        max_size=size,
-        open=False,
-        check=AsyncConnectionPool.check_connection,
-        timeout=timeout,
+        options=options,
+        size=size,
         name=f"kubebots-store-{statements.prefix}",
+        setup=setup,
+        error=lambda exc: error("connection", exc, secrets),
     )
-    try:
-        await pool.open(wait=True, timeout=timeout)
-    except BaseException as exc:
-        await pool.close()
-        if isinstance(exc, psycopg.Error):
-            raise error("connection", exc, secrets) from None
-        raise
-    return pool
 
 
 def error(what: str, exc: psycopg.Error, secrets: Sequence[str]) -> StoreError:

@@ -102,13 +102,15 @@ class StoreSync:
                 log.warning("config store unavailable, retrying in %.2fs: %s", backoff, exc.message)
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, self._settings.max_backoff)
-            except Exception:
+            except Exception as exc:
                 # A bug must not silently stop this replica from following the store: log it,
                 # back off, then list and reconcile again (unless we are being stopped).
                 task = asyncio.current_task()
                 if task is not None and task.cancelling():
                     raise
-                log.exception("config sync failed unexpectedly; resyncing in %.2fs", backoff)
+                log.exception(
+                    "config sync failed (%s); resyncing in %.2fs", type(exc).__name__, backoff
+                )
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, self._settings.max_backoff)
 
