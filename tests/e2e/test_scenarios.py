@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import signal
 import textwrap
+from collections.abc import Iterator
 
 import pytest
 
+from kubebots.runtime.testing.fake_openai import FakeOpenAIServer
 from tests.e2e.conftest import (
     REPLICA_MAX_AGE,
     Stack,
@@ -18,7 +20,6 @@ from tests.e2e.conftest import (
     ready_reason,
     wait_until,
 )
-from runtime.testing.fake_openai import FakeOpenAIServer
 
 
 def bot_yaml(ns: str, name: str, spec: str) -> str:
@@ -52,7 +53,7 @@ def secret_yaml(ns: str, name: str, value: str) -> str:
 
 
 @pytest.fixture
-def fake_openai() -> FakeOpenAIServer:
+def fake_openai() -> Iterator[FakeOpenAIServer]:
     server = FakeOpenAIServer()
     server.start()
     yield server
@@ -84,3 +85,187 @@ def test_1_apply_bot_becomes_ready_and_chats(stack: Stack) -> None:
         "Reconciling": "False",
     }
     assert chat_ok(stack, f"{stack.ns}:greeter", "hello there") == "echo: hello there"
+
+
+def test_2_edit_bot_switches_to_openai_and_ready_follows_generation(
+    stack: Stack, fake_openai: FakeOpenAIServer
+) -> None:
+    bot_id = f"{stack.ns}:editor"
+    stack.apply(bot_yaml(stack.ns, "editor", echo_spec("first prompt")))
+    first = stack.wait_ready("editor")
+    assert chat_ok(stack, bot_id, "one") == "echo: one"
+
+    stack.apply(bot_yaml(stack.ns, "editor", openai_spec(fake_openai.base_url, "second prompt")))
+    bot = stack.wait_status(
+        "editor",
+        lambda b: b["metadata"]["generation"] > first["metadata"]["generation"]
+        and is_ready_for_generation(b),
+        "Ready=True for the edited generation",
+    )
+    assert bot["status"]["observedGeneration"] == bot["metadata"]["generation"]
+    assert bot["status"]["revision"] > first["status"]["revision"]
+    # Ready means every replica serves the new generation: the very next chat uses it.
+    reply = chat_ok(stack, bot_id, "two")
+    assert reply == "[fake-model] second prompt | two"
+    sent = [r for r in fake_openai.requests if r["path"].endswith("/chat/completions")]
+    assert sent, "the runtime never called the fake upstream"
+    messages = sent[-1]["body"]["messages"]
+    assert messages[0] == {"role": "system", "content": "second prompt"}
+
+
+def test_3_schema_rejects_at_apply_and_missing_secret_keeps_last_good_config(
+    stack: Stack, fake_openai: FakeOpenAIServer
+) -> None:
+    # The apiserver enforces the CRD's enum: nothing is stored.
+    bad = stack.apply(
+        bot_yaml(stack.ns, "rejected", "llm: {provider: anthropic, model: claude}"), check=False
+    )
+    assert bad.returncode != 0, bad.stdout
+    assert "spec.llm.provider" in bad.stderr
+    assert "anthropic" in bad.stderr
+    # kubectl's client-side validation (the CRD's published schema) rejects unknown fields.
+    typo = stack.apply(
+        bot_yaml(stack.ns, "rejected", "llm: {provider: echo, model: m, maxTokenz: 3}"),
+        check=False,
+    )
+    assert typo.returncode != 0, typo.stdout
+    assert "maxTokenz" in typo.stderr
+    gone = stack.kubectl("-n", stack.ns, "get", "bot", "rejected", check=False)
+    assert gone.returncode != 0
+    assert "NotFound" in gone.stderr
+
+    # A serving Bot edited to reference a Secret that does not exist: SecretMissing, and the
+    # store (so every runtime) keeps the previous config.
+    bot_id = f"{stack.ns}:keeper"
+    stack.apply(bot_yaml(stack.ns, "keeper", echo_spec("kept prompt")))
+    first = stack.wait_ready("keeper")
+    assert chat_ok(stack, bot_id, "before") == "echo: before"
+    stack.apply(
+        bot_yaml(stack.ns, "keeper", openai_spec(fake_openai.base_url, "new", "no-such-secret"))
+    )
+    bot = stack.wait_status(
+        "keeper",
+        lambda b: b["metadata"]["generation"] > first["metadata"]["generation"]
+        and b["status"].get("observedGeneration") == b["metadata"]["generation"]
+        and ready_reason(b) == ("False", "SecretMissing"),
+        "Ready=False reason SecretMissing",
+    )
+    conds = {c["type"]: c for c in bot["status"]["conditions"]}
+    assert conds["Accepted"]["status"] == "True"
+    assert (conds["Synced"]["status"], conds["Synced"]["reason"]) == ("False", "SecretMissing")
+    assert conds["Stalled"]["status"] == "True"
+    assert "no-such-secret" in conds["Ready"]["message"]
+    assert bot["status"]["revision"] == first["status"]["revision"]  # nothing new stored
+    assert chat_ok(stack, bot_id, "still") == "echo: still"
+    assert not fake_openai.requests
+
+    # Creating the Secret is enough: the operator picks it up and the new config goes live.
+    stack.apply(secret_yaml(stack.ns, "no-such-secret", "sk-late"))
+    stack.wait_status("keeper", is_ready_for_generation, "Ready=True once the Secret exists")
+    assert chat_ok(stack, bot_id, "after") == "[fake-model] new | after"
+
+
+def test_4_delete_bot_tombstones_and_chat_404s(stack: Stack) -> None:
+    bot_id = f"{stack.ns}:doomed"
+    stack.apply(bot_yaml(stack.ns, "doomed", echo_spec()))
+    stack.wait_ready("doomed")
+    assert chat_ok(stack, bot_id, "hi") == "echo: hi"
+
+    # Returns only once the operator removed its finalizer (after writing the tombstone).
+    stack.kubectl("-n", stack.ns, "delete", "bot", "doomed", "--timeout=60s")
+    gone = stack.kubectl("-n", stack.ns, "get", "bot", "doomed", check=False)
+    assert "NotFound" in gone.stderr
+    rows = stack.sql("SELECT deleted FROM {p}state WHERE bot_id = %s", bot_id)
+    assert rows == [(True,)], rows
+
+    assert stack.runtime is not None
+    runtime = stack.runtime
+
+    def refused() -> object:
+        resp = runtime.chat(bot_id, "anyone?")
+        return resp if resp.status_code == 404 else None
+
+    resp = wait_until(refused, "chat with the deleted bot to 404", 30, on_fail=stack.logs)
+    body = resp.json()
+    assert set(body) >= {"error", "message", "detail", "timestamp"}, body
+    assert bot_id in body["message"] or bot_id in str(body["detail"]), body
+
+
+def test_8_secret_rotation_reaches_the_runtime_without_restart(
+    stack: Stack, fake_openai: FakeOpenAIServer
+) -> None:
+    bot_id = f"{stack.ns}:rotator"
+    k1, k2 = "sk-e2e-first-0001", "sk-e2e-second-0002"
+    stack.apply(secret_yaml(stack.ns, "llm-key", k1))
+    stack.apply(bot_yaml(stack.ns, "rotator", openai_spec(fake_openai.base_url, "p", "llm-key")))
+    stack.wait_ready("rotator")
+    assert stack.runtime is not None and stack.runtime.popen is not None
+    pid = stack.runtime.popen.pid
+
+    assert chat_ok(stack, bot_id, "first") == "[fake-model] p | first"
+    assert fake_openai.requests[-1]["authorization"] == f"Bearer {k1}"
+
+    stack.apply(secret_yaml(stack.ns, "llm-key", k2))
+
+    def uses_k2() -> bool:
+        chat_ok(stack, bot_id, "again")
+        return bool(fake_openai.requests[-1]["authorization"] == f"Bearer {k2}")
+
+    wait_until(uses_k2, "the runtime to send the rotated key", 60, 0.5, stack.logs)
+    assert stack.runtime.popen.pid == pid and stack.runtime.alive
+    stack.wait_status("rotator", is_ready_for_generation, "Ready=True after the rotation")
+
+    # The key values live only in the Secret: not in the Bot, the store or any log.
+    bot_text = stack.kubectl("-n", stack.ns, "get", "bot", "rotator", "-o", "json").stdout
+    store_text = str(stack.sql("SELECT config, annotations FROM {p}state WHERE bot_id = %s", bot_id))
+    events = stack.kubectl("-n", stack.ns, "get", "events", "-o", "json").stdout
+    logs = "".join(p.log.read_text(errors="replace") for p in stack.procs)
+    for key in (k1, k2):
+        for where, text in (("bot", bot_text), ("store", store_text), ("events", events)):
+            assert key not in text, f"{where} holds the API key"
+        assert key not in logs, "a log holds the API key"
+
+
+def test_6_ready_waits_for_every_live_replica(stack: Stack) -> None:
+    bot_id = f"{stack.ns}:pair"
+    second = stack.start_runtime("runtime-b")
+    try:
+        stack.apply(bot_yaml(stack.ns, "pair", echo_spec("v1")))
+        first = stack.wait_status(
+            "pair",
+            lambda b: is_ready_for_generation(b) and b["status"].get("servedReplicas") == 2,
+            "Ready=True served by 2/2",
+        )
+        assert first["status"]["served"] == "2/2"
+        assert second.chat(bot_id, "b").json()["response"] == "echo: b"
+
+        # A frozen replica (still live: its last heartbeat is recent) holds Ready back.
+        second.signal(signal.SIGSTOP)
+        stack.apply(bot_yaml(stack.ns, "pair", echo_spec("v2")))
+        rolling = stack.wait_status(
+            "pair",
+            lambda b: b["status"].get("observedGeneration") == b["metadata"]["generation"]
+            > first["metadata"]["generation"]
+            and ready_reason(b) == ("False", "RollingOut"),
+            "Ready=False RollingOut while one replica lags",
+            timeout=REPLICA_MAX_AGE,
+        )
+        assert rolling["status"]["served"] == "1/2"
+        second.signal(signal.SIGCONT)
+        stack.wait_status(
+            "pair",
+            lambda b: is_ready_for_generation(b) and b["status"].get("served") == "2/2",
+            "Ready=True 2/2 once the replica catches up",
+        )
+
+        # A replica that is gone stops counting once its heartbeat is older than the max age.
+        second.stop()
+        done = stack.wait_status(
+            "pair",
+            lambda b: is_ready_for_generation(b) and b["status"].get("served") == "1/1",
+            "served 1/1 after the replica's heartbeat expired",
+            timeout=REPLICA_MAX_AGE + 30,
+        )
+        assert done["status"]["replicas"] == done["status"]["servedReplicas"] == 1
+    finally:
+        second.stop()
