@@ -196,6 +196,10 @@ async def secret_changed(
 def build_registry(cfg: OperatorSettings) -> kopf.OperatorRegistry:
     """Every handler, on a registry of its own (no import-time registration)."""
     registry = kopf.OperatorRegistry()
+    # A registry of our own gets no implicit login: use kopf's own (a pod's service account,
+    # else the kubeconfig), as its default registry would.
+    kopf.on.login(registry=registry, id="service-account")(kopf.login_with_service_account)
+    kopf.on.login(registry=registry, id="kubeconfig")(kopf.login_with_kubeconfig)
     kopf.on.startup(registry=registry)(startup)
     kopf.on.cleanup(registry=registry)(cleanup)
     kopf.on.resume(*RESOURCE, registry=registry, id="reconcile")(reconcile)

@@ -97,9 +97,7 @@ def create_app(
             if rate_limiter is None:
                 rate_limiter = await _open_limiter(settings)
                 stack.push_async_callback(rate_limiter.close)
-            secrets = (
-                DirectorySecretResolver(settings.secrets_dir) if settings.secrets_dir else None
-            )
+            secrets = secret_resolver(settings)
             manager = BotManager(
                 config_loader=StoreConfigLoader(config_store),
                 max_bots=settings.max_bots,

@@ -221,11 +221,7 @@ class Stack:
             "KUBEBOTS_READY_WAIT": "1",
             "KUBEBOTS_REPLICA_MAX_AGE": str(REPLICA_MAX_AGE),
         }
-        # `python -m tests.e2e.operator_shim` == `kubebots`, plus the login handler kopf needs
-        # (see operator_shim.py: a product bug); cwd must see the `tests` package.
-        shim = [sys.executable, "-m", "tests.e2e.operator_shim"]
-        argv = [*shim, "operator", "-n", self.ns, "--standalone"]
-        env["PYTHONPATH"] = str(REPO)
+        argv = [KUBEBOTS, "operator", "-n", self.ns, "--standalone"]
         proc = Proc("operator", argv, env, self.workdir / "operator").start()
         self.procs.append(proc)
         self.operator = proc
@@ -393,6 +389,11 @@ def stack() -> Iterator[Stack]:
             finally:
                 import shutil
 
+                keep = os.environ.get("KUBEBOTS_E2E_KEEP_LOGS")  # a directory to copy logs to
+                if keep:
+                    for proc in st.procs:
+                        Path(keep).mkdir(parents=True, exist_ok=True)
+                        shutil.copy(proc.log, Path(keep) / proc.log.name)
                 shutil.rmtree(workdir, ignore_errors=True)
 
 
