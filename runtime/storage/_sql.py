@@ -32,7 +32,8 @@ def check_table(name: str) -> str:
     return name
 
 
-def _check_text(what: str, value: object) -> str:
+def check_text(what: str, value: object) -> str:
+    """``value`` if it is a str that every backend can store (no NUL, valid Unicode)."""
     if not isinstance(value, str):
         raise TypeError(f"{what} must be a str")
     if "\x00" in value:
@@ -48,9 +49,9 @@ def check_key(key: ConversationKey) -> ConversationKey:
     """``key`` as a :class:`ConversationKey` whose three parts are storable text."""
     bot_id, client_id, conversation_id = key
     return ConversationKey(
-        _check_text("bot_id", bot_id),
-        _check_text("client_id", client_id),
-        _check_text("conversation_id", conversation_id),
+        check_text("bot_id", bot_id),
+        check_text("client_id", client_id),
+        check_text("conversation_id", conversation_id),
     )
 
 
@@ -58,7 +59,7 @@ def check_messages(messages: Sequence[tuple[MessageRole, str]]) -> list[tuple[Me
     """``messages`` as a list, every role known and every content storable text."""
     checked: list[tuple[MessageRole, str]] = []
     for role, content in messages:
-        checked.append((to_role(role, error=ValueError), _check_text("content", content)))
+        checked.append((to_role(role, error=ValueError), check_text("content", content)))
     return checked
 
 

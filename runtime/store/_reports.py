@@ -5,7 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from ..ids import validate_bot_id
-from ._sql import check_revision, check_text, to_utc
+from ..storage._sql import check_text
+from ._sql import check_revision, to_utc
 from .base import BotReport, ReplicaReport
 
 

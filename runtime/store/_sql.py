@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
+from ..storage._sql import check_text
 from .base import StoreEntry, StoreError, WatchEvent, check_write
 
 #: The table prefix every SQL store uses unless told otherwise.
@@ -54,19 +55,6 @@ def check_revision(what: str, value: int | None, *, optional: bool = False) -> i
         raise TypeError(f"{what} must be an int")
     if not 0 <= value <= MAX_INT64:
         raise ValueError(f"{what} must be between 0 and 2**63-1")
-    return value
-
-
-def check_text(what: str, value: object) -> str:
-    """``value`` if it is a str that every backend can store (no NUL, valid Unicode)."""
-    if not isinstance(value, str):
-        raise TypeError(f"{what} must be a str")
-    if "\x00" in value:
-        raise ValueError(f"{what} must not contain NUL characters")
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        raise ValueError(f"{what} must be valid Unicode text (no lone surrogates)") from None
     return value
 
 

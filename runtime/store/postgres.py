@@ -14,7 +14,7 @@ from psycopg.rows import TupleRow
 from psycopg_pool import AsyncConnectionPool
 
 from ..ids import validate_bot_id
-from ..storage._sql import url_secrets
+from ..storage._sql import check_text, url_secrets
 from . import _pg as q
 from ._pg_watch import PgWatcher
 from ._reports import bot_rows, check_report, group_reports
@@ -23,7 +23,6 @@ from ._sql import (
     check_prefix,
     check_revision,
     check_seconds,
-    check_text,
     encode_write,
     make_entry,
 )

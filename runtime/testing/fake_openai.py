@@ -26,16 +26,13 @@ in :attr:`~FakeOpenAIServer.requests`.
 
 from __future__ import annotations
 
-import socket
 import threading
-import time
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Self
 
-import uvicorn
-
 from ._fake_app import build_app
+from .server import ThreadedServer
 
 
 @dataclass
@@ -79,9 +76,7 @@ class FakeOpenAIServer:
         self._faults: list[Fault] = []
         self.stopping = threading.Event()
         self._app = build_app(self)
-        self._server: uvicorn.Server | None = None
-        self._thread: threading.Thread | None = None
-        self._socket: socket.socket | None = None
+        self._threaded: ThreadedServer | None = None
 
     @property
     def base_url(self) -> str:
@@ -148,47 +143,28 @@ class FakeOpenAIServer:
 
     def start(self) -> Self:
         """Bind the port and serve in a background thread; returns once it accepts requests."""
-        if self._thread is not None:
+        if self._threaded is not None:
             raise RuntimeError("the fake OpenAI server is already running")
         self.stopping.clear()
-        # IPPROTO_TCP: asyncio sets TCP_NODELAY only on sockets of that protocol (else +40 ms)
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-        sock.bind((self.host, self._wanted_port))
-        self._socket, self.port = sock, sock.getsockname()[1]
-        config = uvicorn.Config(
-            self._app, log_config=None, access_log=False, lifespan="off", ws="none"
+        server = ThreadedServer(
+            self._app, host=self.host, port=self._wanted_port, lifespan="off", name="fake-openai"
         )
-        self._server = uvicorn.Server(config)
-        self._thread = threading.Thread(
-            target=self._server.run, kwargs={"sockets": [sock]}, name="fake-openai", daemon=True
-        )
-        self._thread.start()
-        deadline = time.monotonic() + 10.0
-        while not self._server.started:
-            if not self._thread.is_alive() or time.monotonic() > deadline:
-                self.stop()
-                raise RuntimeError("the fake OpenAI server did not start")
-            time.sleep(0.005)
+        self._threaded = server.start(timeout=10.0)
+        self.port = server.port
         return self
 
     def stop(self) -> None:
         """Stop serving (pending waits end early), join the thread and release the port."""
-        if self._thread is None or self._server is None:
+        if self._threaded is None:
             return
         self.stopping.set()
-        self._server.should_exit = True
-        self._thread.join(timeout=10.0)
-        if self._thread.is_alive():
-            self._server.force_exit = True
-            self._thread.join(timeout=5.0)
-        if self._socket is not None:
-            self._socket.close()
-        self._thread = self._server = self._socket = None
+        self._threaded.stop()
+        self._threaded = None
 
     @property
     def running(self) -> bool:
         """Whether the server thread is alive."""
-        return self._thread is not None and self._thread.is_alive()
+        return self._threaded is not None and self._threaded.running
 
     def __enter__(self) -> Self:
         return self.start()

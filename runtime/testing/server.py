@@ -10,7 +10,7 @@ import socket
 import threading
 import time
 from types import TracebackType
-from typing import Self
+from typing import Literal, Self
 
 import uvicorn
 from starlette.types import ASGIApp
@@ -19,13 +19,27 @@ from starlette.types import ASGIApp
 class ThreadedServer:
     """``with ThreadedServer(app) as server: httpx.get(server.url + "/healthz")``."""
 
-    def __init__(self, app: ASGIApp, *, host: str = "127.0.0.1", port: int = 0) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        lifespan: Literal["on", "off"] = "on",
+        name: str = "asgi-server",
+    ) -> None:
         self._app = app
         self._host = host
         self._port = port
+        self._lifespan: Literal["on", "off"] = lifespan
+        self._name = name
         self._server: uvicorn.Server | None = None
         self._thread: threading.Thread | None = None
         self.port = 0
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
 
     @property
     def url(self) -> str:
@@ -37,10 +51,12 @@ class ThreadedServer:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind((self._host, self._port))
         self.port = sock.getsockname()[1]
-        config = uvicorn.Config(self._app, log_config=None, access_log=False, lifespan="on")
+        config = uvicorn.Config(
+            self._app, log_config=None, access_log=False, lifespan=self._lifespan, ws="none"
+        )
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(
-            target=self._server.run, kwargs={"sockets": [sock]}, name="asgi-server", daemon=True
+            target=self._server.run, kwargs={"sockets": [sock]}, name=self._name, daemon=True
         )
         self._thread.start()
         deadline = time.monotonic() + timeout
@@ -56,6 +72,9 @@ class ThreadedServer:
             return
         self._server.should_exit = True
         self._thread.join(timeout=30.0)
+        if self._thread.is_alive():  # connections that would not close: stop without them
+            self._server.force_exit = True
+            self._thread.join(timeout=5.0)
         self._server = None
         self._thread = None
 

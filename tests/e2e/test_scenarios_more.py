@@ -1,0 +1,292 @@
+"""More end-to-end scenarios on the real kube-apiserver: operator crash, GitOps prune, figures.
+
+Same session ``stack`` as test_scenarios.py (one operator, one runtime, PostgreSQL store).
+Scenario 5 kills the operator with SIGKILL and restarts it; it always leaves an operator running.
+The figures test asserts nothing: it prints latencies and writes them to ``FIGURES_FILE``.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from kubebots.runtime.testing.fake_openai import FakeOpenAIServer
+from tests.e2e.conftest import Stack, is_ready_for_generation, wait_until
+from tests.e2e.test_scenarios import bot_yaml, chat_ok, echo_spec, openai_spec
+
+FIGURES_FILE = Path("/tmp/kubebots-e2e-figures.json")
+BURST = 50
+GITOPS_BOTS = 20
+PROPAGATION_UPDATES = 50
+BULK_BOTS = 100
+
+
+@pytest.fixture
+def fake_openai() -> Iterator[FakeOpenAIServer]:
+    server = FakeOpenAIServer()
+    server.start()
+    yield server
+    server.stop()
+
+
+def patch_prompt(stack: Stack, name: str, prompt: str) -> None:
+    body = json.dumps({"spec": {"systemPrompt": prompt}})
+    stack.kubectl("-n", stack.ns, "patch", "bot", name, "--type", "merge", "-p", body, check=True)
+
+
+def list_bots(stack: Stack, selector: str) -> list[dict[str, Any]]:
+    out = stack.kubectl("-n", stack.ns, "get", "bots", "-l", selector, "-o", "json", check=True)
+    return list(json.loads(out.stdout)["items"])
+
+
+def store_row(stack: Stack, bot_id: str) -> tuple[Any, ...] | None:
+    rows = stack.sql(
+        "SELECT generation, revision, deleted, config FROM {p}state WHERE bot_id = %s", bot_id
+    )
+    return rows[0] if rows else None
+
+
+def runtime_bot(stack: Stack, bot_id: str) -> dict[str, Any]:
+    assert stack.runtime is not None
+    resp = httpx.get(f"{stack.runtime.url}/bots/{bot_id}", timeout=10)
+    assert resp.status_code == 200, f"{resp.status_code} {resp.text}"
+    return dict(resp.json())
+
+
+def ensure_operator(stack: Stack) -> None:
+    if stack.operator is None or not stack.operator.alive:
+        stack.start_operator()
+
+
+def test_5_operator_killed_mid_burst_converges_to_the_last_generation(
+    stack: Stack, fake_openai: FakeOpenAIServer
+) -> None:
+    name, bot_id = "burst", f"{stack.ns}:burst"
+    stack.apply(bot_yaml(stack.ns, name, openai_spec(fake_openai.base_url, "v0")))
+    first = stack.wait_ready(name)
+    assert chat_ok(stack, bot_id, "hi") == "[fake-model] v0 | hi"  # loaded on the runtime
+    gen0 = first["metadata"]["generation"]
+    operator = stack.operator
+    assert operator is not None and operator.popen is not None
+    try:
+        for i in range(1, BURST + 1):
+            patch_prompt(stack, name, f"v{i}")
+            if i == BURST // 3:  # the operator is busy with the burst: kill -9 it
+                operator.popen.kill()
+                assert operator.popen.wait(timeout=10) == -9
+        stack.start_operator()
+    finally:
+        ensure_operator(stack)
+
+    last_gen = gen0 + BURST
+    assert stack.bot(name)["metadata"]["generation"] == last_gen
+    bot = stack.wait_status(
+        name,
+        lambda b: b["metadata"]["generation"] == last_gen and is_ready_for_generation(b),
+        f"Ready=True for generation {last_gen} after the operator restart",
+        timeout=90,
+    )
+    assert bot["status"]["observedGeneration"] == last_gen
+
+    row = store_row(stack, bot_id)
+    assert row is not None
+    generation, revision, deleted, config = row
+    assert (generation, deleted) == (last_gen, False), row
+    assert config["systemPrompt"] == f"v{BURST}", config
+    assert bot["status"]["revision"] == revision
+
+    def serving() -> dict[str, Any] | None:
+        got = runtime_bot(stack, bot_id)
+        return got if got["served_revision"] == revision else None
+
+    served = wait_until(
+        serving,
+        "the runtime to serve the last revision",
+        30,
+        on_fail=stack.logs,
+    )
+    assert served["generation"] == last_gen
+    assert chat_ok(stack, bot_id, "after") == f"[fake-model] v{BURST} | after"
+    system = fake_openai.requests[-1]["body"]["messages"][0]
+    assert system == {"role": "system", "content": f"v{BURST}"}
+
+
+def _write_kustomization(root: Path, ns: str, files: list[str]) -> None:
+    lines = [f"namespace: {ns}", "commonLabels:", "  e2e-set: gitops", "resources:"]
+    lines += [f"- {f}" for f in files]
+    (root / "kustomization.yaml").write_text("\n".join(lines) + "\n")
+
+
+def test_7_gitops_apply_k_and_prune(stack: Stack, tmp_path: Path) -> None:
+    selector = "e2e-set=gitops"
+    names = [f"git-{i:02d}" for i in range(GITOPS_BOTS)]
+    for name in names:
+        head = f"apiVersion: kubebots.io/v1alpha1\nkind: Bot\nmetadata:\n  name: {name}\nspec:\n"
+        spec = f"  llm: {{provider: echo, model: echo-1}}\n  systemPrompt: I am {name}.\n"
+        (tmp_path / f"{name}.yaml").write_text(head + spec)
+    _write_kustomization(tmp_path, stack.ns, [f"{n}.yaml" for n in names])
+
+    stack.kubectl("apply", "-k", str(tmp_path), check=True)
+    waited = stack.cp.kubectl(
+        "-n",
+        stack.ns,
+        "wait",
+        "--for=condition=Ready",
+        "bot",
+        "-l",
+        selector,
+        "--timeout=120s",
+        timeout=150,
+    )
+    assert waited.returncode == 0, f"{waited.stdout}{waited.stderr}\n{stack.logs()}"
+
+    def all_ready(expected: set[str]) -> list[dict[str, Any]] | None:
+        bots = list_bots(stack, selector)
+        ok = {b["metadata"]["name"] for b in bots} == expected
+        return bots if ok and all(is_ready_for_generation(b) for b in bots) else None
+
+    bots = wait_until(lambda: all_ready(set(names)), "20 Bots Ready", 60, on_fail=stack.logs)
+    assert all(b["metadata"]["namespace"] == stack.ns for b in bots)
+
+    victim, kept = names[7], names[:7] + names[8:]
+    victim_id = f"{stack.ns}:{victim}"
+    assert chat_ok(stack, victim_id, "hi") == "echo: hi"
+    assert chat_ok(stack, f"{stack.ns}:{kept[0]}", "hi") == "echo: hi"
+
+    (tmp_path / f"{victim}.yaml").unlink()
+    _write_kustomization(tmp_path, stack.ns, [f"{n}.yaml" for n in kept])
+    # kubectl 1.20's default prune list holds only built-in kinds: a custom resource is pruned
+    # only when named in --prune-whitelist (group/version/kind).
+    stack.kubectl(
+        "apply",
+        "-k",
+        str(tmp_path),
+        "--prune",
+        "-l",
+        selector,
+        "--prune-whitelist=kubebots.io/v1alpha1/Bot",
+        check=True,
+    )
+
+    def gone() -> bool:
+        got = stack.kubectl("-n", stack.ns, "get", "bot", victim, check=False)
+        return got.returncode != 0 and "NotFound" in got.stderr
+
+    wait_until(gone, f"bot/{victim} deleted (finalizer done)", 60, on_fail=stack.logs)
+    row = store_row(stack, victim_id)
+    assert row is not None and row[2] is True, row  # the tombstone
+
+    assert stack.runtime is not None
+    runtime = stack.runtime
+    wait_until(
+        lambda: runtime.chat(victim_id, "anyone?").status_code == 404,
+        "chat with the pruned bot to 404",
+        30,
+        on_fail=stack.logs,
+    )
+    bots = wait_until(lambda: all_ready(set(kept)), "19 Bots still Ready", 60, on_fail=stack.logs)
+    assert len(bots) == GITOPS_BOTS - 1
+    live = stack.sql(
+        "SELECT bot_id FROM {p}state WHERE NOT deleted AND bot_id LIKE %s",
+        f"{stack.ns}:git-%",
+    )
+    assert sorted(r[0] for r in live) == sorted(f"{stack.ns}:{n}" for n in kept)
+    assert chat_ok(stack, f"{stack.ns}:{kept[0]}", "still") == "echo: still"
+
+    stack.cp.kubectl(
+        "-n", stack.ns, "delete", "bots", "-l", selector, "--timeout=120s", check=True, timeout=150
+    )
+
+
+def _percentiles(samples: list[float]) -> dict[str, float]:
+    ordered = sorted(samples)
+
+    def pct(p: float) -> float:
+        # nearest rank
+        rank = max(1, min(len(ordered), round(p / 100 * len(ordered) + 0.5)))
+        return round(ordered[rank - 1], 1)
+
+    return {
+        "n": len(ordered),
+        "p50": pct(50),
+        "p95": pct(95),
+        "p99": pct(99),
+        "min": round(ordered[0], 1),
+        "max": round(ordered[-1], 1),
+        "mean": round(statistics.fmean(ordered), 1),
+    }
+
+
+def test_9_figures_propagation_and_bulk_ready(stack: Stack) -> None:
+    """Not asserted: apply -> serving latency, and M Bots at once -> all Ready."""
+    assert stack.runtime is not None
+    figures: dict[str, Any] = {"kubernetes": "1.20.2 (kube-apiserver + etcd, local)"}
+
+    # 1. apply -> serving, N sequential updates of one Bot (bot loaded on the runtime).
+    name, bot_id = "speed", f"{stack.ns}:speed"
+    stack.apply(bot_yaml(stack.ns, name, echo_spec("s0")))
+    gen = stack.wait_ready(name)["metadata"]["generation"]
+    assert chat_ok(stack, bot_id, "warm") == "echo: warm"
+    url = f"{stack.runtime.url}/bots/{bot_id}"
+    to_serving: list[float] = []
+    patch_only: list[float] = []
+    with httpx.Client(timeout=10) as client:
+        for i in range(1, PROPAGATION_UPDATES + 1):
+            gen += 1
+            start = time.perf_counter()
+            patch_prompt(stack, name, f"s{i}")
+            patch_only.append((time.perf_counter() - start) * 1000)
+            deadline = start + 60
+            while True:
+                body = client.get(url).json()
+                if body["generation"] == gen and body["served_revision"] == body["revision"]:
+                    break
+                assert time.perf_counter() < deadline, f"update {i} never served: {body}"
+                time.sleep(0.005)
+            to_serving.append((time.perf_counter() - start) * 1000)
+    figures["apply_to_serving_ms"] = _percentiles(to_serving)
+    figures["apply_to_serving_ms"]["measured"] = (
+        "just before `kubectl patch --type merge` (a process start, ~the patch_only time) "
+        "until the runtime's GET /bots/{id} shows the new generation served; polled every 5 ms"
+    )
+    figures["kubectl_patch_only_ms"] = _percentiles(patch_only)
+    stack.kubectl("-n", stack.ns, "delete", "bot", name, "--timeout=60s", check=True)
+
+    # 2. M Bots created at once (one `kubectl apply` of M documents) -> all Ready.
+    selector = "e2e-set=bulk"
+    docs = []
+    for i in range(BULK_BOTS):
+        doc = bot_yaml(stack.ns, f"bulk-{i:03d}", echo_spec(f"bulk {i}"))
+        docs.append(doc.replace("metadata:\n", "metadata:\n  labels: {e2e-set: bulk}\n", 1))
+    start = time.perf_counter()
+    stack.cp.kubectl("apply", "-f", "-", input="---\n".join(docs), check=True, timeout=120)
+    applied = time.perf_counter() - start
+    first_all: list[float] = []
+
+    def all_ready() -> bool:
+        bots = list_bots(stack, selector)
+        return len(bots) == BULK_BOTS and all(is_ready_for_generation(b) for b in bots)
+
+    wait_until(all_ready, f"{BULK_BOTS} Bots Ready", 180, 0.25, stack.logs)
+    first_all.append(time.perf_counter() - start)
+    figures["bulk_create_to_all_ready_s"] = {
+        "bots": BULK_BOTS,
+        "kubectl_apply_s": round(applied, 2),
+        "all_ready_s": round(first_all[0], 2),
+        "note": "1,000 Bots not measured here (too long for the e2e budget)",
+    }
+    start = time.perf_counter()
+    stack.cp.kubectl(
+        "-n", stack.ns, "delete", "bots", "-l", selector, "--timeout=180s", check=True, timeout=200
+    )
+    figures["bulk_delete_s"] = round(time.perf_counter() - start, 2)
+
+    FIGURES_FILE.write_text(json.dumps(figures, indent=2) + "\n")
+    print(f"\nfigures ({FIGURES_FILE}):\n{json.dumps(figures, indent=2)}")
