@@ -256,11 +256,12 @@ def test_6_ready_waits_for_every_live_replica(stack: Stack) -> None:
                 == b["metadata"]["generation"]
                 > first["metadata"]["generation"]
                 and ready_reason(b) == ("False", "RollingOut")
+                and b["status"].get("served") == "1/2"
             ),
-            "Ready=False RollingOut while one replica lags",
+            "Ready=False RollingOut, served 1/2, while one replica lags",
             timeout=REPLICA_MAX_AGE,
         )
-        assert rolling["status"]["served"] == "1/2"
+        assert rolling["status"]["servedReplicas"] == 1
         second.signal(signal.SIGCONT)
         stack.wait_status(
             "pair",
