@@ -161,6 +161,22 @@ def bench_http() -> None:
     row("auth on vs off (API key)", f"req/s {cost}; p99 @{P99_CONNECTIONS} conn {p99:+.2f} ms")
 
 
+def bench_e2e() -> None:
+    from . import e2e
+
+    section("on a real kube-apiserver 1.20.2 (operator + runtime processes, PostgreSQL store)")
+    f = e2e.run()
+    p = f["apply_to_serving_ms"]
+    row(
+        f"apply -> serving ({p['n']} updates)",
+        f"p50 {p['p50']:.1f} ms, p95 {p['p95']:.1f} ms, p99 {p['p99']:.1f} ms "
+        f"(kubectl patch alone p50 {f['kubectl_patch_only_ms']['p50']:.1f} ms; "
+        "goal p50 <= 50, p99 <= 250)",
+    )
+    b = f["bulk_create_to_all_ready_s"]
+    row(f"{b['bots']} Bots applied at once -> all Ready", f"{b['all_ready_s']:.2f} s ({b['note']})")
+
+
 def main() -> None:
     started = time.perf_counter()
     print("\n".join(header()), flush=True)
@@ -170,6 +186,7 @@ def main() -> None:
     bench_rss()
     bench_single_flight()
     bench_propagation()
+    bench_e2e()
     bench_http()
     print(f"\ntotal bench time: {time.perf_counter() - started:.1f} s", flush=True)
 

@@ -2,7 +2,8 @@
 
 Same session ``stack`` as test_scenarios.py (one operator, one runtime, PostgreSQL store).
 Scenario 5 kills the operator with SIGKILL and restarts it; it always leaves an operator running.
-The figures test asserts nothing: it prints latencies and writes them to ``FIGURES_FILE``.
+The figures (``bench_*``, run by ``make bench``, not by ``make test``) assert nothing: they
+print latencies and write them to ``FIGURES_FILE``.
 """
 
 from __future__ import annotations
@@ -235,7 +236,7 @@ def _percentiles(samples: list[float]) -> dict[str, float]:
     }
 
 
-def test_9_figures_propagation_and_bulk_ready(stack: Stack) -> None:
+def bench_figures_propagation_and_bulk_ready(stack: Stack) -> None:
     """Not asserted: apply -> serving latency, and M Bots at once -> all Ready."""
     assert stack.runtime is not None
     figures: dict[str, Any] = {"kubernetes": "1.20.2 (kube-apiserver + etcd, local)"}
