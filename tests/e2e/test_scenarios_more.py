@@ -25,8 +25,8 @@ from tests.e2e.test_scenarios import bot_yaml, chat_ok, echo_spec, openai_spec
 FIGURES_FILE = Path("/tmp/kubebots-e2e-figures.json")
 BURST = 50
 GITOPS_BOTS = 20
-PROPAGATION_UPDATES = 50
-BULK_BOTS = 100
+PROPAGATION_UPDATES = 200  # the figures the issue asks for (bench only)
+BULK_BOTS = 1000
 DELETE_WAIT = 15.0
 
 
@@ -275,28 +275,28 @@ def bench_figures_propagation_and_bulk_ready(stack: Stack) -> None:
     selector = "e2e-set=bulk"
     docs = []
     for i in range(BULK_BOTS):
-        doc = bot_yaml(stack.ns, f"bulk-{i:03d}", echo_spec(f"bulk {i}"))
+        doc = bot_yaml(stack.ns, f"bulk-{i:04d}", echo_spec(f"bulk {i}"))
         docs.append(doc.replace("metadata:\n", "metadata:\n  labels: {e2e-set: bulk}\n", 1))
     start = time.perf_counter()
-    stack.cp.kubectl("apply", "-f", "-", input="---\n".join(docs), check=True, timeout=120)
+    stack.cp.kubectl("apply", "-f", "-", input="---\n".join(docs), check=True, timeout=600)
     applied = time.perf_counter() - start
 
     def all_ready() -> bool:
         bots = list_bots(stack, selector)
         return len(bots) == BULK_BOTS and all(is_ready_for_generation(b) for b in bots)
 
-    wait_until(all_ready, f"{BULK_BOTS} Bots Ready", 180, 0.25, stack.logs)
+    wait_until(all_ready, f"{BULK_BOTS} Bots Ready", 600, 0.5, stack.logs)
     ready_s = time.perf_counter() - start
     figures["bulk_create_to_all_ready_s"] = {
         "bots": BULK_BOTS,
         "kubectl_apply_s": round(applied, 2),
         "all_ready_s": round(ready_s, 2),
-        "note": "1,000 Bots not measured here (too long for the e2e budget)",
+        "note": f"one kubectl apply of {BULK_BOTS} Bots; goal <= 30 s",
     }
     # 3. Deleting them: every store entry tombstoned, then every Bot gone (finalizer removed).
     # Capped at DELETE_WAIT: a Bot whose refresh timer runs at deletion time keeps its finalizer
     # for kopf's settings.background.cancellation_polling (60 s by default).
-    ids = [f"{stack.ns}:bulk-{i:03d}" for i in range(BULK_BOTS)]
+    ids = [f"{stack.ns}:bulk-{i:04d}" for i in range(BULK_BOTS)]
     start = time.perf_counter()
     stack.kubectl("-n", stack.ns, "delete", "bots", "-l", selector, "--wait=false")
 
@@ -304,7 +304,7 @@ def bench_figures_propagation_and_bulk_ready(stack: Stack) -> None:
         rows = stack.sql("SELECT count(*) FROM {p}state WHERE deleted AND bot_id = ANY(%s)", ids)
         return bool(rows[0][0] == BULK_BOTS)
 
-    wait_until(all_tombstoned, f"{BULK_BOTS} tombstones", 60, 0.1, stack.logs)
+    wait_until(all_tombstoned, f"{BULK_BOTS} tombstones", 300, 0.2, stack.logs)
     tombstoned = time.perf_counter() - start
     left: list[dict[str, Any]] = []
     while time.perf_counter() - start < DELETE_WAIT:
