@@ -32,7 +32,7 @@ from .reconcile import (
     validate,
 )
 from .settings import OperatorSettings
-from .status import Serving, serving, status_patch
+from .status import ReportsCache, Serving, serving, status_patch
 
 FINALIZER = "kubebots.io/finalizer"
 RESOURCE = (API_GROUP, API_VERSION, PLURAL)
@@ -58,11 +58,19 @@ def _comparable(status: Mapping[str, Any] | None) -> Any:
     return {**status, "conditions": conditions}
 
 
+def reports_of(memo: Any) -> ReportsCache:
+    """The operator's shared replica-report cache (made on first use, for the current store)."""
+    cache: ReportsCache | None = getattr(memo, "reports", None)
+    if cache is None or cache.store is not memo.store:
+        cache = memo.reports = ReportsCache(memo.store, ttl=memo.cfg.reports_ttl)
+    return cache
+
+
 async def wait_served(memo: Any, bot_id: str, revision: int, cfg: OperatorSettings) -> Serving:
     """Serving state, waiting up to ``ready_wait`` for every live replica to catch up."""
     deadline = time.monotonic() + cfg.ready_wait
     while True:
-        live = await serving(memo.store, bot_id, revision, cfg.replica_max_age)
+        live = await serving(reports_of(memo), bot_id, revision, cfg.replica_max_age)
         if (live.replicas and live.served == live.replicas) or live.errors:
             return live
         if time.monotonic() >= deadline:
@@ -168,7 +176,7 @@ async def refresh(
     try:
         applied = await _observe(memo, ref, logger)
         live = (
-            await serving(memo.store, ref.bot_id, applied.revision, cfg.replica_max_age)
+            await serving(reports_of(memo), ref.bot_id, applied.revision, cfg.replica_max_age)
             if applied.revision is not None
             else None
         )

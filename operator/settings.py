@@ -23,4 +23,7 @@ class OperatorSettings(BaseSettings):
     status_interval: float = Field(
         default=2.0, gt=0, description="Seconds between status refreshes and drift checks per Bot."
     )
+    reports_ttl: float = Field(
+        default=0.1, ge=0, description="Replica reports are read at most this often (seconds)."
+    )
     annotation_prefix: str = "kubebots.io"

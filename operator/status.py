@@ -7,6 +7,8 @@ then means "the new config is live everywhere".
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -45,9 +47,29 @@ def serving_from(reports: Sequence[ReplicaReport], bot_id: str, revision: int) -
     return Serving(replicas=len(reports), served=served, errors=tuple(errors))
 
 
-async def serving(store: ConfigStore, bot_id: str, revision: int, max_age: float) -> Serving:
-    reports = await store.replica_reports(max_age_seconds=max_age)
-    return serving_from(reports, bot_id, revision)
+class ReportsCache:
+    """Replica reports read at most once per ``ttl`` seconds, whatever the number of Bots:
+    every Bot's timer asks, and 1,000 Bots must not mean 1,000 identical queries a tick."""
+
+    def __init__(self, store: ConfigStore, *, ttl: float = 0.1) -> None:
+        self.store = store
+        self._ttl = ttl
+        self._read_at = -1.0
+        self._max_age = 0.0
+        self._reports: list[ReplicaReport] = []
+        self._lock = asyncio.Lock()
+
+    async def get(self, max_age: float) -> list[ReplicaReport]:
+        async with self._lock:
+            now = time.monotonic()
+            if now - self._read_at > self._ttl or max_age != self._max_age:
+                self._reports = await self.store.replica_reports(max_age_seconds=max_age)
+                self._read_at, self._max_age = time.monotonic(), max_age
+            return self._reports
+
+
+async def serving(reports: ReportsCache, bot_id: str, revision: int, max_age: float) -> Serving:
+    return serving_from(await reports.get(max_age), bot_id, revision)
 
 
 def _ready(applied: Applied, live: Serving | None) -> tuple[Condition, bool, bool]:

@@ -38,7 +38,7 @@ class Secrets:
 
 
 def memo(store: MemoryConfigStore, secrets: Secrets | None = None) -> kopf.Memo:
-    cfg = OperatorSettings(ready_wait=0.2, replica_max_age=60)
+    cfg = OperatorSettings(ready_wait=0.2, replica_max_age=60, reports_ttl=0)
     return kopf.Memo(cfg=cfg, store=store, secrets=secrets or Secrets(), namespaces=None)
 
 
