@@ -1,6 +1,13 @@
-"""LLM providers: the :class:`LLMProvider` protocol, its implementations and a factory."""
+"""LLM providers: the :class:`LLMProvider` protocol, its implementations and a factory.
+
+The ``openai`` SDK is imported on first use (building an openai bot, or touching
+``OpenAIProvider``): it is a third of a runtime's start-up time and ~20 MB of memory, which a
+replica serving only echo bots (or none yet: bots are built lazily) should not pay.
+"""
 
 from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
 
 import httpx
 
@@ -8,7 +15,9 @@ from ..errors import ConfigurationError
 from ..schema.llm import LLMConfig
 from .base import ChatMessage, Completion, LLMProvider, Role, Usage
 from .echo import EchoProvider
-from .openai_provider import OpenAIProvider
+
+if TYPE_CHECKING:
+    from .openai_provider import OpenAIProvider
 
 __all__ = [
     "ChatMessage",
@@ -40,8 +49,18 @@ def build_provider(
                 "keyless endpoints take any placeholder value)",
                 errors=[("llm", "no API key source resolved")],
             )
+        from .openai_provider import OpenAIProvider
+
         return OpenAIProvider(config, api_key=api_key, http_client=http_client)
     raise ConfigurationError(  # pragma: no cover - LLMConfig.provider is a closed Literal
         f"llm: unknown provider {config.provider!r}",
         errors=[("llm.provider", "unknown provider")],
     )
+
+
+def __getattr__(name: str) -> Any:
+    if name == "OpenAIProvider":
+        from .openai_provider import OpenAIProvider
+
+        return OpenAIProvider
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
