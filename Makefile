@@ -4,6 +4,10 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 SRC := runtime operator
+BENCH_VENV ?= .venv-bench
+BENCH_STAMP := $(BENCH_VENV)/.installed
+LITELLM_VENV ?= .venv-litellm
+LITELLM_STAMP := $(LITELLM_VENV)/.installed
 
 .PHONY: run chat crds test test-unit lint fmt bench clean
 
@@ -35,16 +39,30 @@ test: lint
 test-unit: $(STAMP)
 	$(BIN)/pytest -q -x -p no:cacheprovider
 
-## bench: print the performance figures
-bench: $(STAMP)
-	$(BIN)/python -m bench
+## bench: every benchmark, side by side with the peers; writes docs/benchmarks.md (+ PNG, JSON)
+bench: $(BENCH_STAMP) $(LITELLM_STAMP)
+	KUBEBOTS_BENCH_LITELLM=$(LITELLM_VENV)/bin/litellm $(BENCH_VENV)/bin/python -m bench --out docs
+
+# The bench environment: ours plus the in-process peer (dataknobs-bots) and the plotting/profiling
+# tools; the LiteLLM proxy gets a venv of its own. Neither is a dependency of kubebots.
+$(BENCH_STAMP): pyproject.toml bench/requirements.txt
+	@test -x $(BENCH_VENV)/bin/python || $(PYTHON) -m venv $(BENCH_VENV)
+	$(BENCH_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(BENCH_VENV)/bin/python -m pip install --quiet -e '.[dev]' -r bench/requirements.txt
+	@touch $(BENCH_STAMP)
+
+$(LITELLM_STAMP): bench/requirements-litellm.txt
+	@test -x $(LITELLM_VENV)/bin/python || $(PYTHON) -m venv $(LITELLM_VENV)
+	$(LITELLM_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(LITELLM_VENV)/bin/python -m pip install --quiet -r bench/requirements-litellm.txt
+	@touch $(LITELLM_STAMP)
 
 fmt: $(STAMP)
 	$(BIN)/ruff format $(SRC) tests bench
 	$(BIN)/ruff check --fix $(SRC) tests bench
 
 clean:
-	rm -rf $(VENV) build *.egg-info .mypy_cache .ruff_cache .typecheck
+	rm -rf $(VENV) $(BENCH_VENV) $(LITELLM_VENV) build *.egg-info .mypy_cache .ruff_cache .typecheck
 
 ## crds: regenerate crds/ from the schema (a test fails when the committed file differs)
 crds: $(STAMP)

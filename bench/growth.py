@@ -27,6 +27,7 @@ class Growth:
     backend: str
     early_ms: float
     late_ms: float
+    per_turn_ms: tuple[float, ...] = ()  # median over the conversations, turn 1 first
 
     @property
     def ratio(self) -> float:
@@ -50,4 +51,5 @@ async def turn_growth(backend_name: str) -> Growth:
                 by_turn[turn].append(await timed_chat(bot, context))
     early = [ns for samples in by_turn[:WINDOW_TURNS] for ns in samples]
     late = [ns for samples in by_turn[-WINDOW_TURNS:] for ns in samples]
-    return Growth(backend_name, ns_to_ms(median(early)), ns_to_ms(median(late)))
+    per_turn = tuple(ns_to_ms(median(samples)) for samples in by_turn)
+    return Growth(backend_name, ns_to_ms(median(early)), ns_to_ms(median(late)), per_turn)

@@ -6,8 +6,10 @@ import os
 import platform
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 CPUINFO = Path("/proc/cpuinfo")
+MEMINFO = Path("/proc/meminfo")
 
 
 def cpu_model() -> str:
@@ -22,11 +24,38 @@ def cpu_model() -> str:
     return platform.processor() or "unknown CPU"
 
 
-def header() -> list[str]:
-    now = datetime.now().astimezone().isoformat(timespec="seconds")
+def memory_gib() -> float:
+    try:
+        for line in MEMINFO.read_text().splitlines():
+            if line.startswith("MemTotal:"):
+                return int(line.split()[1]) / 1024 / 1024
+    except OSError:
+        pass
+    return 0.0
+
+
+def machine() -> dict[str, Any]:
+    """What the report and every plot name: CPU model, cores, memory, Python, kernel, date."""
+    return {
+        "cpu": cpu_model(),
+        "cores": os.cpu_count(),
+        "memory_gib": round(memory_gib(), 1),
+        "python": f"{platform.python_implementation()} {platform.python_version()}",
+        "kernel": platform.release(),
+        "date": datetime.now().astimezone().isoformat(timespec="seconds"),
+    }
+
+
+def label(m: dict[str, Any]) -> str:
+    """One line for plot footers: ``CPU, N cores, Python x.y, date``."""
+    return f"{m['cpu']}, {m['cores']} cores, {m['python']}, {m['date'][:16].replace('T', ' ')}"
+
+
+def header(m: dict[str, Any] | None = None) -> list[str]:
+    m = m or machine()
     return [
         "kubebots benchmark",
-        f"  machine: {cpu_model()}, {os.cpu_count()} cores",
-        f"  python:  {platform.python_implementation()} {platform.python_version()}",
-        f"  date:    {now}",
+        f"  machine: {m['cpu']}, {m['cores']} cores, {m['memory_gib']} GiB",
+        f"  python:  {m['python']} (kernel {m['kernel']})",
+        f"  date:    {m['date']}",
     ]

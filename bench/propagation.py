@@ -34,6 +34,7 @@ class Propagation:
     p50_ms: float
     p99_ms: float
     max_ms: float
+    samples_ms: tuple[float, ...] = ()
 
     @property
     def ok(self) -> bool:
@@ -58,7 +59,7 @@ async def _measure(writer: ConfigStore, reader: ConfigStore) -> Propagation:
             assert bot is not None and bot.version is not None
             assert bot.version.revision >= revision
             samples.append((time.perf_counter() - started) * 1000)
-    return Propagation(median(samples), percentile(samples, 99), max(samples))
+    return Propagation(median(samples), percentile(samples, 99), max(samples), tuple(samples))
 
 
 async def sqlite_propagation() -> Propagation:
