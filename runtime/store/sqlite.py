@@ -58,6 +58,7 @@ class SqliteConfigStore:
         """Wrap an open connection whose schema exists; use :meth:`open` instead."""
         self._db: q.Db | None = db
         self._connect = partial(q.connect, path, prefix, busy_timeout)
+        self._path = path
         self._poll_interval = poll_interval
         self._lock = asyncio.Lock()
 
@@ -190,6 +191,7 @@ class SqliteConfigStore:
             from_revision,
             poll_interval=self._poll_interval,
             is_open=lambda: self._db is not None,
+            path=self._path,
         )
 
     async def compact(self, retention_seconds: float) -> int:

@@ -276,3 +276,20 @@ async def test_memory_store_runs_on_an_injected_clock() -> None:
     assert await store.compact(200) == 1
     assert revisions(await take(store, 1, 1)) == [2]
     await store.close()
+
+
+async def test_sqlite_commit_changes_the_file_signature_that_gates_the_watch_poll(
+    tmp_path: Path,
+) -> None:
+    from kubebots.runtime.store._sqlite import file_signature
+
+    path = tmp_path / "store.db"
+    store = await SqliteConfigStore.open(path)
+    try:
+        before = file_signature(path)
+        assert file_signature(path) == before  # nothing written: the poll query is skipped
+        await store.put("ns:a", {"llm": {"provider": "echo"}}, generation=1, uid="u")
+        assert file_signature(path) != before
+    finally:
+        await store.close()
+    assert file_signature(tmp_path / "missing.db") == (0, 0, 0, 0)
