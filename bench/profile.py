@@ -16,6 +16,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
 
 from . import http as h
@@ -32,19 +33,31 @@ def py_spy() -> str:
     return found
 
 
-def _frame(frame: str) -> str:
-    # py-spy raw frames look like "function (path/to/file.py:123)"; keep function + file name
+def _frame(frame: str) -> tuple[str, str]:
+    """(``function (file.py)``, package) of a py-spy raw frame ``function (pkg/mod.py:123)``."""
     name, _, where = frame.partition(" (")
     path = where.rstrip(")").rsplit(":", 1)[0]
-    return f"{name} ({Path(path).name})" if path else name
+    top = path.split("/", 1)[0]
+    package = OWN.get(top, top.removesuffix(".py") if "/" not in path else top)
+    return (f"{name} ({Path(path).name})" if path else name), package
 
 
-def summarise(
-    collapsed: str, top: int = TOP
-) -> tuple[int, list[tuple[str, float]], list[tuple[str, float]]]:
-    """(samples, top self %, top inclusive %) from py-spy's collapsed-stack text."""
+OWN = {"runtime": "kubebots.runtime", "operator": "kubebots.operator", "bench": "bench harness"}
+
+
+@dataclass(frozen=True)
+class Summary:
+    samples: int
+    by_package: list[tuple[str, float]]  # self % per package (where the CPU was)
+    by_self: list[tuple[str, float]]  # self % per function
+    ours: list[tuple[str, float]]  # inclusive % of our own functions (kubebots.runtime)
+
+
+def summarise(collapsed: str, top: int = TOP) -> Summary:
+    """Percent of all samples, from py-spy's collapsed-stack text."""
+    packages: Counter[str] = Counter()
     self_counts: Counter[str] = Counter()
-    incl_counts: Counter[str] = Counter()
+    ours: Counter[str] = Counter()
     total = 0
     for line in collapsed.splitlines():
         stack, _, count = line.rpartition(" ")
@@ -53,16 +66,23 @@ def summarise(
         n = int(count)
         frames = [_frame(f) for f in stack.split(";")]
         total += n
-        self_counts[frames[-1]] += n
-        for name in set(frames):
-            incl_counts[name] += n
+        leaf, package = frames[-1]
+        self_counts[leaf] += n
+        packages[package] += n
+        for name in {name for name, pkg in frames if pkg == OWN["runtime"]}:
+            ours[name] += n
     if total == 0:
         raise RuntimeError("py-spy recorded no samples")
 
     def pct(c: Counter[str]) -> list[tuple[str, float]]:
         return [(name, 100 * n / total) for name, n in c.most_common(top)]
 
-    return total, pct(self_counts), pct(incl_counts)
+    return Summary(total, pct(packages), pct(self_counts), pct(ours))
+
+
+def _table(header: tuple[str, str], rows: list[tuple[str, float]]) -> list[str]:
+    out = [f"| {header[0]} | % of samples |", "|---|---:|"]
+    return out + [f"| `{name}` | {share:.1f} |" for name, share in rows]
 
 
 def profile_http(target: h.Target, connections: int, out_dir: Path) -> str:
@@ -102,16 +122,23 @@ def profile_http(target: h.Target, connections: int, out_dir: Path) -> str:
             _, err = spy.communicate(timeout=SECONDS + 30)
             if spy.returncode != 0:
                 raise RuntimeError(f"py-spy failed: {err.decode()[-1000:]}")
-    total, by_self, by_incl = summarise(raw.read_text())
+    summary = summarise(raw.read_text())
     lines = [
         f"`py-spy record --nonblocking -r {RATE_HZ}` on the `{target.label}` server for "
         f"{SECONDS} s under `wrk` at {connections} connections ({run.rps:,.0f} req/s while "
-        f"sampled, {total:,} samples). Raw collapsed stacks: "
+        f"sampled, {summary.samples:,} samples, every thread). Raw collapsed stacks: "
         f"[{raw.name}](benchmarks/{raw.name}) (feed them to any flame-graph tool).",
         "",
-        "| self % | function (running) | | inclusive % | function (on the stack) |",
-        "|---:|---|---|---:|---|",
+        "Where the CPU was (self time by package):",
+        "",
+        *_table(("package", ""), summary.by_package),
+        "",
+        "Hottest functions (self time):",
+        "",
+        *_table(("function", ""), summary.by_self),
+        "",
+        "Our own code (kubebots.runtime) on the stack (inclusive):",
+        "",
+        *_table(("function", ""), summary.ours),
     ]
-    for (s_name, s_pct), (i_name, i_pct) in zip(by_self, by_incl, strict=False):
-        lines.append(f"| {s_pct:.1f} | `{s_name}` | | {i_pct:.1f} | `{i_name}` |")
     return "\n".join(lines)

@@ -87,6 +87,16 @@ class Comparison:
             return ""
         return "PASS" if self.goal.met(self.ratio) else "MISS"
 
+    @property
+    def name(self) -> str:
+        return f"{self.measure} vs {self.peer}"
+
+    def shortfall(self) -> float:
+        """How far a MISS is from its goal, relative to the goal (0 when met or goal-less)."""
+        if self.goal is None or self.goal.met(self.ratio) or self.goal.target == 0:
+            return 0.0
+        return abs(self.ratio - self.goal.target) / abs(self.goal.target)
+
 
 def fmt(value: float, unit: str) -> str:
     """A figure with sensible precision for its size."""

@@ -70,7 +70,10 @@ async def wait_served(memo: Any, bot_id: str, revision: int, cfg: OperatorSettin
     """Serving state, waiting up to ``ready_wait`` for every live replica to catch up."""
     deadline = time.monotonic() + cfg.ready_wait
     while True:
-        live = await serving(reports_of(memo), bot_id, revision, cfg.replica_max_age)
+        asked = time.monotonic()
+        live = await serving(
+            reports_of(memo), bot_id, revision, cfg.replica_max_age, newer_than=asked
+        )
         if (live.replicas and live.served == live.replicas) or live.errors:
             return live
         if time.monotonic() >= deadline:

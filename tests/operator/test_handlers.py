@@ -232,3 +232,21 @@ def test_registry_holds_every_handler() -> None:
     }
     assert {"reconcile", "tombstone", "refresh"} <= ids
     assert asyncio.iscoroutinefunction(reconcile)
+
+
+async def test_reports_cache_serves_timers_from_cache_but_waiters_fresh_reads() -> None:
+    import time
+
+    from kubebots.operator.status import ReportsCache
+
+    store = MemoryConfigStore()
+    cache = ReportsCache(store, ttl=60)
+    now = datetime.now(UTC)
+    await store.report(ReplicaReport("r1", synced_revision=1, heartbeat_at=now))
+    assert [r.synced_revision for r in await cache.get(60)] == [1]
+    await store.report(ReplicaReport("r1", synced_revision=2, heartbeat_at=now))
+    # a Bot timer within the ttl: the cached read, whatever changed since
+    assert [r.synced_revision for r in await cache.get(60)] == [1]
+    # a handler waiting for its write to be served: a read that began after it asked
+    assert [r.synced_revision for r in await cache.get(60, newer_than=time.monotonic())] == [2]
+    await store.close()
