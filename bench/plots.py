@@ -122,7 +122,7 @@ def grouped_bars(
 def timeline(points: list[list[float]], machine: dict[str, Any], path: Path, title: str) -> Path:
     fig, ax = plt.subplots(figsize=(8, 4.5))
     ax.plot([p[0] for p in points], [p[1] for p in points], marker=".", linewidth=1.2)
-    ax.set_xlabel("seconds since `kubectl apply` began")
+    ax.set_xlabel("seconds since the first create")
     ax.set_ylabel("Bots Ready (current generation)")
     ax.set_title(title)
     return _finish(fig, machine, path)
@@ -152,7 +152,7 @@ def render_all(data: dict[str, Any], out_dir: Path) -> dict[str, Path]:
         )
     if "bulk_ready_timeline" in s:
         jobs["bulk-ready"] = lambda p: timeline(
-            s["bulk_ready_timeline"], m, p, "1,000 Bots in one apply: Ready over time"
+            s["bulk_ready_timeline"], m, p, "1,000 Bots created at once: Ready over time"
         )
     if "http" in s:
         jobs["http"] = lambda p: http(s["http"], m, p)
