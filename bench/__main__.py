@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from . import sections
+from . import record, sections
 from .machine import header, machine
 from .record import Results
 
@@ -27,13 +27,17 @@ SECTIONS: dict[str, Callable[[Results], None]] = {
 }
 
 
-def write(results: Results, out: Path) -> Path:
-    """figures.json, the plots and the profile (if any) under out/benchmarks/, then the report."""
+def write(results: Results, out: Path, merge: bool = False) -> Path:
+    """figures.json, the plots and the profile (if any) under out/benchmarks/, then the report.
+
+    With ``merge``, the sections of this run replace theirs in the existing figures.json."""
     from . import markdown, plots
 
     data_dir = out / "benchmarks"
     data_dir.mkdir(parents=True, exist_ok=True)
     data = results.to_json()
+    if merge:
+        data = record.merge(json.loads((data_dir / "figures.json").read_text()), data)
     (data_dir / "figures.json").write_text(json.dumps(data, indent=1) + "\n")
     drawn = plots.render_all(data, data_dir)
     report = out / "benchmarks.md"
@@ -53,6 +57,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--only", help=f"comma-separated sections to run (default all: {','.join(SECTIONS)})"
     )
+    parser.add_argument(
+        "--merge",
+        action="store_true",
+        help="with --out and --only: replace just these sections in the existing report",
+    )
     args = parser.parse_args(argv)
     chosen = args.only.split(",") if args.only else list(SECTIONS)
     unknown = [s for s in chosen if s not in SECTIONS]
@@ -62,11 +71,12 @@ def main(argv: list[str] | None = None) -> int:
     results = Results(machine())
     print("\n".join(header(results.machine)), flush=True)
     for name in chosen:
+        results.begin(name)
         SECTIONS[name](results)
     if args.out is not None:
         if set(chosen) == set(SECTIONS):
             sections.profile_worst_miss(results, args.out / "benchmarks")
-        print(f"\nreport: {write(results, args.out)}", flush=True)
+        print(f"\nreport: {write(results, args.out, args.merge)}", flush=True)
     misses = results.misses()
     print(f"\n{len(misses)} goal(s) missed; total bench time {time.perf_counter() - started:.1f} s")
     return 0

@@ -122,8 +122,11 @@ def render(data: dict[str, Any], plots: dict[str, str], profile: str | None = No
         if extra not in sections:
             sections.append(extra)
     placed: set[str] = set()
+    ran = {t: run["date"] for run in data.get("runs", {}).values() for t in run["titles"]}
     for title in sections:
         out += [f"## {title}", ""]
+        if title in ran and ran[title][:13] != m["date"][:13]:
+            out += [f"_Measured {ran[title]} (a later run of this section alone)._", ""]
         for note in data["notes"].get(title, []):
             out.append(f"- {note}")
         if data["notes"].get(title):

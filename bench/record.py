@@ -12,6 +12,7 @@ from __future__ import annotations
 import operator
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from datetime import datetime
 from typing import Any
 
 from .report import row, section
@@ -74,6 +75,7 @@ class Comparison:
     unit: str
     better: str  # "lower" or "higher"
     goal: Goal | None = None
+    section: str = ""
 
     @property
     def ratio(self) -> float:
@@ -123,10 +125,23 @@ class Results:
     comparisons: list[Comparison] = field(default_factory=list)
     series: dict[str, Any] = field(default_factory=dict)
     notes: dict[str, list[str]] = field(default_factory=dict)
+    #: per ``python -m bench`` section key: the titles it recorded under and when it ran
+    runs: dict[str, dict[str, Any]] = field(default_factory=dict)
     _section: str = ""
+    _key: str = ""
+
+    def begin(self, key: str) -> None:
+        """The figures that follow come from section ``key`` of ``python -m bench``."""
+        self._key = key
+        self.runs[key] = {
+            "titles": [],
+            "date": datetime.now().astimezone().isoformat("T", "seconds"),
+        }
 
     def section(self, title: str) -> None:
         self._section = title
+        if self._key:
+            self.runs[self._key]["titles"].append(title)
         section(title)
 
     def add(
@@ -150,7 +165,7 @@ class Results:
         better: str = "lower",
         goal: Goal | None = None,
     ) -> Comparison:
-        c = Comparison(measure, peer, float(ours), float(theirs), unit, better, goal)
+        c = Comparison(measure, peer, float(ours), float(theirs), unit, better, goal, self._section)
         self.comparisons.append(c)
         shown = f"ours {fmt(c.ours, unit)} vs {peer} {fmt(c.theirs, unit)}: {c.ratio:.1f}x"
         if goal is not None:
@@ -181,4 +196,34 @@ class Results:
             "comparisons": [comparison(c) for c in self.comparisons],
             "notes": self.notes,
             "series": self.series,
+            "runs": self.runs,
         }
+
+
+def merge(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
+    """``old`` (a figures.json) with the sections ``new`` re-ran replaced by ``new``'s figures.
+
+    For re-running one slow section (``--only e2e --merge``) without the rest: each section
+    keeps the date it ran (``runs``), and the report shows it where it differs."""
+    replaced = {t for run in new["runs"].values() for t in run["titles"]}
+    replaced |= {t for k in new["runs"] for t in old.get("runs", {}).get(k, {}).get("titles", [])}
+    series = dict(old["series"])
+    for name, value in new["series"].items():
+        if isinstance(value, dict) and isinstance(series.get(name), dict):
+            series[name] = {**series[name], **value}
+        else:
+            series[name] = value
+    machine = {**old["machine"], **new["machine"], "date": old["machine"]["date"]}
+    machine["versions"] = {
+        **old["machine"].get("versions", {}),
+        **new["machine"].get("versions", {}),
+    }
+    return {
+        "machine": machine,
+        "figures": [f for f in old["figures"] if f["section"] not in replaced] + new["figures"],
+        "comparisons": [c for c in old["comparisons"] if c.get("section") not in replaced]
+        + new["comparisons"],
+        "notes": {t: n for t, n in old["notes"].items() if t not in replaced} | new["notes"],
+        "series": series,
+        "runs": {**old.get("runs", {}), **new["runs"]},
+    }

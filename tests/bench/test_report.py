@@ -92,3 +92,35 @@ def test_profile_summary_counts_self_time_by_package_and_our_frames_inclusively(
     assert dict(s.by_package) == {"json": 60.0, "kubebots.runtime": 20.0, "asyncio": 20.0}
     assert dict(s.ours) == {"chat (chat.py)": 80.0}
     assert s.by_self[0] == ("dumps (__init__.py)", 60.0)
+
+
+def test_merge_replaces_only_the_sections_that_ran_again() -> None:
+    from bench.record import merge
+
+    first = Results(MACHINE)
+    first.begin("backends")
+    first.section("Storage backends")
+    first.add("chat() memory", 0.05, "ms")
+    first.begin("e2e")
+    first.section("Kubernetes")
+    first.add("API PATCH -> served, p50", 111.0, "ms", Goal("<=", 50, 6))
+    first.series["e2e_propagation_ms"] = {"api": [111.0]}
+    again = Results({**MACHINE, "date": "2026-11-27T12:00:00+00:00"})
+    again.begin("e2e")
+    again.section("Kubernetes")
+    again.add("API PATCH -> served, p50", 30.0, "ms", Goal("<=", 50, 6))
+    again.series["e2e_propagation_ms"] = {"api": [30.0]}
+    old, new = first.to_json(), again.to_json()
+    old["runs"]["backends"]["date"] = old["runs"]["e2e"]["date"] = MACHINE["date"]
+    new["runs"]["e2e"]["date"] = "2026-11-27T12:00:00+00:00"
+    merged = merge(old, new)
+    assert [(f["name"], f["value"]) for f in merged["figures"]] == [
+        ("chat() memory", 0.05),
+        ("API PATCH -> served, p50", 30.0),
+    ]
+    assert merged["series"]["e2e_propagation_ms"] == {"api": [30.0]}
+    assert merged["machine"]["date"] == MACHINE["date"]
+    text = render(merged, {})
+    assert "1 of 1 goals met" in text
+    assert "_Measured 2026-11-27T12:00:00+00:00" in text.split("## Kubernetes")[1]
+    assert "_Measured" not in text.split("## Storage backends")[1].split("## Kubernetes")[0]
