@@ -7,6 +7,7 @@ They run inside the e2e harness (``tests/e2e``), as pytest functions named ``ben
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -31,6 +32,11 @@ def run() -> dict[str, Any]:
             "tests/e2e/test_scenarios_more.py",
         ],
         cwd=ROOT,
+        env={
+            **os.environ,
+            "KUBEBOTS_E2E_SHIPPED_TIMINGS": "1",
+            "KUBEBOTS_BENCH_PY_SPY": str(Path(sys.executable).with_name("py-spy")),
+        },
         capture_output=True,
         text=True,
         check=False,

@@ -50,7 +50,7 @@ class Summary:
     samples: int
     by_package: list[tuple[str, float]]  # self % per package (where the CPU was)
     by_self: list[tuple[str, float]]  # self % per function
-    ours: list[tuple[str, float]]  # inclusive % of our own functions (kubebots.runtime)
+    ours: list[tuple[str, float]]  # inclusive % of our own functions (runtime, operator)
 
 
 def summarise(collapsed: str, top: int = TOP) -> Summary:
@@ -69,7 +69,7 @@ def summarise(collapsed: str, top: int = TOP) -> Summary:
         leaf, package = frames[-1]
         self_counts[leaf] += n
         packages[package] += n
-        for name in {name for name, pkg in frames if pkg == OWN["runtime"]}:
+        for name in {name for name, pkg in frames if pkg in (OWN["runtime"], OWN["operator"])}:
             ours[name] += n
     if total == 0:
         raise RuntimeError("py-spy recorded no samples")
@@ -122,11 +122,19 @@ def profile_http(target: h.Target, connections: int, out_dir: Path) -> str:
             _, err = spy.communicate(timeout=SECONDS + 30)
             if spy.returncode != 0:
                 raise RuntimeError(f"py-spy failed: {err.decode()[-1000:]}")
-    summary = summarise(raw.read_text())
-    lines = [
+    intro = (
         f"`py-spy record --nonblocking -r {RATE_HZ}` on the `{target.label}` server for "
         f"{SECONDS} s under `wrk` at {connections} connections ({run.rps:,.0f} req/s while "
-        f"sampled, {summary.samples:,} samples, every thread). Raw collapsed stacks: "
+        "sampled)"
+    )
+    return describe(intro, raw)
+
+
+def describe(intro: str, raw: Path) -> str:
+    """Markdown tables of the collapsed stacks in ``raw`` (linked beside the report)."""
+    summary = summarise(raw.read_text())
+    lines = [
+        f"{intro}: {summary.samples:,} samples, every thread. Raw collapsed stacks: "
         f"[{raw.name}](benchmarks/{raw.name}) (feed them to any flame-graph tool).",
         "",
         "Where the CPU was (self time by package):",
@@ -137,7 +145,7 @@ def profile_http(target: h.Target, connections: int, out_dir: Path) -> str:
         "",
         *_table(("function", ""), summary.by_self),
         "",
-        "Our own code (kubebots.runtime) on the stack (inclusive):",
+        "Our own code (kubebots) on the stack (inclusive):",
         "",
         *_table(("function", ""), summary.ours),
     ]

@@ -105,7 +105,9 @@ def fmt(value: float, unit: str) -> str:
     if unit in ("%",):
         return f"{value:.0f}%"
     magnitude = abs(value)
-    if magnitude >= 1000:
+    if float(value).is_integer():
+        text = f"{int(value):,}"
+    elif magnitude >= 1000:
         text = f"{value:,.0f}"
     elif magnitude >= 100:
         text = f"{value:.0f}"

@@ -64,7 +64,7 @@ def test_misses_are_listed_plainly_in_the_report_and_passes_are_counted() -> Non
     assert "1 of 2 goals met on this run." in text
     assert "postgres p99: 126 ms, goal < 100 ms (issue 3) (max 166 ms)." in text
     assert "| postgres p99 | 126 ms | < 100 ms (issue 3) | **MISS** | max 166 ms |" in text
-    assert "| sqlite p99 | 24.0 ms | < 100 ms (issue 3) | PASS |  |" in text
+    assert "| sqlite p99 | 24 ms | < 100 ms (issue 3) | PASS |  |" in text
     assert "Test CPU, 2 cores" in text and "2026-11-27T10:00:00+00:00" in text
     assert "![store-propagation](benchmarks/store-propagation.png)" in text
     assert "### Profile of the worst miss\n\nPROF" in text
@@ -77,6 +77,8 @@ def test_figures_are_shown_with_sensible_precision() -> None:
     assert fmt(22.71, "s") == "22.7 s"
     assert fmt(3120.4, "req/s") == "3,120 req/s"
     assert fmt(49.4, "%") == "49%"
+    assert fmt(0.0, "") == "0"
+    assert fmt(100.0, "") == "100"
 
 
 def test_profile_summary_counts_self_time_by_package_and_our_frames_inclusively() -> None:

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import statistics
+import subprocess
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -222,6 +224,22 @@ def test_7_gitops_apply_k_and_prune(stack: Stack, tmp_path: Path) -> None:
     wait_until(kept_tombstoned, "the 19 Bots tombstoned", 60, on_fail=stack.logs)
 
 
+def _py_spy(stack: Stack, name: str) -> subprocess.Popen[bytes] | None:
+    """py-spy sampling the operator into /tmp/kubebots-e2e-NAME.collapsed, when the bench
+    passes its path in KUBEBOTS_BENCH_PY_SPY (stop it with SIGINT)."""
+    exe = os.environ.get("KUBEBOTS_BENCH_PY_SPY")
+    if not exe or stack.operator is None or stack.operator.popen is None:
+        return None
+    out = Path(f"/tmp/kubebots-e2e-{name}.collapsed")
+    out.unlink(missing_ok=True)
+    argv = [exe, "record", "--nonblocking", "-r", "100", "-f", "raw", "-o", str(out)]
+    return subprocess.Popen(
+        [*argv, "-p", str(stack.operator.popen.pid)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
 def _percentiles(samples: list[float]) -> dict[str, float]:
     ordered = sorted(samples)
 
@@ -335,6 +353,7 @@ def bench_figures_propagation_and_bulk_ready(stack: Stack) -> None:
         timeout=30,
         limits=httpx.Limits(max_connections=8),
     )
+    spy = _py_spy(stack, "operator-bulk")
     start = time.perf_counter()
     with ThreadPoolExecutor(8) as pool:
         for reply in pool.map(lambda d: bulk.post(bots_path, json=d), docs):
@@ -352,6 +371,9 @@ def bench_figures_propagation_and_bulk_ready(stack: Stack) -> None:
 
     wait_until(all_ready, f"{BULK_BOTS} Bots Ready", 600, 0.5, stack.logs)
     ready_s = time.perf_counter() - start
+    if spy is not None:
+        spy.send_signal(signal.SIGINT)  # py-spy writes its samples on SIGINT
+        spy.wait(timeout=60)
     figures["bulk_create_to_all_ready_s"] = {
         "bots": BULK_BOTS,
         "create_burst_s": round(applied, 2),
