@@ -73,10 +73,15 @@ def main(argv: list[str] | None = None) -> int:
     for name in chosen:
         results.begin(name)
         SECTIONS[name](results)
+        if args.out is not None:  # a crash later must not lose what was measured
+            checkpoint = args.out / "benchmarks" / "figures.partial.json"
+            checkpoint.parent.mkdir(parents=True, exist_ok=True)
+            checkpoint.write_text(json.dumps(results.to_json(), indent=1) + "\n")
     if args.out is not None:
         if set(chosen) == set(SECTIONS):
             sections.profile_worst_miss(results, args.out / "benchmarks")
         print(f"\nreport: {write(results, args.out, args.merge)}", flush=True)
+        (args.out / "benchmarks" / "figures.partial.json").unlink(missing_ok=True)
     misses = results.misses()
     print(f"\n{len(misses)} goal(s) missed; total bench time {time.perf_counter() - started:.1f} s")
     return 0

@@ -10,8 +10,8 @@ from __future__ import annotations
 import json
 import logging
 import re
+import secrets
 import time
-import uuid
 from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -38,14 +38,20 @@ class RequestContextMiddleware:
         self.app = app
         self.metrics = metrics
         self.max_body_bytes = max_body_bytes
+        # bounded: routes are templates (or "unmatched"), methods and statuses a few each
+        self._children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
-        given = headers.get("x-request-id", "")
-        request_id = given if _SAFE_ID.match(given) else uuid.uuid4().hex
+        given, declared = "", b""
+        for key, value in scope["headers"]:  # one pass: the two headers we need
+            if key == b"x-request-id":
+                given = value.decode("latin-1")
+            elif key == b"content-length":
+                declared = value
+        request_id = given if _SAFE_ID.match(given) else secrets.token_hex(16)
         scope.setdefault("state", {})["request_id"] = request_id
         started = time.perf_counter()
         sent = _Sent()
@@ -62,7 +68,7 @@ class RequestContextMiddleware:
             await send(message)
 
         try:
-            length = int(headers.get("content-length") or 0)
+            length = int(declared or 0)
         except ValueError:
             length = 0
         try:
@@ -113,12 +119,24 @@ class RequestContextMiddleware:
         )
         await send({"type": "http.response.body", "body": raw})
 
+    def _series(self, method: str, route: str, status: int) -> tuple[Any, Any]:
+        """The metric children of one (method, route, status): ``labels()`` looked up once."""
+        key = (method, route, status)
+        found = self._children.get(key)
+        if found is None:
+            found = self._children[key] = (
+                self.metrics.requests.labels(method=method, route=route, status=str(status)),
+                self.metrics.latency.labels(method=method, route=route),
+            )
+        return found
+
     def _observe(self, scope: Scope, status: int, seconds: float, request_id: str) -> None:
         route: Any = scope.get("route")
         template = getattr(route, "path", None) or "unmatched"
         method = scope.get("method", "")
-        self.metrics.requests.labels(method=method, route=template, status=str(status)).inc()
-        self.metrics.latency.labels(method=method, route=template).observe(seconds)
+        counter, histogram = self._series(method, template, status)
+        counter.inc()
+        histogram.observe(seconds)
         state = scope.get("state", {})
         log.info(
             "request",
