@@ -42,6 +42,10 @@ def run() -> dict[str, Any]:
         check=False,
     )
     if done.returncode != 0 or not FIGURES.exists():
-        raise RuntimeError(f"the e2e figures failed:\n{done.stdout[-3000:]}\n{done.stderr[-2000:]}")
+        # pytest's own report of the failure (E lines), not the tail of captured process logs
+        why = [line for line in done.stdout.splitlines() if line.startswith(("E ", "FAILED"))]
+        raise RuntimeError(
+            "the e2e figures failed:\n" + "\n".join(why[-40:]) + f"\n{done.stderr[-2000:]}"
+        )
     figures: dict[str, Any] = json.loads(FIGURES.read_text())
     return figures

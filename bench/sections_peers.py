@@ -7,11 +7,9 @@ from issue 2 (turn growth <= 1.5, one build under 100 concurrent get_or_create o
 from __future__ import annotations
 
 from . import peers as p
-from .growth import RATIO_GOAL
 from .record import Goal, Results
 
 ONE_BUILD = Goal("==", 1, 2)
-TURN_RATIO = Goal("<=", RATIO_GOAL, 2)
 
 
 def peers(r: Results) -> None:
@@ -73,8 +71,8 @@ def peers(r: Results) -> None:
         "kubebots: turn-200 / turn-1",
         ours["turns"]["ratio_200_1"],
         "x",
-        TURN_RATIO,
-        ours["turns"]["window"],
+        detail=f"{ours['turns']['window']}; issue 2's goal is judged in the storage section "
+        "(10 conversations, the same windows)",
     )
     r.add(
         "dataknobs-bots: turn-200 / turn-1",

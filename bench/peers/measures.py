@@ -28,11 +28,11 @@ TURN_CONVERSATIONS = 5
 
 Result = dict[str, Any]
 #: Figure name -> (first, last) turn numbers (1-based, inclusive) whose samples are pooled.
-TURN_WINDOWS = {
-    "turn_1_ms": (1, 5),
-    "turn_50_ms": (48, 52),
-    "turn_100_ms": (98, 102),
-    "turn_200_ms": (196, 200),
+TURN_WINDOWS = {  # 10 turns each, as bench.growth pools them for issue 2's ratio
+    "turn_1_ms": (1, 10),
+    "turn_50_ms": (46, 55),
+    "turn_100_ms": (96, 105),
+    "turn_200_ms": (191, 200),
 }
 
 

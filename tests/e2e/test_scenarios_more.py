@@ -386,7 +386,8 @@ def bench_figures_propagation_and_bulk_ready(stack: Stack) -> None:
     # for kopf's settings.background.cancellation_polling (60 s by default).
     ids = [f"{stack.ns}:bulk-{i:04d}" for i in range(BULK_BOTS)]
     start = time.perf_counter()
-    bulk.delete(bots_path, params={"labelSelector": selector}).raise_for_status()  # one request
+    # one request; the apiserver marks every Bot for deletion before it answers (tens of s here)
+    bulk.delete(bots_path, params={"labelSelector": selector}, timeout=600).raise_for_status()
 
     def all_tombstoned() -> bool:
         rows = stack.sql("SELECT count(*) FROM {p}state WHERE deleted AND bot_id = ANY(%s)", ids)
