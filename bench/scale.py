@@ -41,6 +41,7 @@ from psycopg import sql
 from kubebots.runtime.schema import bot_id_for
 from kubebots.runtime.store import open_config_store
 
+from .http import stop
 from .stats import median, percentile
 
 POSTGRES_URL = "postgresql://postgres@127.0.0.1:5432/test"
@@ -206,13 +207,7 @@ def serve(
             )
             yield client, proc.pid, startup
     finally:
-        if proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(timeout=10)
+        stop(proc)
 
 
 def chat_ms(client: httpx.Client, bot: str) -> float:

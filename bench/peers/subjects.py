@@ -48,25 +48,11 @@ class Subject(Protocol):
 CLIENT_ID = "bench-client"
 
 
-class Kubebots:
-    """Ours: ``kubebots.runtime.BotManager``; ``close()`` closes every cached bot."""
+class _Side:
+    """What both adapters do the same way: contexts, a chat turn, the bot count."""
 
-    name = "kubebots"
-    config = KUBEBOTS_CONFIG
-
-    def __init__(self) -> None:
-        from kubebots.runtime import BotContext, BotManager
-
-        self._context_type = BotContext
-        self._manager_type = BotManager
-        self._manager: Any = None
-
-    def version(self) -> str:
-        return version("kubebots")
-
-    async def open(self, loader: Loader | None = None) -> None:
-        self._manager = self._manager_type(loader)
-        self.get_or_create: GetOrCreate = self._manager.get_or_create
+    _manager: Any = None
+    _context_type: Any = None
 
     def context(self, conversation_id: str) -> Any:
         return self._context_type(conversation_id=conversation_id, client_id=CLIENT_ID)
@@ -79,6 +65,23 @@ class Kubebots:
         count: int = self._manager.get_bot_count()
         return count
 
+
+class Kubebots(_Side):
+    """Ours: ``kubebots.runtime.BotManager``; ``close()`` closes every cached bot."""
+
+    name = "kubebots"
+    config = KUBEBOTS_CONFIG
+
+    def version(self) -> str:
+        return version("kubebots")
+
+    async def open(self, loader: Loader | None = None) -> None:
+        from kubebots.runtime import BotContext, BotManager
+
+        self._context_type = BotContext
+        self._manager = BotManager(loader)
+        self.get_or_create: GetOrCreate = self._manager.get_or_create
+
     def builds(self) -> int | None:
         builds: int = self._manager.stats.builds
         return builds
@@ -87,7 +90,7 @@ class Kubebots:
         await self._manager.close()
 
 
-class DataknobsBots:
+class DataknobsBots(_Side):
     """The peer: ``dataknobs_bots.BotManager`` (deprecated upstream; the warning is silenced).
 
     Its ``clear_all()`` only forgets the bots, so ``close()`` first closes each cached bot.
@@ -96,10 +99,6 @@ class DataknobsBots:
 
     name = "dataknobs-bots"
     config = DATAKNOBS_CONFIG
-
-    def __init__(self) -> None:
-        self._manager: Any = None
-        self._context_type: Any = None
 
     def version(self) -> str:
         return version("dataknobs-bots")
@@ -114,17 +113,6 @@ class DataknobsBots:
             self._manager = BotManager(config_loader=loader)
         self._context_type = BotContext
         self.get_or_create: GetOrCreate = self._manager.get_or_create
-
-    def context(self, conversation_id: str) -> Any:
-        return self._context_type(conversation_id=conversation_id, client_id=CLIENT_ID)
-
-    async def chat(self, bot: Any, text: str, context: Any) -> str:
-        reply: str = await bot.chat(text, context)
-        return reply
-
-    def bot_count(self) -> int:
-        count: int = self._manager.get_bot_count()
-        return count
 
     def builds(self) -> int | None:
         return None
