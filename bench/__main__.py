@@ -28,9 +28,10 @@ SECTIONS: dict[str, Callable[[Results], None]] = {
 
 
 def write(results: Results, out: Path, merge: bool = False) -> Path:
-    """figures.json, the plots and the profile (if any) under out/benchmarks/, then the report.
+    """figures.json, the profile of the worst miss, the plots, then the report.
 
-    With ``merge``, the sections of this run replace theirs in the existing figures.json."""
+    With ``merge``, the sections of this run replace theirs in the existing figures.json; the
+    worst miss is then the worst of the merged report."""
     from . import markdown, plots
 
     data_dir = out / "benchmarks"
@@ -39,6 +40,7 @@ def write(results: Results, out: Path, merge: bool = False) -> Path:
     if merge:
         data = record.merge(json.loads((data_dir / "figures.json").read_text()), data)
     (data_dir / "figures.json").write_text(json.dumps(data, indent=1) + "\n")
+    sections.profile_worst_miss(Results.from_json(data), data_dir)
     drawn = plots.render_all(data, data_dir)
     report = out / "benchmarks.md"
     profile = data_dir / "profile.md"
@@ -67,6 +69,8 @@ def main(argv: list[str] | None = None) -> int:
     unknown = [s for s in chosen if s not in SECTIONS]
     if unknown:
         parser.error(f"unknown section(s) {unknown}; choose from {list(SECTIONS)}")
+    if args.out is not None and set(chosen) != set(SECTIONS) and not args.merge:
+        parser.error("--out needs every section, or --merge into an existing report")
     started = time.perf_counter()
     results = Results(machine())
     print("\n".join(header(results.machine)), flush=True)
@@ -78,8 +82,6 @@ def main(argv: list[str] | None = None) -> int:
             checkpoint.parent.mkdir(parents=True, exist_ok=True)
             checkpoint.write_text(json.dumps(results.to_json(), indent=1) + "\n")
     if args.out is not None:
-        if set(chosen) == set(SECTIONS):
-            sections.profile_worst_miss(results, args.out / "benchmarks")
         print(f"\nreport: {write(results, args.out, args.merge)}", flush=True)
         (args.out / "benchmarks" / "figures.partial.json").unlink(missing_ok=True)
     misses = results.misses()

@@ -3,10 +3,11 @@
 Each target runs in its own server process pinned to CPU :data:`SERVER_CPU` with ``taskset``;
 ``wrk`` (one thread) is pinned to CPU :data:`WRK_CPU` and talks to it over loopback. Per server:
 one request through httpx (:func:`check_target`), a :data:`WARMUP_S` s warm-up run at
-:data:`WARMUP_CONNECTIONS` connections, then one :data:`DURATION_S` s run per entry of
-:data:`CONNECTIONS`, then the VmRSS summed over the server's process tree (every server here is
-one process: uvicorn with one worker runs in the process that starts it; the tree is summed in
-case one forks, and :attr:`TargetResult.rss_processes` says how many were counted). A Lua
+:data:`WARMUP_CONNECTIONS` connections, then :data:`REPEATS` runs of :data:`DURATION_S` s (the
+one with the median req/s is reported) per entry of :data:`CONNECTIONS`, then the VmRSS summed
+over the server's process tree (every server here is one process: uvicorn with one worker runs
+in the process that starts it; the tree is summed in case one forks, and
+:attr:`TargetResult.rss_processes` says how many were counted). A Lua
 script (a temp file) sends the POST bodies, rotating over :data:`CONVERSATIONS` conversation ids
 (the echo bot stores every turn; its memory window of 20 messages keeps the per-turn cost flat),
 and its ``done()`` callback prints the summary and percentiles as one JSON line. Each run also
@@ -45,7 +46,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Literal
 
@@ -58,7 +59,8 @@ from ._http_apps import API_KEY
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 CONNECTIONS = (1, 16, 64)
-DURATION_S = 8
+DURATION_S = 5
+REPEATS = 3  # runs per connection count; the one with the median req/s is reported
 WARMUP_S = 3
 WARMUP_CONNECTIONS = 16
 CONVERSATIONS = 64
@@ -142,6 +144,7 @@ class WrkRun:
     socket_errors: int
     wrk_cpu: float  # CPU wrk used, in cores (1.0 = its core saturated)
     server_cpu: float  # CPU the server's process tree used, in cores
+    all_rps: tuple[float, ...] = ()  # req/s of every repeat, the reported run among them
 
     @property
     def rps(self) -> float:
@@ -507,6 +510,12 @@ def stack_of(target: Target, litellm_info: litellm.LiteLLMInfo | None) -> str:
 # -- the benchmark ---------------------------------------------------------------------------
 
 
+def median_run(runs: list[WrkRun]) -> WrkRun:
+    """The run with the median req/s (its p50/p99 with it), knowing every repeat's req/s."""
+    ordered = sorted(runs, key=lambda r: r.rps)
+    return replace(ordered[len(ordered) // 2], all_rps=tuple(r.rps for r in runs))
+
+
 def run_target(
     target: Target, wrk: str, pins: tuple[list[str], list[str]], data_dir: Path, stack: str = ""
 ) -> TargetResult:
@@ -518,7 +527,12 @@ def run_target(
         check_target(url, target)
         log_before = log_path.stat().st_size
         run_wrk(wrk, wrk_pin, url, script, WARMUP_CONNECTIONS, WARMUP_S)
-        runs = {c: run_wrk(wrk, wrk_pin, url, script, c, DURATION_S, pid) for c in CONNECTIONS}
+        runs = {
+            c: median_run(
+                [run_wrk(wrk, wrk_pin, url, script, c, DURATION_S, pid) for _ in range(REPEATS)]
+            )
+            for c in CONNECTIONS
+        }
         rss, processes = tree_rss_kib(pid)
         log_bytes = log_path.stat().st_size - log_before
     requests = sum(r.requests for r in runs.values())

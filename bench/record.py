@@ -180,6 +180,39 @@ class Results:
         self.notes.setdefault(self._section, []).append(text)
         print(f"    {text}", flush=True)
 
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Results:
+        """A run back from its figures.json (for profiling the misses of a merged report)."""
+
+        def goal(raw: dict[str, Any] | None) -> Goal | None:
+            return Goal(raw["op"], raw["target"], raw["issue"]) if raw else None
+
+        figures = [
+            Figure(f["section"], f["name"], f["value"], f["unit"], goal(f["goal"]), f["detail"])
+            for f in data["figures"]
+        ]
+        comparisons = [
+            Comparison(
+                c["measure"],
+                c["peer"],
+                c["ours"],
+                c["theirs"],
+                c["unit"],
+                c["better"],
+                goal(c["goal"]),
+                c.get("section", ""),
+            )
+            for c in data["comparisons"]
+        ]
+        return cls(
+            data["machine"],
+            figures,
+            comparisons,
+            data["series"],
+            data["notes"],
+            data.get("runs", {}),
+        )
+
     def misses(self) -> list[Figure | Comparison]:
         out: list[Figure | Comparison] = [f for f in self.figures if f.verdict == "MISS"]
         out += [c for c in self.comparisons if c.verdict == "MISS"]

@@ -156,7 +156,9 @@ def http(r: Results) -> None:
         f"Each server in its own process ({server_pin}), one worker, no access log; `wrk -t1` "
         f"({x.wrk_version}) {wrk_pin} over loopback. Per "
         f"server a {h.WARMUP_S} s warm-up at {h.WARMUP_CONNECTIONS} connections, then "
-        f"{h.DURATION_S} s per connection count; RSS = VmRSS of the server after its runs. Our "
+        f"{h.REPEATS} runs of {h.DURATION_S} s per connection count, the run with the median "
+        "req/s reported (every repeat's req/s in the detail); RSS = VmRSS of the server after "
+        "its runs. Our "
         f"chat route rotates over {h.CONVERSATIONS} conversations (the echo bot stores every "
         "turn); /v1 is stateless. The bare apps parse the same body with pydantic and return a "
         "constant; LiteLLM answers from its built-in `mock_response` (no database, no master "
@@ -175,7 +177,9 @@ def http(r: Results) -> None:
                 run.rps,
                 "req/s",
                 detail=f"p50 {run.p50_ms:.2f} ms, p99 {run.p99_ms:.2f} ms; server "
-                f"{run.server_cpu:.2f} / wrk {run.wrk_cpu:.2f} cores{errors}",
+                f"{run.server_cpu:.2f} / wrk {run.wrk_cpu:.2f} cores; repeats "
+                + "/".join(f"{v:,.0f}" for v in run.all_rps)
+                + errors,
             )
         r.add(f"{res.target.label}: server VmRSS after", res.rss_kib / 1024, "MiB")
     ours = [n for n, res in x.results.items() if res.target.role == "ours"]
