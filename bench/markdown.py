@@ -43,12 +43,45 @@ def _figure_row(f: dict[str, Any]) -> str:
 
 def _comparison_row(c: dict[str, Any]) -> str:
     better = "lower is better" if c["better"] == "lower" else "higher is better"
-    goal = _goal(c["goal"], "x") + " x" if c["goal"] else "—"
+    goal = _goal(c["goal"], "x")
     verdict = f"**{c['verdict']}**" if c["verdict"] == "MISS" else c["verdict"] or "—"
     return (
         f"| {_cell(c['measure'])} | {fmt(c['ours'], c['unit'])} | {fmt(c['theirs'], c['unit'])} "
         f"| **{c['ratio']:.1f}x** ({better}) | {goal} | {verdict} |"
     )
+
+
+def _value(data: dict[str, Any], name: str) -> float | None:
+    return next((f["value"] for f in data["figures"] if f["name"] == name), None)
+
+
+def _why(miss: dict[str, Any], data: dict[str, Any]) -> str:
+    """What the other figures of the run say about a miss (empty when they say nothing)."""
+    name = miss.get("name") or miss.get("measure", "")
+    if name.startswith("`kubectl patch` -> served"):
+        alone = _value(data, "`kubectl patch` process alone, p50")
+        api = _value(data, "API PATCH -> served, p50")
+        if alone is not None and api is not None:
+            return (
+                f"The `kubectl patch` process alone takes p50 {alone:.0f} ms on this machine; the "
+                f"same change sent as one API PATCH is served at p50 {api:.1f} ms."
+            )
+    if "VmRSS" in name and name.startswith("chat"):
+        stateless = next(
+            (
+                c
+                for c in data["comparisons"]
+                if c["measure"].startswith("/v1/") and "VmRSS" in c["measure"]
+            ),
+            None,
+        )
+        if stateless is not None:
+            return (
+                "The chat route keeps every turn of its 64 conversations in memory during the run "
+                "(LiteLLM keeps none); stateless like LiteLLM, our /v1 server is "
+                f"{stateless['ratio']:.1f}x smaller."
+            )
+    return ""
 
 
 def _plots(section: str, plots: dict[str, str], placed: set[str]) -> list[str]:
@@ -90,16 +123,19 @@ def render(data: dict[str, Any], plots: dict[str, str], profile: str | None = No
     if misses:
         out += ["### Misses", ""]
         for g in misses:
+            why = _why(g, data)
+            why = f" {why}" if why else ""
             if "measure" in g:
                 out.append(
                     f"- {g['measure']} vs {g['peer']}: {g['ratio']:.1f}x, goal "
-                    f"{_goal(g['goal'], 'x')}x."
+                    f"{_goal(g['goal'], 'x')}.{why}"
                 )
             else:
+                section = g["section"].split(":")[0]
                 detail = f" ({g['detail']})" if g["detail"] else ""
                 out.append(
-                    f"- {g['section']} — {g['name']}: {fmt(g['value'], g['unit'])}, goal "
-                    f"{_goal(g['goal'], g['unit'])}{detail}."
+                    f"- {section} — {g['name']}: {fmt(g['value'], g['unit'])}, goal "
+                    f"{_goal(g['goal'], g['unit'])}{detail}.{why}"
                 )
         out.append("")
     if profile:

@@ -38,7 +38,7 @@ class Goal:
         return _OPS[self.op](value, self.target)
 
     def text(self, unit: str) -> str:
-        unit = "" if unit in ("", "x") else f" {unit}"
+        unit = {"": "", "x": "x", "%": "%"}.get(unit, f" {unit}")
         return f"{self.op} {self.target:g}{unit} (issue {self.issue})"
 
 
@@ -171,7 +171,7 @@ class Results:
         self.comparisons.append(c)
         shown = f"ours {fmt(c.ours, unit)} vs {peer} {fmt(c.theirs, unit)}: {c.ratio:.1f}x"
         if goal is not None:
-            shown += f" (goal {goal.text('x')}x)  {c.verdict}"
+            shown += f" (goal {goal.text('x')})  {c.verdict}"
         row(measure, shown)
         return c
 
