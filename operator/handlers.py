@@ -32,7 +32,6 @@ from .reconcile import (
     validate,
 )
 from .settings import OperatorSettings
-from .snapshot import EntriesSnapshot
 from .status import ReportsCache, Serving, serving, status_patch
 
 FINALIZER = "kubebots.io/finalizer"
@@ -57,14 +56,6 @@ def _comparable(status: Mapping[str, Any] | None) -> Any:
         for c in status.get("conditions") or []
     ]
     return {**status, "conditions": conditions}
-
-
-def snapshot_of(memo: Any) -> EntriesSnapshot:
-    """The shared store listing the status timers read (made on first use, per store)."""
-    snap: EntriesSnapshot | None = getattr(memo, "snapshot", None)
-    if snap is None or snap.store is not memo.store:
-        snap = memo.snapshot = EntriesSnapshot(memo.store, ttl=memo.cfg.snapshot_ttl)
-    return snap
 
 
 def reports_of(memo: Any) -> ReportsCache:
@@ -249,11 +240,8 @@ async def _observe(memo: Any, ref: BotRef, logger: Any) -> Applied:
         annotations = await annotations_for(parsed, ref, memo.secrets)
     except SecretMissingError as exc:
         return Applied(secret_missing=str(exc))
-    entry = await snapshot_of(memo).get(ref.bot_id)
-    if not is_current(entry, ref, annotations):
-        entry = await memo.store.get(ref.bot_id)  # the listing may predate the latest write
+    entry = await memo.store.get(ref.bot_id)
     if is_current(entry, ref, annotations):
-        assert entry is not None
         return Applied(revision=entry.revision, annotations=annotations)
     logger.info("the config store lacks this generation: rewriting it (drift repair)")
     return await apply(memo.store, ref, memo.secrets)

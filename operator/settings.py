@@ -26,7 +26,4 @@ class OperatorSettings(BaseSettings):
     reports_ttl: float = Field(
         default=0.1, ge=0, description="Replica reports are read at most this often (seconds)."
     )
-    snapshot_ttl: float = Field(
-        default=1.0, ge=0, description="Status timers share a store listing this old at most."
-    )
     annotation_prefix: str = "kubebots.io"

@@ -38,7 +38,7 @@ class Secrets:
 
 
 def memo(store: MemoryConfigStore, secrets: Secrets | None = None) -> kopf.Memo:
-    cfg = OperatorSettings(ready_wait=0.2, replica_max_age=60, reports_ttl=0, snapshot_ttl=0)
+    cfg = OperatorSettings(ready_wait=0.2, replica_max_age=60, reports_ttl=0)
     return kopf.Memo(cfg=cfg, store=store, secrets=secrets or Secrets(), namespaces=None)
 
 
@@ -249,19 +249,4 @@ async def test_reports_cache_serves_timers_from_cache_but_waiters_fresh_reads() 
     assert [r.synced_revision for r in await cache.get(60)] == [1]
     # a handler waiting for its write to be served: a read that began after it asked
     assert [r.synced_revision for r in await cache.get(60, newer_than=time.monotonic())] == [2]
-    await store.close()
-
-
-async def test_entries_snapshot_lists_once_per_ttl_and_a_stale_listing_is_confirmed() -> None:
-    from kubebots.operator.snapshot import EntriesSnapshot
-
-    store = MemoryConfigStore()
-    await store.put("ns:a", {"llm": {"provider": "echo"}}, generation=1, uid="u")
-    snap = EntriesSnapshot(store, ttl=60)
-    first = await snap.get("ns:a")
-    assert first is not None and first.generation == 1
-    await store.put("ns:a", {"llm": {"provider": "echo", "model": "x"}}, generation=2, uid="u")
-    again = await snap.get("ns:a")
-    assert again is not None and again.generation == 1  # the shared listing, within its ttl
-    assert await EntriesSnapshot(store, ttl=0).get("ns:b") is None
     await store.close()
