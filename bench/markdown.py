@@ -118,7 +118,7 @@ def render(data: dict[str, Any], plots: dict[str, str], profile: str | None = No
         c for c in data["comparisons"] if c["goal"]
     ]
     passed = sum(1 for g in goals if g["verdict"] == "PASS")
-    out += ["", "## Goals", "", f"{passed} of {len(goals)} goals met on this run.", ""]
+    out += ["", "## Goals", "", f"{passed} of {len(goals)} goals met in this report.", ""]
     misses = [g for g in goals if g["verdict"] == "MISS"]
     if misses:
         out += ["### Misses", ""]
@@ -162,7 +162,7 @@ def render(data: dict[str, Any], plots: dict[str, str], profile: str | None = No
     for title in sections:
         out += [f"## {title}", ""]
         if title in ran and ran[title][:13] != m["date"][:13]:
-            out += [f"_Measured {ran[title]} (a later run of this section alone)._", ""]
+            out += [f"_Measured {ran[title]} (a later run than the header date: `--merge`)._", ""]
         for note in data["notes"].get(title, []):
             out.append(f"- {note}")
         if data["notes"].get(title):

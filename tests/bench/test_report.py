@@ -61,7 +61,7 @@ def test_misses_are_listed_plainly_in_the_report_and_passes_are_counted() -> Non
     r.add("postgres p50", 2.0, "ms")
     r.series["store_propagation_ms"] = {"sqlite": [1.0, 2.0]}
     text = render(r.to_json(), {"store-propagation": "benchmarks/store-propagation.png"}, "PROF")
-    assert "1 of 2 goals met on this run." in text
+    assert "1 of 2 goals met in this report." in text
     assert "postgres p99: 126 ms, goal < 100 ms (issue 3) (max 166 ms)." in text
     assert "| postgres p99 | 126 ms | < 100 ms (issue 3) | **MISS** | max 166 ms |" in text
     assert "| sqlite p99 | 24 ms | < 100 ms (issue 3) | PASS |  |" in text
