@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import AsyncIterator
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Response
 from fastapi.responses import StreamingResponse
 
 from ...context import BotContext
@@ -20,8 +20,12 @@ router = APIRouter(tags=["chat"])
 
 
 @router.post("/bots/{bot_id}/chat", response_model=ChatResponse)
-async def chat(bot_id: str, body: ChatRequest, state: StateDep, caller: CallerDep) -> ChatResponse:
-    """Send a message; the turn is stored in the caller's conversation."""
+async def chat(bot_id: str, body: ChatRequest, state: StateDep, caller: CallerDep) -> Response:
+    """Send a message; the turn is stored in the caller's conversation.
+
+    The reply is serialised here by pydantic-core: returned as a model, FastAPI would validate
+    it again and walk it through ``jsonable_encoder`` (the schema still comes from
+    ``response_model``)."""
     client_id = caller.client_id(body.client_id)
     await check_tokens(state, caller, client_id)
     await limit_requests(state, caller, client_id)
@@ -36,12 +40,13 @@ async def chat(bot_id: str, body: ChatRequest, state: StateDep, caller: CallerDe
             completion_tokens=completion.usage.completion_tokens,
             total_tokens=completion.usage.total_tokens,
         )
-    return ChatResponse(
+    reply = ChatResponse(
         response=completion.content,
         conversation_id=body.conversation_id,
         bot_id=bot_id,
         usage=usage,
     )
+    return Response(reply.model_dump_json(), media_type="application/json")
 
 
 def sse(event: str, data: object) -> str:
