@@ -13,6 +13,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from .profile import py_spy
+
 ROOT = Path(__file__).resolve().parents[1]
 FIGURES = Path("/tmp/kubebots-e2e-figures.json")
 
@@ -35,7 +37,7 @@ def run() -> dict[str, Any]:
         env={
             **os.environ,
             "KUBEBOTS_E2E_SHIPPED_TIMINGS": "1",
-            "KUBEBOTS_BENCH_PY_SPY": str(Path(sys.executable).with_name("py-spy")),
+            "KUBEBOTS_BENCH_PY_SPY": py_spy(),
         },
         capture_output=True,
         text=True,

@@ -42,6 +42,13 @@ class Goal:
         return f"{self.op} {self.target:g}{unit} (issue {self.issue})"
 
 
+def _shortfall(goal: Goal | None, value: float) -> float:
+    """How far a MISS is from its goal, relative to the goal (0 when met or goal-less)."""
+    if goal is None or goal.met(value) or goal.target == 0:
+        return 0.0
+    return abs(value - goal.target) / abs(goal.target)
+
+
 @dataclass
 class Figure:
     section: str
@@ -58,10 +65,7 @@ class Figure:
         return "PASS" if self.goal.met(self.value) else "MISS"
 
     def shortfall(self) -> float:
-        """How far a MISS is from its goal, relative to the goal (0 when met or goal-less)."""
-        if self.goal is None or self.goal.met(self.value) or self.goal.target == 0:
-            return 0.0
-        return abs(self.value - self.goal.target) / abs(self.goal.target)
+        return _shortfall(self.goal, self.value)
 
 
 @dataclass
@@ -94,10 +98,7 @@ class Comparison:
         return f"{self.measure} vs {self.peer}"
 
     def shortfall(self) -> float:
-        """How far a MISS is from its goal, relative to the goal (0 when met or goal-less)."""
-        if self.goal is None or self.goal.met(self.ratio) or self.goal.target == 0:
-            return 0.0
-        return abs(self.ratio - self.goal.target) / abs(self.goal.target)
+        return _shortfall(self.goal, self.ratio)
 
 
 def fmt(value: float, unit: str) -> str:

@@ -1,7 +1,7 @@
 """One runtime process over a config store of many bots (lazy): startup, memory, first chat.
 
 :func:`runtime_at_scale` seeds a config store (PostgreSQL at :data:`POSTGRES_URL` under a
-fresh table prefix, dropped afterwards; SQLite in a temp dir when PostgreSQL is unreachable)
+fresh table prefix, dropped afterwards; a PostgreSQL that is down fails the run)
 with echo bots keeping conversations in memory, ids ``bench-scale:bot-NNNNN``. It measures:
 
 * seeding: wall time of the ``put`` calls (one by one, as the operator writes) and bots/s;
@@ -23,8 +23,6 @@ import asyncio
 import os
 import re
 import secrets
-import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -41,13 +39,12 @@ from psycopg import sql
 from kubebots.runtime.schema import bot_id_for
 from kubebots.runtime.store import open_config_store
 
-from .http import stop
+from .http import free_port, pinning, stop, vm_rss_kib
 from .stats import median, percentile
 
 POSTGRES_URL = "postgresql://postgres@127.0.0.1:5432/test"
 NAMESPACE = "bench-scale"
 SAMPLED = 200
-SERVER_CPU = 0
 READY_TIMEOUT_S = 120
 KUBEBOTS = Path(sys.executable).with_name("kubebots")  # the console script of this venv
 SPEC = {
@@ -69,7 +66,6 @@ class Startup:
 @dataclass(frozen=True)
 class ScaleResult:
     bots: int
-    store: str  # "postgres" or "sqlite (postgres unreachable)"
     pinned: bool  # server on CPU 0
     seed_s: float
     seed_bots_per_s: float
@@ -125,25 +121,6 @@ def drop_tables(prefix: str) -> None:
             conn.execute(sql.SQL("DROP TABLE IF EXISTS {} CASCADE").format(sql.Identifier(table)))
 
 
-def postgres_up() -> bool:
-    try:
-        psycopg.connect(POSTGRES_URL, connect_timeout=3).close()
-    except psycopg.Error:
-        return False
-    return True
-
-
-def pinned() -> bool:
-    return shutil.which("taskset") is not None and {0, 1} <= os.sched_getaffinity(0)
-
-
-def vm_rss_kib(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1])
-    raise RuntimeError(f"VmRSS not found for pid {pid}")
-
-
 def metric(client: httpx.Client, name: str) -> int:
     text = client.get("/metrics").raise_for_status().text
     found = re.search(rf"^{name} (\S+)$", text, re.MULTILINE)
@@ -171,9 +148,7 @@ def serve(
     url: str, prefix: str, tmp: Path, revision: int
 ) -> Iterator[tuple[httpx.Client, int, Startup]]:
     """Spawn the runtime; yield (client, pid, its startup figures); always stop it."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = int(s.getsockname()[1])
+    port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("KUBEBOTS_")}
     env.update(
         KUBEBOTS_STORE=url,
@@ -183,7 +158,8 @@ def serve(
         KUBEBOTS_DATA_DIR=str(tmp),
         KUBEBOTS_REPLICA_ID=f"bench-scale-{port}",
     )
-    pin = [shutil.which("taskset") or "taskset", "-c", str(SERVER_CPU)] if pinned() else []
+    pins = pinning()
+    pin = pins[0] if pins else []  # the server's taskset prefix (CPU 0)
     cmd = [*pin, str(KUBEBOTS), "serve", "--port", str(port)]
     log = tmp / f"serve-{port}.log"
     with log.open("wb") as out:
@@ -225,10 +201,9 @@ def runtime_at_scale(bots: int = 10_000) -> ScaleResult:
     if bots < 2:
         raise ValueError("bots must be >= 2 (the baseline is 1 bot)")
     prefix = f"benchscale{secrets.token_hex(4)}_"
-    on_pg = postgres_up()
+    url = POSTGRES_URL
     with tempfile.TemporaryDirectory(prefix="kubebots-scale-") as tmp_name:
         tmp = Path(tmp_name)
-        url = POSTGRES_URL if on_pg else f"sqlite:{tmp / 'store.db'}"
         try:
             _, revision = asyncio.run(seed(url, prefix, range(1)))
             with serve(url, prefix, tmp, revision):
@@ -244,12 +219,10 @@ def runtime_at_scale(bots: int = 10_000) -> ScaleResult:
                 loaded = metric(client, "kubebots_active_bots")
                 builds = metric(client, "kubebots_bot_builds_total")
         finally:
-            if on_pg:
-                drop_tables(prefix)
+            drop_tables(prefix)
     return ScaleResult(
         bots=bots,
-        store="postgres" if on_pg else "sqlite (postgres unreachable)",
-        pinned=pinned(),
+        pinned=pinning() is not None,
         seed_s=seed_s,
         seed_bots_per_s=(bots - 1) / seed_s,
         at_scale=at_scale,

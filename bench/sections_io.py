@@ -87,7 +87,7 @@ def scale(r: Results) -> None:
     r.section("Scale: one runtime over a store of 10,000 bots (lazy)")
     x = runtime_at_scale()
     r.note(
-        f"{x.bots:,} echo bots in the config store ({x.store}); one `kubebots serve` process "
+        f"{x.bots:,} echo bots in the config store (PostgreSQL); one `kubebots serve` process "
         f"({'pinned to CPU 0' if x.pinned else 'unpinned'}), auth off. Ready = first store sync "
         "done (every entry listed and validated; no bot is built until its first request). "
         f"Then one first chat to each of {SAMPLED} bots spread over the range (each builds its "
