@@ -115,6 +115,20 @@ def _ensure(
     return existing, Outcome(name, created=False)
 
 
+def _password(data: Mapping[str, bytes], namespace: str) -> str:
+    raw = data.get("password")
+    if not raw:
+        raise CredentialsError(
+            f"Secret {namespace}/{POSTGRES_SECRET} exists without a 'password' key: add it, or "
+            "delete the Secret to have one generated"
+        )
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:  # holds the bytes: not chained
+        reason = "is not UTF-8"
+    raise CredentialsError(f"Secret {namespace}/{POSTGRES_SECRET}: 'password' {reason}")
+
+
 def init_credentials(
     client: SecretsClient,
     namespace: str,
@@ -129,33 +143,17 @@ def init_credentials(
     postgres, postgres_outcome = _ensure(
         client, namespace, POSTGRES_SECRET, lambda: {"password": token()}
     )
-    raw = postgres.get("password")
-    if not raw:
-        raise CredentialsError(
-            f"Secret {namespace}/{POSTGRES_SECRET} exists without a 'password' key: add it, or "
-            "delete the Secret to have one generated"
-        )
-    try:
-        password = raw.decode("utf-8")
-    except UnicodeDecodeError:
-        error = CredentialsError(f"Secret {namespace}/{POSTGRES_SECRET}: 'password' is not UTF-8")
-    else:
-        url = store_url(password, namespace)
-        _, store_outcome = _ensure(
-            client, namespace, STORE_SECRET, lambda: {"url": url, "conversations-url": url}
-        )
+    url = store_url(_password(postgres, namespace), namespace)
+    _, store_outcome = _ensure(
+        client, namespace, STORE_SECRET, lambda: {"url": url, "conversations-url": url}
+    )
 
-        def api_keys() -> dict[str, str]:
-            client_key = token()
-            return {
-                "admin-key": token(),
-                "keys.yaml": keys_file(client_key),
-                "client-key": client_key,
-            }
+    def api_keys() -> dict[str, str]:
+        client_key = token()
+        return {"admin-key": token(), "keys.yaml": keys_file(client_key), "client-key": client_key}
 
-        _, keys_outcome = _ensure(client, namespace, API_KEYS_SECRET, api_keys)
-        return [postgres_outcome, store_outcome, keys_outcome]
-    raise error  # outside the except block: no chained exception holding the bytes
+    _, keys_outcome = _ensure(client, namespace, API_KEYS_SECRET, api_keys)
+    return [postgres_outcome, store_outcome, keys_outcome]
 
 
 def describe(outcome: Outcome, namespace: str) -> str:
