@@ -10,28 +10,28 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import os
 from typing import Any
 
 from .errors import ConfigurationError
+from .kube_config import ClusterAccess
 from .schema import SecretKeyRef, split_bot_id
 
 
 class KubernetesSecretResolver:
-    """Reads Secret keys with the official client (in-cluster credentials or a kubeconfig)."""
+    """Reads Secret keys with the official client, connected as ``access`` says (a pod's
+    service account through the service host/port the kubelet injects, else a kubeconfig)."""
 
-    def __init__(self, api: Any | None = None) -> None:
+    def __init__(self, api: Any | None = None, *, access: ClusterAccess | None = None) -> None:
         self._api = api
+        self._access = access
 
     def _client(self) -> Any:
         if self._api is None:
-            from kubernetes import client, config
-            from kubernetes.config.config_exception import ConfigException
+            from kubernetes import client
 
-            try:
-                config.load_incluster_config()  # type: ignore[no-untyped-call]
-            except ConfigException:
-                config.load_kube_config()  # type: ignore[no-untyped-call]
-            self._api = client.CoreV1Api()
+            access = self._access or ClusterAccess(os.environ)
+            self._api = client.CoreV1Api(access.api_client())
         return self._api
 
     def _read(self, namespace: str, ref: SecretKeyRef) -> str | None:

@@ -13,6 +13,8 @@ from typing import Literal
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from ..kube_config import SERVICE_ACCOUNT_DIR
+
 
 class RuntimeSettings(BaseSettings):
     """Everything ``kubebots serve`` can be told, as flags or ``KUBEBOTS_*`` variables."""
@@ -43,6 +45,11 @@ class RuntimeSettings(BaseSettings):
     )
     secrets_dir: Path | None = Field(
         default=None, description="Mounted Secrets, as <dir>/<secret name>/<key>."
+    )
+    service_account_dir: Path = Field(
+        default=SERVICE_ACCOUNT_DIR,
+        description="A pod's service account (token, ca.crt) for KUBEBOTS_SECRETS=kubernetes; "
+        "used with KUBERNETES_SERVICE_HOST/PORT, else the kubeconfig is.",
     )
 
     auth: bool = Field(default=True, description="Require API keys (turn off only explicitly).")
