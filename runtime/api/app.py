@@ -1,25 +1,28 @@
 """``create_app(settings)``: the runtime's chat API, its BotManager built in the lifespan.
 
-The lifespan opens the config store, builds a store-driven :class:`BotManager`, starts the
-:class:`StoreSync` (``/readyz`` turns ready after its first full sync) and the rate limiter,
-and closes all of it on shutdown. Parts can be injected (tests, embedding) and are then not
-closed by the app.
+The lifespan opens the config store (PostgreSQL: on first use), builds a store-driven
+:class:`BotManager`, starts the :class:`StoreSync` (``/readyz`` turns ready after its first full
+sync) and the rate limiter, and closes all of it on shutdown. Parts can be injected (tests,
+embedding) and are then not closed by the app.
 """
 
 from __future__ import annotations
 
 import gc
 import logging
+import os
 from collections.abc import AsyncIterator, Mapping
 from contextlib import AsyncExitStack, asynccontextmanager
+from functools import partial
 from pathlib import Path
 
 from fastapi import FastAPI
 
 from ..auth import KeyRing
+from ..kube_config import ClusterAccess
 from ..kube_secrets import KubernetesSecretResolver
 from ..manager import BotManager
-from ..ratelimit import MemoryRateLimiter, PostgresRateLimiter, RateLimiter
+from ..ratelimit import DeferredRateLimiter, MemoryRateLimiter, PostgresRateLimiter, RateLimiter
 from ..secrets import DirectorySecretResolver, SecretResolver
 from ..store import ConfigStore, open_config_store
 from ..sync import StoreConfigLoader, StoreSync, SyncSettings
@@ -55,17 +58,24 @@ def freeze_startup_objects() -> None:
     gc.set_threshold(10_000, second, third)
 
 
-def secret_resolver(settings: RuntimeSettings) -> SecretResolver | None:
+def secret_resolver(
+    settings: RuntimeSettings, env: Mapping[str, str] | None = None
+) -> SecretResolver | None:
+    """``env``: the process environment (default), where a pod finds the API's address."""
     if settings.secrets == "kubernetes":
-        return KubernetesSecretResolver()
+        access = ClusterAccess(os.environ if env is None else env, settings.service_account_dir)
+        return KubernetesSecretResolver(access=access)
     if settings.secrets == "directory" or settings.secrets_dir is not None:
         return DirectorySecretResolver(settings.secrets_dir or Path("/etc/kubebots/secrets"))
     return None
 
 
-async def _open_limiter(settings: RuntimeSettings) -> RateLimiter:
+def _limiter(settings: RuntimeSettings) -> RateLimiter:
+    """PostgreSQL limits connect on first use (the database may not be up yet)."""
     if settings.effective_rate_limit_backend() == "postgres":
-        return await PostgresRateLimiter.open(settings.store_url(), prefix=settings.table_prefix)
+        return DeferredRateLimiter(
+            partial(PostgresRateLimiter.open, settings.store_url(), prefix=settings.table_prefix)
+        )
     return MemoryRateLimiter()
 
 
@@ -87,17 +97,20 @@ def create_app(
         async with AsyncExitStack() as stack:
             config_store = store
             if config_store is None:
+                # PostgreSQL connects on first use: a replica starting before its database
+                # serves /healthz, answers /readyz 503 with the reason, and syncs once it is up.
                 config_store = await open_config_store(
                     settings.store_url(),
                     prefix=settings.table_prefix,
                     watch_application_name=f"kubebots-watch-{settings.effective_replica_id()}"[:63],
+                    wait_for_server=True,
                 )
                 stack.push_async_callback(config_store.close)
             rate_limiter = limiter
             if rate_limiter is None:
-                rate_limiter = await _open_limiter(settings)
+                rate_limiter = _limiter(settings)
                 stack.push_async_callback(rate_limiter.close)
-            secrets = secret_resolver(settings)
+            secrets = secret_resolver(settings, env)
             manager = BotManager(
                 config_loader=StoreConfigLoader(config_store),
                 max_bots=settings.max_bots,

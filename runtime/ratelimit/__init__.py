@@ -9,12 +9,14 @@ times the limit"). The admission rule, and how token budgets are checked (``acqu
 from __future__ import annotations
 
 from .base import MIN_RETRY_AFTER, Decision, RateLimiter
+from .deferred import DeferredRateLimiter
 from .memory import MemoryRateLimiter
 from .postgres import PostgresRateLimiter
 
 __all__ = [
     "MIN_RETRY_AFTER",
     "Decision",
+    "DeferredRateLimiter",
     "MemoryRateLimiter",
     "PostgresRateLimiter",
     "RateLimiter",

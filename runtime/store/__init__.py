@@ -7,6 +7,8 @@ from settings or a mounted Secret, never from a Bot, and is never logged.
 
 from __future__ import annotations
 
+from functools import partial
+
 from .base import (
     BotReport,
     ConfigStore,
@@ -16,6 +18,7 @@ from .base import (
     StoreError,
     WatchEvent,
 )
+from .deferred import DeferredConfigStore
 from .memory import MemoryConfigStore
 from .postgres import PostgresConfigStore
 from .sqlite import SqliteConfigStore
@@ -27,6 +30,7 @@ __all__ = [
     "DEFAULT_STORE_URL",
     "BotReport",
     "ConfigStore",
+    "DeferredConfigStore",
     "MemoryConfigStore",
     "PostgresConfigStore",
     "ReplicaReport",
@@ -50,6 +54,19 @@ def _sqlite_path(url: str) -> str | None:
     return None
 
 
+def check_postgres_url(url: str) -> None:
+    """StoreError (naming no part of the URL) unless libpq can parse ``url``."""
+    import psycopg
+
+    from ..storage._sql import url_secrets
+    from ._pg import error
+
+    try:
+        psycopg.conninfo.conninfo_to_dict(url)
+    except psycopg.Error as exc:
+        raise error("connection", exc, url_secrets(url)) from None
+
+
 def describe_store_url(url: str) -> str:
     """The URL with any password masked, for logs and messages."""
     from ..storage._sql import url_without_password
@@ -60,15 +77,31 @@ def describe_store_url(url: str) -> str:
 
 
 async def open_config_store(
-    url: str, *, prefix: str = "kubebots_", watch_application_name: str = "kubebots-store-watch"
+    url: str,
+    *,
+    prefix: str = "kubebots_",
+    watch_application_name: str = "kubebots-store-watch",
+    wait_for_server: bool = False,
 ) -> ConfigStore:
-    """Open the store a URL names (see the module docstring); ``prefix`` prefixes its tables."""
+    """Open the store a URL names (see the module docstring); ``prefix`` prefixes its tables.
+
+    ``wait_for_server``: a PostgreSQL store connects on first use instead of now (a
+    :class:`DeferredConfigStore`), so a process can start before its database; until then
+    every call raises :class:`StoreError` with the reason. A malformed URL still fails now.
+    """
     if url == "memory://":
         return MemoryConfigStore()
     if url.startswith(("postgresql://", "postgres://")):
-        return await PostgresConfigStore.open(
-            url, prefix=prefix, watch_application_name=watch_application_name
+        connect = partial(
+            PostgresConfigStore.open,
+            url,
+            prefix=prefix,
+            watch_application_name=watch_application_name,
         )
+        if wait_for_server:
+            check_postgres_url(url)
+            return DeferredConfigStore(connect)
+        return await connect()
     path = _sqlite_path(url)
     if not path:
         raise StoreError(

@@ -58,6 +58,8 @@ class StoreSync:
         self.synced_revision = 0
         self.resyncs = 0
         self.last_lag_seconds = 0.0
+        #: why the last call to the store failed (None since the last one that succeeded)
+        self.store_problem: str | None = None
 
     @property
     def status(self) -> ServingStatus:
@@ -94,6 +96,7 @@ class StoreSync:
         while True:
             try:
                 revision = await self._resync()
+                self.store_problem = None
                 self.ready.set()
                 backoff = 0.05
                 async for event in self._store.watch(revision):
@@ -101,6 +104,7 @@ class StoreSync:
             except ResyncRequired as exc:
                 log.warning("config store history was compacted: resyncing (%s)", exc.message)
             except StoreError as exc:
+                self.store_problem = exc.message
                 log.warning("config store unavailable, retrying in %.2fs: %s", backoff, exc.message)
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, self._settings.max_backoff)
@@ -200,7 +204,9 @@ class StoreSync:
         while True:
             try:
                 await self._store.report(self.report())
+                self.store_problem = None
             except StoreError as exc:
+                self.store_problem = exc.message
                 log.warning("could not record the replica report: %s", exc.message)
             await asyncio.sleep(self._settings.min_report_interval)
             with contextlib.suppress(TimeoutError):

@@ -1,4 +1,8 @@
-"""``/healthz`` (the process answers), ``/readyz`` (first store sync done), ``/metrics``."""
+"""``/healthz`` (the process answers), ``/readyz`` (first store sync done), ``/metrics``.
+
+``/readyz`` says why it is not ready (the store's error never quotes credentials), and once
+ready whether the config store currently answers.
+"""
 
 from __future__ import annotations
 
@@ -21,12 +25,18 @@ async def healthz() -> dict[str, str]:
 
 @router.get("/readyz")
 async def readyz(state: StateDep) -> dict[str, Any]:
+    problem = " ".join(state.sync.store_problem.split()) if state.sync.store_problem else None
     if not state.sync.ready.is_set():
-        raise ServiceUnavailableError("not ready: the first config store sync has not finished")
+        why = f" (config store unavailable: {problem})" if problem else ""
+        raise ServiceUnavailableError(
+            f"not ready: the first config store sync has not finished{why}", retry_after=1
+        )
+    # Once synced, a store outage keeps the replica ready: it serves the last good configs.
     return {
         "status": "ready",
         "replica_id": state.sync.report().replica_id,
         "synced_revision": state.sync.synced_revision,
+        "config_store": f"unavailable: {problem}" if problem else "ok",
     }
 
 
