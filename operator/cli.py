@@ -1,16 +1,27 @@
-"""``kubebots operator``: run the kopf operator (registered through an entry point)."""
+"""``kubebots operator``: run the kopf operator (registered through an entry point).
+
+Before kopf starts: the cluster access is resolved (a pod's service host/port and token, else
+the kubeconfig) and, with ``--peering NAME``, the peering object is made if missing.
+"""
 
 from __future__ import annotations
 
 import argparse
 import logging
+import sys
 from collections.abc import Mapping
 from typing import Any
 
 import kopf
 
+from kubebots.runtime.kube_config import ClusterAccess, ClusterAccessError
+
 from .handlers import build_registry
+from .liveness import ApiLiveness, VersionCheck
+from .peering import PeeringSetupError, ensure_peering, peering_refs
 from .settings import OperatorSettings
+
+log = logging.getLogger("kubebots.operator")
 
 
 def add_parser(sub: Any) -> None:
@@ -19,7 +30,11 @@ def add_parser(sub: Any) -> None:
     scope.add_argument("-n", "--namespace", action="append", help="watch this namespace (repeat)")
     scope.add_argument("-A", "--all-namespaces", action="store_true", help="watch every namespace")
     p.add_argument("--liveness", help="liveness endpoint, e.g. http://0.0.0.0:8080/healthz")
-    p.add_argument("--peering", help="kopf peering name (HA: standby replicas by priority)")
+    p.add_argument(
+        "--peering",
+        help="kopf peering name (HA: standby replicas by priority); the ClusterKopfPeering "
+        "(-A) or KopfPeerings (-n) of that name are created when missing",
+    )
     p.add_argument("--priority", type=int, default=0, help="peering priority (higher wins)")
     p.add_argument("--standalone", action="store_true", help="no peering (single replica)")
     p.add_argument("--store", help="config store URL (default: $KUBEBOTS_STORE)")
@@ -27,14 +42,36 @@ def add_parser(sub: Any) -> None:
 
 
 def run_operator(args: argparse.Namespace, env: Mapping[str, str]) -> int:
+    from kubernetes import client
+
     from kubebots.runtime.cli.logs import configure_logging
 
     overrides = {"store": args.store} if args.store else {}
     cfg = OperatorSettings(**overrides)
     configure_logging("INFO")
     logging.getLogger("kopf").setLevel(logging.INFO)
+    # kopf logs every successful probe (each /healthz); failures still show as errors
+    logging.getLogger("kopf.activities.probe").setLevel(logging.WARNING)
     namespaces: list[str] | None = None if args.all_namespaces else (args.namespace or ["default"])
-    memo = kopf.Memo(cfg=cfg, namespaces=namespaces)
+    access = ClusterAccess(env, cfg.service_account_dir)
+    try:
+        api_client = access.api_client()
+        log.info("Kubernetes API through the %s", access.describe())
+        if args.peering and not args.standalone:
+            ensure_peering(
+                client.CustomObjectsApi(api_client),
+                peering_refs(args.peering, namespaces),
+                give_up_after=cfg.api_liveness_timeout,
+            )
+    except (ClusterAccessError, PeeringSetupError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    liveness = ApiLiveness(
+        VersionCheck(api_client, cfg.api_probe_timeout), timeout=cfg.api_liveness_timeout
+    )
+    memo = kopf.Memo(
+        cfg=cfg, namespaces=namespaces, cluster=access, api_client=api_client, liveness=liveness
+    )
     kopf.run(
         registry=build_registry(cfg),
         memo=memo,

@@ -3,7 +3,8 @@
 create/resume/update -> validate and write to the store, then wait briefly for the runtime
 replicas and report status; delete -> tombstone (our own finalizer holds the Bot until the store
 has it); a timer per Bot refreshes ``Ready`` and repairs drift (a wiped or stale store entry is
-rewritten); Secret events re-write the Bots that reference a rotated Secret.
+rewritten); Secret events re-write the Bots that reference a rotated Secret. kopf logs in
+through :mod:`.login`; ``/healthz`` runs the API probe of :mod:`.liveness`.
 """
 
 from __future__ import annotations
@@ -15,11 +16,14 @@ from collections.abc import Mapping
 from typing import Any
 
 import kopf
+from kubernetes import client
 
 from kubebots.runtime.schema import API_GROUP, API_VERSION, PLURAL
 from kubebots.runtime.store import StoreError, open_config_store
 
-from .kube import KubeSecretVersions, list_bot_ids, load_client_config
+from .kube import KubeSecretVersions, list_bot_ids
+from .liveness import api_probe
+from .login import login
 from .reconcile import (
     Applied,
     BotRef,
@@ -106,12 +110,13 @@ async def startup(
 ) -> None:
     cfg: OperatorSettings = memo.cfg
     tune(settings, cfg)
-    memo.store = await open_config_store(cfg.store, prefix=cfg.table_prefix)
-    load_client_config()
-    memo.secrets = KubeSecretVersions()
+    # PostgreSQL connects on first use: with the database not up yet the operator still starts
+    # (and answers /healthz); its handlers retry until the store answers.
+    memo.store = await open_config_store(cfg.store, prefix=cfg.table_prefix, wait_for_server=True)
+    memo.secrets = KubeSecretVersions(client.CoreV1Api(memo.api_client))
     namespaces: list[str] | None = memo.namespaces
     try:
-        live = await list_bot_ids(namespaces)
+        live = await list_bot_ids(client.CustomObjectsApi(memo.api_client), namespaces)
         gone = await forget_orphans(memo.store, live, set(namespaces) if namespaces else None)
     except StoreError as exc:
         logger.warning(f"orphan check skipped: config store unavailable ({exc.message})")
@@ -210,10 +215,13 @@ async def secret_changed(
 def build_registry(cfg: OperatorSettings) -> kopf.OperatorRegistry:
     """Every handler, on a registry of its own (no import-time registration)."""
     registry = kopf.OperatorRegistry()
-    # A registry of our own gets no implicit login: use kopf's own (a pod's service account,
-    # else the kubeconfig), as its default registry would.
-    kopf.on.login(registry=registry, id="service-account")(kopf.login_with_service_account)
-    kopf.on.login(registry=registry, id="kubeconfig")(kopf.login_with_kubeconfig)
+    # A registry of our own gets no implicit login: ours uses the pod's service host/port (not
+    # kopf's `kubernetes.default.svc`, which needs cluster DNS), else the kubeconfig.
+    kopf.on.login(registry=registry, id="cluster-access")(login)
+    # /healthz (--liveness) fails once the API has not answered for api_liveness_timeout.
+    kopf.on.probe(registry=registry, id="kubernetes-api", errors=kopf.ErrorsMode.PERMANENT)(
+        api_probe
+    )
     kopf.on.startup(registry=registry)(startup)
     kopf.on.cleanup(registry=registry)(cleanup)
     kopf.on.resume(*RESOURCE, registry=registry, id="reconcile")(reconcile)

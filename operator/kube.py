@@ -1,32 +1,47 @@
-"""The few Kubernetes API reads the operator does beside kopf's watches (official client)."""
+"""The few Kubernetes API calls the operator makes beside kopf's watches (official client).
+
+Every client is built on the :class:`~kubebots.runtime.kube_config.ClusterAccess` kopf logs in
+with (never the official client's global default configuration).
+"""
 
 from __future__ import annotations
 
 import asyncio
+import os
+from collections.abc import Mapping
 from typing import Any
 
-from kubernetes import client, config
+from kubernetes import client
 from kubernetes.client.exceptions import ApiException
-from kubernetes.config.config_exception import ConfigException
 
+from kubebots.runtime.kube_config import ClusterAccess
 from kubebots.runtime.schema import API_GROUP, API_VERSION, PLURAL, bot_id_for
 
 from .reconcile import SecretMissingError
 
 
-def load_client_config() -> None:
-    """In-cluster credentials when in a pod, else the kubeconfig (as kopf does)."""
-    try:
-        config.load_incluster_config()  # type: ignore[no-untyped-call]
-    except ConfigException:
-        config.load_kube_config()  # type: ignore[no-untyped-call]
+def load_client_config(env: Mapping[str, str] | None = None) -> None:
+    """Make the official client's global default configuration the one of
+    :class:`ClusterAccess` (a pod's service host/port and token, else the kubeconfig).
+
+    For one-shot commands (``kubebots init-credentials``); the operator passes an ApiClient.
+    """
+    access = ClusterAccess(os.environ if env is None else env)
+    client.Configuration.set_default(access.configuration())
+
+
+def describe_api_error(exc: BaseException) -> str:
+    """A short reason: ``HTTP 401 Unauthorized`` for an API answer, else the error's text."""
+    if isinstance(exc, ApiException):
+        return f"HTTP {exc.status} {exc.reason or ''}".strip()
+    return (f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__)[:300]
 
 
 class KubeSecretVersions:
     """Secret resourceVersions via the API. Values are read by the client, never kept."""
 
-    def __init__(self, api: client.CoreV1Api | None = None) -> None:
-        self._api = api or client.CoreV1Api()
+    def __init__(self, api: client.CoreV1Api) -> None:
+        self._api = api
 
     def _read(self, namespace: str, name: str, key: str) -> str:
         try:
@@ -45,8 +60,7 @@ class KubeSecretVersions:
         return await asyncio.to_thread(self._read, namespace, name, key)
 
 
-def _list_bot_ids(namespaces: list[str] | None) -> set[str]:
-    api = client.CustomObjectsApi()
+def _list_bot_ids(api: client.CustomObjectsApi, namespaces: list[str] | None) -> set[str]:
     items: list[dict[str, Any]] = []
     if namespaces is None:
         found: Any = api.list_cluster_custom_object(API_GROUP, API_VERSION, PLURAL)
@@ -58,6 +72,6 @@ def _list_bot_ids(namespaces: list[str] | None) -> set[str]:
     return {bot_id_for(i["metadata"]["namespace"], i["metadata"]["name"]) for i in items}
 
 
-async def list_bot_ids(namespaces: list[str] | None) -> set[str]:
+async def list_bot_ids(api: client.CustomObjectsApi, namespaces: list[str] | None) -> set[str]:
     """Ids of every Bot in the watched namespaces (``None``: the whole cluster)."""
-    return await asyncio.to_thread(_list_bot_ids, namespaces)
+    return await asyncio.to_thread(_list_bot_ids, api, namespaces)

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from kubebots.runtime.kube_config import SERVICE_ACCOUNT_DIR
 
 
 class OperatorSettings(BaseSettings):
@@ -27,3 +31,19 @@ class OperatorSettings(BaseSettings):
         default=0.1, ge=0, description="Replica reports are read at most this often (seconds)."
     )
     annotation_prefix: str = "kubebots.io"
+    api_liveness_timeout: float = Field(
+        default=60.0,
+        gt=0,
+        description="/healthz (--liveness) fails once the Kubernetes API has not answered the "
+        "operator for longer than this (seconds), so the kubelet restarts a stuck operator.",
+    )
+    api_probe_timeout: float = Field(
+        default=3.0,
+        gt=0,
+        description="Timeout of the API call each /healthz makes (below the probe's own timeout).",
+    )
+    service_account_dir: Path = Field(
+        default=SERVICE_ACCOUNT_DIR,
+        description="A pod's service account (token, ca.crt): used with KUBERNETES_SERVICE_HOST"
+        "/PORT, else the kubeconfig is.",
+    )

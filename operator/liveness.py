@@ -1,0 +1,90 @@
+"""Honest liveness: ``/healthz`` fails once the operator has not reached the Kubernetes API for
+longer than ``KUBEBOTS_API_LIVENESS_TIMEOUT``.
+
+kopf's ``--liveness`` endpoint runs the ``@kopf.on.probe`` handlers on each request (caching a
+success for 10 s): it answers 200 with their results, or 500 when one raises. Our probe asks the
+API for ``/version`` with the operator's own address and credentials (a bounded, authenticated
+call: a bad token is a 401) and remembers when it last got an answer. A failed call within the
+timeout still answers 200 (the body says what failed): a short API hiccup is no reason to
+restart; beyond it, the probe raises and the kubelet restarts the operator, which then logs in
+afresh (new connections, a re-read token, a re-resolved address).
+
+The config store plays no part: with the store down the operator keeps retrying its handlers,
+and a restart would not bring the database back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import kopf
+
+from .kube import describe_api_error
+
+#: An API round trip: returns when the API answered, raises when it did not.
+ApiCheck = Callable[[], Awaitable[None]]
+
+
+class ApiUnreachableError(Exception):
+    """The API has not answered for longer than the liveness timeout."""
+
+
+class ApiLiveness:
+    """The decision behind ``/healthz``: alive while the API answered within ``timeout`` s.
+
+    The start counts as an answer: a new operator gets ``timeout`` seconds to reach the API.
+    """
+
+    def __init__(
+        self,
+        check: ApiCheck,
+        *,
+        timeout: float,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._check = check
+        self._timeout = timeout
+        self._clock = clock
+        self.last_answer = clock()
+
+    async def probe(self) -> dict[str, Any]:
+        """The probe's result (kopf puts it in the ``/healthz`` body), or ApiUnreachableError."""
+        try:
+            await self._check()
+        except Exception as exc:  # noqa: BLE001 - whatever failed, the API did not answer
+            silent = self._clock() - self.last_answer
+            reason = describe_api_error(exc)
+            if silent > self._timeout:
+                raise ApiUnreachableError(
+                    f"the Kubernetes API has not answered for {silent:.0f}s "
+                    f"(limit {self._timeout:g}s): {reason}"
+                ) from None
+            return {"api": "unreachable", "silent_seconds": round(silent, 1), "error": reason}
+        self.last_answer = self._clock()
+        return {"api": "ok"}
+
+
+class VersionCheck:
+    """``GET /version`` with the official client, bounded by ``timeout`` seconds."""
+
+    def __init__(self, api_client: Any, timeout: float) -> None:
+        from kubernetes import client
+
+        self._api = client.VersionApi(api_client)
+        self._timeout = timeout
+
+    async def __call__(self) -> None:
+        call = asyncio.to_thread(self._api.get_code, _request_timeout=self._timeout)
+        await asyncio.wait_for(call, self._timeout + 1)
+
+
+async def api_probe(*, memo: kopf.Memo, **_: Any) -> dict[str, Any]:
+    """The ``@kopf.on.probe`` handler (registered with errors=PERMANENT: no retries)."""
+    liveness: ApiLiveness = memo.liveness
+    try:
+        return await liveness.probe()
+    except ApiUnreachableError as exc:
+        raise kopf.PermanentError(str(exc)) from None

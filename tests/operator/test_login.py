@@ -1,0 +1,46 @@
+"""kopf's login: the same server, token and CA as ``ClusterAccess`` (never kubernetes.default.svc).
+
+Real files in a temporary service-account directory and a real kubeconfig.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from kubebots.operator.login import connection_info
+from kubebots.runtime.kube_config import ClusterAccess
+from tests.runtime.test_kube_config import kubeconfig, service_account
+
+
+def test_kopf_logs_in_with_the_same_server_token_and_ca(tmp_path: Path) -> None:
+    sa = service_account(tmp_path, token="the-pod-token")
+    env = {"KUBERNETES_SERVICE_HOST": "10.0.0.1", "KUBERNETES_SERVICE_PORT": "443"}
+    info = connection_info(ClusterAccess(env, sa).configuration(), trust_env=True)
+    assert info.server == "https://10.0.0.1:443"
+    assert (info.scheme, info.token) == ("bearer", "the-pod-token")
+    assert info.ca_path == str(sa / "ca.crt")
+    assert info.insecure is False
+    assert info.trust_env is True
+
+
+def test_a_rotated_token_is_read_at_the_next_login(tmp_path: Path) -> None:
+    sa = service_account(tmp_path, token="first")
+    access = ClusterAccess(
+        {"KUBERNETES_SERVICE_HOST": "10.0.0.1", "KUBERNETES_SERVICE_PORT": "443"}, sa
+    )
+    assert connection_info(access.configuration()).token == "first"
+    (sa / "token").write_text("second")
+    assert connection_info(access.configuration()).token == "second"
+
+
+def test_outside_a_pod_the_kubeconfig_is_used(tmp_path: Path) -> None:
+    path = kubeconfig(tmp_path)
+    # the service host alone (no mounted token) is not a pod's service account
+    env = {"KUBECONFIG": str(path), "KUBERNETES_SERVICE_HOST": "10.0.0.1"}
+    access = ClusterAccess(env, tmp_path / "absent")
+    assert not access.in_cluster
+    info = connection_info(access.configuration())
+    assert info.server == "https://203.0.113.9:6443"
+    assert (info.scheme, info.token) == ("Bearer", "kubeconfig-token")
+    assert info.insecure is True
+    assert access.describe() == f"kubeconfig {path}"
