@@ -16,10 +16,9 @@ import socket
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import httpx
 import psycopg
@@ -27,6 +26,7 @@ import pytest
 import yaml
 
 from tests.e2e.harness.controlplane import ControlPlane
+from tests.e2e.harness.waiting import wait_until
 
 REPO = Path(__file__).resolve().parents[2]
 KUBEBOTS = str(Path(sys.executable).with_name("kubebots"))
@@ -42,33 +42,11 @@ RBAC_FILES = (
 REPLICA_MAX_AGE = 6.0
 LOG_TAIL = 60
 
-T = TypeVar("T")
-
 
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
-
-
-def wait_until(
-    probe: Callable[[], T | None],
-    what: str,
-    timeout: float = 60.0,
-    interval: float = 0.2,
-    on_fail: Callable[[], str] | None = None,
-) -> T:
-    """Poll ``probe`` until it returns something truthy; AssertionError (with logs) at deadline."""
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while True:
-        last = probe()
-        if last:
-            return last
-        if time.monotonic() > deadline:
-            extra = on_fail() if on_fail else ""
-            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}\n{extra}")
-        time.sleep(interval)
 
 
 def _clean_env() -> dict[str, str]:

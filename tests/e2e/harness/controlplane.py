@@ -39,7 +39,16 @@ import yaml
 HERE = Path(__file__).resolve().parent
 BUILD_SCRIPT = HERE / "fetch-and-build.sh"
 K8S_VERSION = "1.20.2"
-BINARIES = ("kube-apiserver", "kubectl", "etcd")
+BINARIES = (
+    "kube-apiserver",
+    "kubectl",
+    "etcd",
+    "kubelet",
+    "kube-proxy",
+    "kube-scheduler",
+    "kube-controller-manager",
+    "pause",
+)
 #: Issuer and audience of ServiceAccount tokens (what a real cluster's defaults look like).
 SA_ISSUER = "https://kubernetes.default.svc.cluster.local"
 SERVICE_CIDR = "10.0.0.0/24"
@@ -155,8 +164,15 @@ class ControlPlane:
         extra_apiserver_args: Sequence[str] = (),
         start_timeout: float = 90.0,
         build_timeout: float = BUILD_TIMEOUT,
+        address: str = "127.0.0.1",
+        with_nodes: bool = False,
     ) -> None:
+        """``address``: where the apiserver binds and what it advertises (a node needs one
+        outside 127/8, see ``harness.node``); ``with_nodes``: a controller-manager will run, so
+        ServiceAccount admission and the ``kubernetes`` Service's endpoints are kept on."""
         self.extra_apiserver_args = list(extra_apiserver_args)
+        self.address = address
+        self.with_nodes = with_nodes
         self.start_timeout = start_timeout
         self.build_timeout = build_timeout
         self.bins: dict[str, Path] = {}
@@ -301,7 +317,7 @@ class ControlPlane:
 
     def _start_apiserver(self, began: float) -> None:
         (port,) = _free_ports(1)
-        self.server = f"https://127.0.0.1:{port}"
+        self.server = f"https://{self.address}:{port}"
         certs = self.workdir / "certs"
         certs.mkdir()
         sa_key = self.workdir / "sa.key"
@@ -314,8 +330,8 @@ class ControlPlane:
             str(self.bins["kube-apiserver"]),
             f"--etcd-servers={self.etcd_url}",
             f"--secure-port={port}",  # 1.20 serves no insecure port: no --insecure-port needed
-            "--bind-address=127.0.0.1",
-            "--advertise-address=127.0.0.1",
+            f"--bind-address={self.address}",
+            f"--advertise-address={self.address}",
             f"--cert-dir={certs}",
             "--authorization-mode=RBAC",
             f"--token-auth-file={tokens}",
@@ -324,14 +340,9 @@ class ControlPlane:
             f"--service-account-signing-key-file={sa_key}",
             f"--api-audiences={SA_ISSUER}",
             f"--service-cluster-ip-range={SERVICE_CIDR}",
-            # No controller-manager creates the `default` ServiceAccount of a namespace, so
-            # the ServiceAccount admission plugin would reject every pod.
-            "--disable-admission-plugins=ServiceAccount",
+            *(self._node_args() if self.with_nodes else self._standalone_args()),
             # Fewer moving parts and a faster start; tests do not load the apiserver.
             "--enable-priority-and-fairness=false",
-            # Endpoints may not be loopback addresses: keeping the `kubernetes` Service's
-            # endpoints at 127.0.0.1 only logs an error every 10 s.
-            "--endpoint-reconciler-type=none",
             "--allow-privileged=true",
             "--profiling=false",
             "--logtostderr=true",
@@ -359,6 +370,24 @@ class ControlPlane:
             return status == 200
 
         self._wait("kube-apiserver", self._apiserver, began, ready)
+
+    @staticmethod
+    def _standalone_args() -> list[str]:
+        return [
+            # No controller-manager creates the `default` ServiceAccount of a namespace, so
+            # the ServiceAccount admission plugin would reject every pod.
+            "--disable-admission-plugins=ServiceAccount",
+            # Endpoints may not be loopback addresses: keeping the `kubernetes` Service's
+            # endpoints at 127.0.0.1 only logs an error every 10 s.
+            "--endpoint-reconciler-type=none",
+        ]
+
+    @staticmethod
+    def _node_args() -> list[str]:
+        return [
+            # The node's name does not resolve: logs/exec/port-forward reach the kubelet by IP.
+            "--kubelet-preferred-address-types=InternalIP",
+        ]
 
     def _wait(
         self,

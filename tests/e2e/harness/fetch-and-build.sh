@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
-# Fetch and build the Kubernetes control-plane binaries the e2e tests run against:
-# kube-apiserver + kubectl 1.20.2 (built from Debian bookworm's `kubernetes` source package with
-# Go 1.15 from bullseye) and etcd 3.4 (bookworm's `etcd-server`).
+# Fetch and build the Kubernetes binaries the e2e tests run against: kube-apiserver, kubectl and
+# the node binaries (kubelet, kube-proxy, kube-scheduler, kube-controller-manager) 1.20.2, built
+# from Debian bookworm's `kubernetes` source package with Go 1.15 from bullseye, plus etcd 3.4
+# (bookworm's `etcd-server`) and the pause image's static binary (the tree's build/pause).
 #
 # Idempotent: when the three binaries are in the cache and report the expected versions, it prints
 # their paths and exits 0 (in ~0.2 s); a missing or wrong one is rebuilt/refetched alone.
 # Everything lives OUTSIDE the repository, keyed by version, so it builds once per machine:
-#   ${KUBEBOTS_E2E_CACHE:-$HOME/.cache/kubebots-e2e}/k8s-1.20.2/bin/{kube-apiserver,kubectl,etcd}
+#   ${KUBEBOTS_E2E_CACHE:-$HOME/.cache/kubebots-e2e}/k8s-1.20.2/bin/{kube-apiserver,kubectl,...}
 # The host's apt sources are never touched: apt runs on a private sources list and state dir.
 # Only Debian's package mirror is needed. stdout is only `NAME=PATH` lines, one per binary.
 set -euo pipefail
@@ -18,7 +19,8 @@ MIRROR=${KUBEBOTS_E2E_DEBIAN_MIRROR:-http://deb.debian.org/debian}
 CACHE=${KUBEBOTS_E2E_CACHE:-$HOME/.cache/kubebots-e2e}
 ROOT=$CACHE/k8s-$K8S_VERSION
 BIN=$ROOT/bin
-BINARIES=(kube-apiserver kubectl etcd)
+KUBE_BINARIES=(kube-apiserver kubectl kubelet kube-proxy kube-scheduler kube-controller-manager)
+BINARIES=("${KUBE_BINARIES[@]}" etcd pause)
 START=$SECONDS
 
 log() { printf '[fetch-and-build %4ds] %s\n' "$((SECONDS - START))" "$*" >&2; }
@@ -38,9 +40,11 @@ binary_ok() {
     local path=$BIN/$1 out
     [ -x "$path" ] || return 1
     case "$1" in
-        kube-apiserver) out=$("$path" --version 2>&1) && [[ $out == "Kubernetes v$K8S_VERSION" ]] ;;
+        kube-apiserver | kubelet | kube-proxy | kube-scheduler | kube-controller-manager)
+            out=$("$path" --version 2>&1) && [[ $out == "Kubernetes v$K8S_VERSION" ]] ;;
         kubectl) out=$("$path" version --client --short 2>&1) && [[ $out == *"v$K8S_VERSION"* ]] ;;
         etcd) out=$("$path" --version 2>&1) && [[ $out == *"etcd Version: $ETCD_SERIES."* ]] ;;
+        pause) out=$(timeout 5 "$path" -v 2>&1) && [[ $out == *"debian-$K8S_VERSION"* ]] ;;
         *) return 1 ;;
     esac
 }
@@ -88,10 +92,12 @@ fi
 need_etcd=false
 need_kube=false
 binary_ok etcd || need_etcd=true
-{ binary_ok kube-apiserver && binary_ok kubectl; } || need_kube=true
+for b in "${KUBE_BINARIES[@]}" pause; do
+    binary_ok "$b" || need_kube=true
+done
 mkdir -p "$BIN"
 if $need_kube; then
-    log "building kube-apiserver + kubectl $K8S_VERSION into $BIN (takes 5-7 minutes on 2 cores)"
+    log "building ${KUBE_BINARIES[*]} $K8S_VERSION into $BIN (takes 7-10 minutes on 2 cores)"
 fi
 if $need_etcd; then
     log "fetching etcd $ETCD_SERIES into $BIN"
@@ -106,6 +112,9 @@ if $need_kube; then
     command -v dpkg-source >/dev/null || missing+=(dpkg-dev)
     command -v rsync >/dev/null || missing+=(rsync)
     command -v make >/dev/null || missing+=(make)
+    command -v gcc >/dev/null || missing+=(gcc)
+    [ -e /usr/lib/x86_64-linux-gnu/libc.a ] || [ -e /usr/lib/aarch64-linux-gnu/libc.a ] \
+        || missing+=(libc6-dev)
 fi
 if [ "${#missing[@]}" -gt 0 ]; then
     [ "$(id -u)" -eq 0 ] || die "missing host packages (${missing[*]}); install them (needs root)"
@@ -196,7 +205,7 @@ if $need_etcd; then
     install_binary "$WORK/etcd/usr/bin/etcd" etcd
 fi
 
-# --- kube-apiserver + kubectl: Go 1.15 from bullseye, bookworm's kubernetes source ------------
+# --- the Kubernetes binaries: Go 1.15 from bullseye, bookworm's kubernetes source ------------
 if $need_kube; then
     t0=$SECONDS
     for deb in "golang-$GO_VERSION-go_"*.deb "golang-$GO_VERSION-src_"*.deb; do
@@ -238,16 +247,28 @@ EOF
     export KUBE_GIT_VERSION_FILE=$WORK/version.env
     log "go: $(go version)"
     t0=$SECONDS
-    log "make WHAT='cmd/kube-apiserver cmd/kubectl' (log: $WORK/build.log)"
-    if ! (cd "$SRC" && make WHAT="cmd/kube-apiserver cmd/kubectl") >"$WORK/build.log" 2>&1; then
+    what=""
+    for b in "${KUBE_BINARIES[@]}"; do
+        what+="cmd/$b "
+    done
+    log "make WHAT='${what% }' (log: $WORK/build.log)"
+    if ! (cd "$SRC" && make WHAT="${what% }") >"$WORK/build.log" 2>&1; then
         tail -n 40 "$WORK/build.log" >&2
         die "kubernetes build failed (full log: $WORK/build.log)"
     fi
     log "built in $((SECONDS - t0))s"
-    for b in kube-apiserver kubectl; do
+    for b in "${KUBE_BINARIES[@]}"; do
         [ -x "$SRC/_output/bin/$b" ] || die "the build produced no $SRC/_output/bin/$b"
         install_binary "$SRC/_output/bin/$b" "$b"
     done
+    # The pause container's binary, from the same tree (no image can be pulled here).
+    pause_c=$SRC/build/pause/linux/pause.c
+    [ -f "$pause_c" ] || pause_c=$SRC/build/pause/pause.c
+    [ -f "$pause_c" ] || die "no build/pause/linux/pause.c in the source tree"
+    gcc -Os -Wall -Werror -static -DVERSION="v3.4.1-debian-$K8S_VERSION" -o "$WORK/pause" "$pause_c" \
+        || die "gcc -static $pause_c failed"
+    strip "$WORK/pause" || true
+    install_binary "$WORK/pause" pause
 fi
 
 have_all || die "binaries missing or wrong after the build"
