@@ -1,11 +1,15 @@
 # kubebots: one image for the runtime (`kubebots serve`, the default) and the operator
 # (`kubebots operator ...`, see deploy/operator/deployment.yaml).
 #
-#   docker build -t ghcr.io/kubebots/kubebots:0.1.0 .
+#   docker build -t ghcr.io/kubebots/kubebots:0.1.0 .      # or: make image
 #   docker run --rm -p 8000:8000 -e KUBEBOTS_HOST=0.0.0.0 ghcr.io/kubebots/kubebots:0.1.0
+#
+# PYTHON_IMAGE names the base of both stages (default python:3.11-slim); the e2e tests build on
+# a stand-in made from Debian packages (tests/e2e/harness/images.py), nothing else changes.
+ARG PYTHON_IMAGE=python:3.11-slim
 
 # --- build: install the package and its dependencies into a virtualenv ----------------------
-FROM python:3.11-slim AS build
+FROM ${PYTHON_IMAGE} AS build
 ENV PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PYTHONDONTWRITEBYTECODE=1
@@ -20,7 +24,7 @@ RUN /opt/kubebots/bin/pip install --upgrade pip \
     && /opt/kubebots/bin/kubebots --version
 
 # --- final: the virtualenv on a clean base, as a non-root user -------------------------------
-FROM python:3.11-slim
+FROM ${PYTHON_IMAGE}
 ENV PATH=/opt/kubebots/bin:$PATH \
     PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1 \

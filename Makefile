@@ -8,8 +8,12 @@ BENCH_VENV ?= .venv-bench
 BENCH_STAMP := $(BENCH_VENV)/.installed
 LITELLM_VENV ?= .venv-litellm
 LITELLM_STAMP := $(LITELLM_VENV)/.installed
+IMAGE ?= ghcr.io/kubebots/kubebots:0.1.0
+PYTHON_IMAGE ?= python:3.11-slim
+# Debian's docker client when installed (a newer one earlier on PATH may outrun the daemon's API).
+DOCKER ?= $(if $(wildcard /usr/bin/docker),/usr/bin/docker,docker)
 
-.PHONY: run chat crds test test-unit lint fmt bench clean
+.PHONY: run chat crds test test-unit lint fmt bench clean image
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -71,3 +75,7 @@ crds: $(STAMP)
 ## chat: an interactive terminal chat with the example support bot (no server)
 chat: $(STAMP)
 	$(BIN)/kubebots chat -f examples/bots/support.yaml
+
+## image: build the container image $(IMAGE) (runtime + operator) on $(PYTHON_IMAGE)
+image:
+	$(DOCKER) build --build-arg PYTHON_IMAGE=$(PYTHON_IMAGE) -t $(IMAGE) .
