@@ -24,6 +24,8 @@ from .kube import describe_api_error
 
 GROUP, VERSION = "kopf.dev", "v1"
 CRDS_HINT = "apply deploy/peering/crds.yaml (part of `kubectl apply -k deploy/default`) first"
+#: Seconds one API call may take (a hung API must not hang the operator's start).
+REQUEST_TIMEOUT = 10.0
 #: HTTP statuses worth another attempt (the API is starting, overloaded or behind a proxy).
 RETRYABLE = {429, 500, 502, 503, 504}
 
@@ -37,19 +39,37 @@ class PeeringSetupError(RuntimeError):
 class PeeringApi(Protocol):
     """The part of ``kubernetes.client.CustomObjectsApi`` used here."""
 
-    def get_cluster_custom_object(self, group: str, version: str, plural: str, name: str) -> Any:
+    def get_cluster_custom_object(
+        self, group: str, version: str, plural: str, name: str, *, _request_timeout: float
+    ) -> Any:
         """Read one cluster-scoped object."""
 
-    def create_cluster_custom_object(self, group: str, version: str, plural: str, body: Any) -> Any:
+    def create_cluster_custom_object(
+        self, group: str, version: str, plural: str, body: Any, *, _request_timeout: float
+    ) -> Any:
         """Create one cluster-scoped object."""
 
     def get_namespaced_custom_object(
-        self, group: str, version: str, namespace: str, plural: str, name: str
+        self,
+        group: str,
+        version: str,
+        namespace: str,
+        plural: str,
+        name: str,
+        *,
+        _request_timeout: float,
     ) -> Any:
         """Read one namespaced object."""
 
     def create_namespaced_custom_object(
-        self, group: str, version: str, namespace: str, plural: str, body: Any
+        self,
+        group: str,
+        version: str,
+        namespace: str,
+        plural: str,
+        body: Any,
+        *,
+        _request_timeout: float,
     ) -> Any:
         """Create one namespaced object."""
 
@@ -129,9 +149,18 @@ def _crd_missing(ref: PeeringRef) -> PeeringSetupError:
 def _exists(api: PeeringApi, ref: PeeringRef) -> bool:
     try:
         if ref.namespace is None:
-            api.get_cluster_custom_object(GROUP, VERSION, ref.plural, ref.name)
+            api.get_cluster_custom_object(
+                GROUP, VERSION, ref.plural, ref.name, _request_timeout=REQUEST_TIMEOUT
+            )
         else:
-            api.get_namespaced_custom_object(GROUP, VERSION, ref.namespace, ref.plural, ref.name)
+            api.get_namespaced_custom_object(
+                GROUP,
+                VERSION,
+                ref.namespace,
+                ref.plural,
+                ref.name,
+                _request_timeout=REQUEST_TIMEOUT,
+            )
     except ApiException as exc:
         if exc.status == 404:
             # The object's own 404 names its kind; an unknown resource is a bare 404 page.
@@ -148,10 +177,17 @@ def _create(api: PeeringApi, ref: PeeringRef) -> bool:
     """Create ``ref``; False when someone else just did (409)."""
     try:
         if ref.namespace is None:
-            api.create_cluster_custom_object(GROUP, VERSION, ref.plural, ref.body())
+            api.create_cluster_custom_object(
+                GROUP, VERSION, ref.plural, ref.body(), _request_timeout=REQUEST_TIMEOUT
+            )
         else:
             api.create_namespaced_custom_object(
-                GROUP, VERSION, ref.namespace, ref.plural, ref.body()
+                GROUP,
+                VERSION,
+                ref.namespace,
+                ref.plural,
+                ref.body(),
+                _request_timeout=REQUEST_TIMEOUT,
             )
     except ApiException as exc:
         if exc.status == 409:

@@ -77,22 +77,46 @@ class Api:
         self.objects[key] = body
         return body
 
-    def get_cluster_custom_object(self, group: str, version: str, plural: str, name: str) -> Any:
+    def _bounded(self, group: str, version: str, timeout: float) -> None:
         assert (group, version) == ("kopf.dev", "v1")
+        assert timeout == 10.0, "every call is bounded"
+
+    def get_cluster_custom_object(
+        self, group: str, version: str, plural: str, name: str, *, _request_timeout: float
+    ) -> Any:
+        self._bounded(group, version, _request_timeout)
         return self._get(None, plural, name)
 
-    def create_cluster_custom_object(self, group: str, version: str, plural: str, body: Any) -> Any:
-        assert (group, version) == ("kopf.dev", "v1")
+    def create_cluster_custom_object(
+        self, group: str, version: str, plural: str, body: Any, *, _request_timeout: float
+    ) -> Any:
+        self._bounded(group, version, _request_timeout)
         return self._create(None, plural, body)
 
     def get_namespaced_custom_object(
-        self, group: str, version: str, namespace: str, plural: str, name: str
+        self,
+        group: str,
+        version: str,
+        namespace: str,
+        plural: str,
+        name: str,
+        *,
+        _request_timeout: float,
     ) -> Any:
+        self._bounded(group, version, _request_timeout)
         return self._get(namespace, plural, name)
 
     def create_namespaced_custom_object(
-        self, group: str, version: str, namespace: str, plural: str, body: Any
+        self,
+        group: str,
+        version: str,
+        namespace: str,
+        plural: str,
+        body: Any,
+        *,
+        _request_timeout: float,
     ) -> Any:
+        self._bounded(group, version, _request_timeout)
         return self._create(namespace, plural, body)
 
 
