@@ -255,6 +255,11 @@ class ControlPlane:
             self._tmp = None
         self._ssl = None
 
+    def pids(self) -> dict[str, int]:
+        """The running processes by binary name."""
+        procs = {"etcd": self._etcd, "kube-apiserver": self._apiserver}
+        return {name: p.pid for name, p in procs.items() if p is not None and p.poll() is None}
+
     def logs_tail(self, lines: int = LOG_TAIL_LINES) -> str:
         if self._tmp is None:
             return "<no logs: the control plane is not started>"

@@ -51,6 +51,8 @@ CLUSTER_DOMAIN = "cluster.local"
 BRIDGE = "kbcni0"
 PAUSE_IMAGE = "kubebots-e2e/pause:3.4.1"
 CNI_BIN_DIRS = ("/usr/lib/cni", "/opt/cni/bin")
+#: Processes of the running node, so that a run killed before its stop() is cleaned up next time.
+PID_FILE = Path(os.environ.get("KUBEBOTS_E2E_STATE", "/var/lib/kubebots-e2e")) / "node.pids"
 
 
 class NodeError(ControlPlaneError):
@@ -126,6 +128,7 @@ class Node:
             self._remove_leftovers()
             self._add_node_ip()
             self.cp.start()
+            self._write_pids()
             source = ApiServerSource(self.cp.server, self.cp.token, self.cp.ca_file)
             self.dns = ClusterDNS(source, host=self.node_ip, port=53, domain=CLUSTER_DOMAIN)
             self.dns.start()
@@ -154,6 +157,7 @@ class Node:
         if self._added_ip:
             _run(["ip", "addr", "del", f"{self.node_ip}/32", "dev", "lo"], check=False)
             self._added_ip = False
+        PID_FILE.unlink(missing_ok=True)
         if self._tmp is not None:
             # The kubelet's root dir may still hold mounts (secrets are tmpfs): unmount first.
             _unmount_below(self._tmp)
@@ -194,6 +198,12 @@ class Node:
                 cwd=self.workdir,
                 start_new_session=True,
             )
+        self._write_pids()
+
+    def _write_pids(self) -> None:
+        pids = {**self.cp.pids(), **{name: proc.pid for name, proc in self._procs.items()}}
+        PID_FILE.parent.mkdir(parents=True, exist_ok=True)
+        PID_FILE.write_text(json.dumps(pids))
 
     def _terminate(self, name: str) -> None:
         proc = self._procs.pop(name, None)
@@ -208,13 +218,24 @@ class Node:
 
     def _add_node_ip(self) -> None:
         shown = _run(["ip", "-o", "addr", "show", "dev", "lo"])
-        if f" {self.node_ip}/" in shown:
-            return
-        _run(["ip", "addr", "add", f"{self.node_ip}/32", "dev", "lo"])
+        if f" {self.node_ip}/" not in shown:  # else left by a run killed before its stop()
+            _run(["ip", "addr", "add", f"{self.node_ip}/32", "dev", "lo"])
         self._added_ip = True
 
     def _remove_leftovers(self) -> None:
-        """A previous run killed before its stop(): its pods, rules and bridge are in the way."""
+        """A run killed before its stop(): its processes, pods and bridge are in the way."""
+        try:
+            pids: dict[str, int] = json.loads(PID_FILE.read_text())
+        except (OSError, ValueError):
+            pids = {}
+        for name, pid in pids.items():
+            try:
+                exe = Path(f"/proc/{pid}/exe").resolve().name
+            except OSError:
+                continue  # gone
+            if exe == name:
+                os.kill(pid, 9)
+        PID_FILE.unlink(missing_ok=True)
         self._remove_pod_containers()
         _run(["ip", "link", "del", BRIDGE], check=False)
 
@@ -294,6 +315,9 @@ class Node:
                     },
                 },
                 {"type": "portmap", "capabilities": {"portMappings": True}},
+                # docker sets the FORWARD policy to DROP: accept the pods' own traffic (per pod
+                # IP, in the CNI-FORWARD chain; removed with each pod).
+                {"type": "firewall", "backend": "iptables"},
             ],
         }
         (conf_dir / "10-kubebots-e2e.conflist").write_text(json.dumps(config, indent=2))
