@@ -13,7 +13,7 @@ PYTHON_IMAGE ?= python:3.11-slim
 # Debian's docker client when installed (a newer one earlier on PATH may outrun the daemon's API).
 DOCKER ?= $(if $(wildcard /usr/bin/docker),/usr/bin/docker,docker)
 
-.PHONY: run chat crds test test-unit lint fmt bench clean image
+.PHONY: run chat crds test test-unit lint fmt bench clean image cluster cluster-down
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -79,3 +79,12 @@ chat: $(STAMP)
 ## image: build the container image $(IMAGE) (runtime + operator) on $(PYTHON_IMAGE)
 image:
 	$(DOCKER) build --build-arg PYTHON_IMAGE=$(PYTHON_IMAGE) -t $(IMAGE) .
+
+## cluster: a single-node Kubernetes on this machine with the quickstart from the local image
+##          (root; installs Debian packages, starts docker; prints KUBECONFIG and a chat command)
+cluster: $(STAMP)
+	$(BIN)/python -m tests.e2e.harness.devcluster up
+
+## cluster-down: stop `make cluster` and remove everything it made
+cluster-down: $(STAMP)
+	$(BIN)/python -m tests.e2e.harness.devcluster down
