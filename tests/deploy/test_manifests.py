@@ -17,7 +17,8 @@ from typing import Any
 import pytest
 import yaml
 
-from kubebots.operator import credentials
+from kubebots.operator import create_bots, credentials
+from kubebots.runtime.cli import build_parser
 from tests.deploy.render import ROOT, render
 from tests.operator.test_credentials import FakeSecrets
 
@@ -52,6 +53,10 @@ CLUSTER_SCOPED = {
     "ClusterRoleBinding",
 }
 E2E_OVERLAY = ROOT / "tests" / "e2e" / "overlays" / "quickstart-1.20"
+#: The example Bots' Job, its ConfigMap, and where the Bots go.
+EXAMPLE_BOTS_JOB = "kubebots-example-bots"
+EXAMPLE_BOTS_DIR = DEPLOY / "quickstart" / "bots"
+BOTS_NAMESPACE = "default"
 E2E_IMAGES = {
     f"{IMAGE}:0.1.0": "kubebots-e2e/kubebots:dev",
     POSTGRES_IMAGE: "kubebots-e2e/postgres:15",
@@ -149,11 +154,17 @@ def test_each_kustomization_lists_local_files_and_directories_only(directory: Pa
 
 
 def reached_from(directory: Path) -> set[Path]:
+    """The files a kustomization reads: its resources (recursively) and generators' files."""
     (k,) = [d for d in yaml.safe_load_all((directory / "kustomization.yaml").read_text()) if d]
     reached: set[Path] = set()
     for entry in k["resources"]:
         target = (directory / entry).resolve()
         reached |= reached_from(target) if target.is_dir() else {target}
+    for generator in k.get("configMapGenerator", []):
+        for entry in generator.get("files", []):
+            target = (directory / entry.rpartition("=")[2]).resolve()
+            assert target.is_file(), entry
+            reached.add(target)
     return reached
 
 
@@ -164,7 +175,7 @@ def test_every_manifest_is_reached_from_the_quickstart_and_all_but_its_own_from_
         if p.name != "kustomization.yaml" and "argocd" not in p.parts
     }
     assert manifests - reached_from(DEPLOY / "quickstart") == set()
-    own = {p.resolve() for p in (DEPLOY / "quickstart").glob("*.yaml")} - {
+    own = {p.resolve() for p in (DEPLOY / "quickstart").rglob("*.yaml")} - {
         (DEPLOY / "quickstart" / "kustomization.yaml").resolve()
     }
     assert manifests - own == reached_from(DEPLOY / "default") - {
@@ -188,7 +199,7 @@ def test_no_object_needs_a_crd_of_the_same_apply(directory: Path) -> None:
     assert not [o for o in objects if o["apiVersion"].startswith(("kopf.dev/", "kubebots.io/"))]
 
 
-def test_the_quickstart_is_default_plus_postgres_and_the_credentials_job() -> None:
+def test_the_quickstart_is_default_plus_postgres_the_credentials_and_the_example_bots() -> None:
     base = {key(o): o for o in default()}
     full = {key(o): o for o in quickstart()}
     for k, obj in base.items():
@@ -200,7 +211,16 @@ def test_the_quickstart_is_default_plus_postgres_and_the_credentials_job() -> No
         ("Role", NAMESPACE, "kubebots-init-credentials"),
         ("RoleBinding", NAMESPACE, "kubebots-init-credentials"),
         ("Job", NAMESPACE, "kubebots-init-credentials"),
+        ("ConfigMap", NAMESPACE, EXAMPLE_BOTS_JOB),
+        ("ServiceAccount", NAMESPACE, EXAMPLE_BOTS_JOB),
+        ("Role", BOTS_NAMESPACE, EXAMPLE_BOTS_JOB),
+        ("RoleBinding", BOTS_NAMESPACE, EXAMPLE_BOTS_JOB),
+        ("ClusterRole", "", EXAMPLE_BOTS_JOB),
+        ("ClusterRoleBinding", "", EXAMPLE_BOTS_JOB),
+        ("Job", NAMESPACE, EXAMPLE_BOTS_JOB),
     }
+    # Nothing twice, nothing else: 14 objects of deploy/default, 13 of the quickstart's own.
+    assert (len(default()), len(quickstart())) == (len(base), len(full)) == (14, 27)
 
 
 @pytest.mark.parametrize("directory", [DEPLOY / "default", DEPLOY / "quickstart"], ids=rel)
@@ -216,11 +236,21 @@ def test_every_object_is_labelled_part_of_kubebots_but_no_selector_is(directory:
 
 @pytest.mark.parametrize("directory", [DEPLOY / "default", DEPLOY / "quickstart"], ids=rel)
 def test_namespaced_objects_are_in_kubebots_system(directory: Path) -> None:
+    elsewhere = []
     for obj in rendered(directory):
         if obj["kind"] in CLUSTER_SCOPED:
             assert "namespace" not in obj["metadata"], key(obj)
-        else:
-            assert obj["metadata"].get("namespace") == NAMESPACE, key(obj)
+        elif obj["metadata"].get("namespace") != NAMESPACE:
+            elsewhere.append(key(obj))
+    # But the example Bots' rights, in the namespace of the Bots they create.
+    expected = {
+        DEPLOY / "default": [],
+        DEPLOY / "quickstart": [
+            ("Role", BOTS_NAMESPACE, EXAMPLE_BOTS_JOB),
+            ("RoleBinding", BOTS_NAMESPACE, EXAMPLE_BOTS_JOB),
+        ],
+    }
+    assert elsewhere == expected[directory]
 
 
 @pytest.mark.parametrize("directory", KUSTOMIZATIONS, ids=rel)
@@ -266,6 +296,44 @@ def test_the_credentials_job_may_read_its_three_secrets_and_create_secrets_only(
         ("", "secrets", tuple(sorted(names))): {"get"},
         ("", "secrets", ()): {"create"},
     }
+
+
+def test_the_example_bots_job_may_get_and_create_bots_in_default_and_read_the_bot_crd() -> None:
+    objects = quickstart()
+    role = find(objects, "Role", EXAMPLE_BOTS_JOB)
+    assert role["metadata"]["namespace"] == BOTS_NAMESPACE
+    assert rules(role) == {("kubebots.io", "bots", ()): {"get", "create"}}
+    cluster_role = find(objects, "ClusterRole", EXAMPLE_BOTS_JOB)
+    assert rules(cluster_role) == {
+        ("apiextensions.k8s.io", "customresourcedefinitions", (create_bots.CRD_NAME,)): {"get"}
+    }
+    # That CRD is the one of kind Bot the quickstart installs.
+    crd = find(objects, "CustomResourceDefinition", create_bots.CRD_NAME)
+    assert (crd["spec"]["group"], crd["spec"]["names"]["kind"]) == ("kubebots.io", "Bot")
+    subject = [{"kind": "ServiceAccount", "name": EXAMPLE_BOTS_JOB, "namespace": NAMESPACE}]
+    for binding_kind, role_kind, namespace in (
+        ("RoleBinding", "Role", BOTS_NAMESPACE),
+        ("ClusterRoleBinding", "ClusterRole", None),
+    ):
+        binding = find(objects, binding_kind, EXAMPLE_BOTS_JOB)
+        assert binding["metadata"].get("namespace") == namespace
+        assert binding["roleRef"] == {
+            "apiGroup": "rbac.authorization.k8s.io",
+            "kind": role_kind,
+            "name": EXAMPLE_BOTS_JOB,
+        }
+        assert binding["subjects"] == subject
+    # Nothing else is bound to its ServiceAccount.
+    bound = [
+        key(o)
+        for o in objects
+        if o["kind"] in {"RoleBinding", "ClusterRoleBinding"}
+        and any(s["name"] == EXAMPLE_BOTS_JOB for s in o["subjects"])
+    ]
+    assert len(bound) == 2
+    job = find(objects, "Job", EXAMPLE_BOTS_JOB)
+    find(objects, "ServiceAccount", EXAMPLE_BOTS_JOB)
+    assert job["spec"]["template"]["spec"]["serviceAccountName"] == EXAMPLE_BOTS_JOB
 
 
 def test_no_wildcards_in_any_role() -> None:
@@ -314,10 +382,11 @@ def quickstart_pods() -> list[tuple[str, dict[str, Any]]]:
     return list(pod_templates(quickstart()))
 
 
-def test_the_quickstart_runs_four_workloads() -> None:
+def test_the_quickstart_runs_five_workloads() -> None:
     assert sorted(where for where, _ in quickstart_pods()) == [
         "Deployment/kubebots-operator",
         "Deployment/kubebots-runtime",
+        "Job/kubebots-example-bots",
         "Job/kubebots-init-credentials",
         "StatefulSet/kubebots-postgres",
     ]
@@ -328,6 +397,7 @@ def test_the_quickstart_runs_four_workloads() -> None:
     [
         "Deployment/kubebots-operator",
         "Deployment/kubebots-runtime",
+        "Job/kubebots-example-bots",
         "Job/kubebots-init-credentials",
         "StatefulSet/kubebots-postgres",
     ],
@@ -473,6 +543,7 @@ def test_the_quickstart_runs_one_kubebots_image_and_the_official_postgres() -> N
     assert images == {
         "Deployment/kubebots-operator": f"{IMAGE}:0.1.0",
         "Deployment/kubebots-runtime": f"{IMAGE}:0.1.0",
+        "Job/kubebots-example-bots": f"{IMAGE}:0.1.0",
         "Job/kubebots-init-credentials": f"{IMAGE}:0.1.0",
         "StatefulSet/kubebots-postgres": POSTGRES_IMAGE,
     }
@@ -540,6 +611,55 @@ def test_the_credentials_job() -> None:
     c = container(job)
     assert c["args"] == ["init-credentials", "--namespace", "$(POD_NAMESPACE)"]
     assert env(c)["POD_NAMESPACE"]["valueFrom"] == {"fieldRef": {"fieldPath": "metadata.namespace"}}
+
+
+# -- the quickstart's example Bots -------------------------------------------------------------
+
+
+def example_bots_configmap() -> dict[str, Any]:
+    return find(quickstart(), "ConfigMap", EXAMPLE_BOTS_JOB)
+
+
+def test_the_example_bots_configmap_holds_the_files_of_bots_unchanged() -> None:
+    configmap = example_bots_configmap()
+    assert configmap["metadata"]["labels"]["app.kubernetes.io/component"] == "example-bots"
+    assert "binaryData" not in configmap
+    files = sorted(EXAMPLE_BOTS_DIR.iterdir())
+    assert [p.name for p in files] == ["hello.yaml"]
+    assert configmap["data"] == {p.name: p.read_text() for p in files}
+
+
+def test_the_example_bots_are_valid_and_created_in_the_namespace_the_job_may_write(
+    tmp_path: Path,
+) -> None:
+    # What the Job reads: the ConfigMap's keys as files of its mounted directory.
+    for name, text in example_bots_configmap()["data"].items():
+        (tmp_path / name).write_text(text)
+    bots = create_bots.load_bots([tmp_path])  # the runtime's schema, as the command checks
+    assert [(b.namespace, b.name) for b in bots] == [(BOTS_NAMESPACE, "hello")]
+    role = find(quickstart(), "Role", EXAMPLE_BOTS_JOB)
+    assert {b.namespace for b in bots} == {role["metadata"]["namespace"]}
+
+
+def test_the_example_bots_job() -> None:
+    job = find(quickstart(), "Job", EXAMPLE_BOTS_JOB)
+    assert 1 <= job["spec"]["backoffLimit"] <= 10
+    pod = job["spec"]["template"]["spec"]
+    assert pod["restartPolicy"] in {"Never", "OnFailure"}
+    assert pod.get("automountServiceAccountToken", True) is True  # it calls the API
+    c = container(job)
+    assert c["args"][:3] == ["create-bots", "--wait-crd", "300"]
+    (directory,) = c["args"][3:]
+    mount = {m["mountPath"]: m for m in c["volumeMounts"]}[directory]
+    assert mount["readOnly"] is True
+    assert "subPath" not in mount
+    volume = {v["name"]: v for v in pod["volumes"]}[mount["name"]]
+    assert volume["configMap"] == {"name": example_bots_configmap()["metadata"]["name"]}
+    assert not c.get("env") and not c.get("envFrom")  # no Secret, no setting: only the files
+    # The command is the one registered, and it reads the arguments the Job gives.
+    args = build_parser(load=["create-bots"]).parse_args(c["args"])
+    assert args.handler is create_bots.run_create_bots
+    assert (args.paths, args.wait_crd) == ([directory], 300.0)
 
 
 def secret_references(pod: dict[str, Any]) -> set[tuple[str, str, bool]]:
@@ -610,7 +730,7 @@ def test_the_e2e_overlay_differs_from_the_quickstart_only_in_the_pdb_and_the_ima
 EXAMPLE_BOTS = [
     *sorted((ROOT / "examples" / "bots").glob("*.yaml")),
     ROOT / "examples" / "cluster" / "private-llm.yaml",
-    ROOT / "examples" / "quickstart" / "hello.yaml",
+    EXAMPLE_BOTS_DIR / "hello.yaml",
 ]
 
 

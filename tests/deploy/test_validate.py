@@ -29,6 +29,8 @@ KUSTOMIZATIONS = sorted(
     for p in [*(ROOT / "deploy").rglob("kustomization.yaml"), ROOT / "crds" / "kustomization.yaml"]
 )
 EXAMPLES = sorted((ROOT / "examples").rglob("*.yaml"))
+#: The quickstart's example Bots (shipped in the ConfigMap kubebots-example-bots).
+QUICKSTART_BOT = ROOT / "deploy" / "quickstart" / "bots" / "hello.yaml"
 
 
 def rel(path: Path) -> str:
@@ -151,18 +153,44 @@ def test_the_examples_include_every_bot_and_are_checked_against_the_crd() -> Non
         "examples/bots/support.yaml",
         "examples/bots/sales.yaml",
         "examples/cluster/private-llm.yaml",
-        "examples/quickstart/hello.yaml",
     }
     for _, obj in example_objects():
         if obj["kind"] == "Bot":
             assert custom_schema(obj) is not None
 
 
+def configmap_bots() -> list[tuple[str, dict[str, Any]]]:
+    """The documents of every ConfigMap key of the quickstart that holds Bots."""
+    found = []
+    for obj in render(ROOT / "deploy" / "quickstart").objects:
+        if obj["kind"] == "ConfigMap":
+            for key, text in (obj.get("data") or {}).items():
+                for i, doc in enumerate(yaml.safe_load_all(text)):
+                    if isinstance(doc, dict) and doc.get("kind") == "Bot":
+                        found.append((f"ConfigMap/{obj['metadata']['name']}:{key}#{i}", doc))
+    return found
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+def test_the_bots_the_quickstart_ships_in_a_configmap_are_valid_against_the_crd(
+    version: str,
+) -> None:
+    bots = configmap_bots()
+    assert [where for where, _ in bots] == ["ConfigMap/kubebots-example-bots:hello.yaml#0"]
+    for _, bot in bots:
+        assert custom_schema(bot) is not None
+        assert problems(bot, version) == []
+
+
 # -- the validation catches what the apiserver refuses ----------------------------------------
 
 
-def quickstart_object(kind: str) -> dict[str, Any]:
-    (found,) = [o for o in render(ROOT / "deploy" / "quickstart").objects if o["kind"] == kind]
+def quickstart_object(kind: str, name: str | None = None) -> dict[str, Any]:
+    (found,) = [
+        o
+        for o in render(ROOT / "deploy" / "quickstart").objects
+        if o["kind"] == kind and name in {None, o["metadata"]["name"]}
+    ]
     return found
 
 
@@ -189,13 +217,14 @@ def test_a_wrong_field_is_refused(version: str) -> None:
     wrong_type["spec"]["replicas"] = "one"
     (problem,) = problems(wrong_type, version)
     assert problem.startswith("apps/v1 StatefulSet/kubebots-postgres: spec.replicas: ")
-    job = quickstart_object("Job")
-    job["spec"]["backofLimit"] = job["spec"].pop("backoffLimit")
-    assert "'backofLimit' was unexpected" in problems(job, version)[0]
+    for name in ("kubebots-init-credentials", "kubebots-example-bots"):
+        job = quickstart_object("Job", name)
+        job["spec"]["backofLimit"] = job["spec"].pop("backoffLimit")
+        assert "'backofLimit' was unexpected" in problems(job, version)[0]
 
 
 def test_a_bot_is_checked_against_the_committed_crd() -> None:
-    (bot,) = yaml.safe_load_all((ROOT / "examples" / "quickstart" / "hello.yaml").read_text())
+    (bot,) = yaml.safe_load_all(QUICKSTART_BOT.read_text())
     assert problems(bot, "1.33") == []
     cases = {
         ("llm", "provider"): ("anthropic", "spec.llm.provider: 'anthropic' is not one of"),

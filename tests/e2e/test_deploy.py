@@ -3,7 +3,9 @@ validated, defaulted and authorized for real, but no pod runs; tests/e2e/cluster
 
 The quickstart is rendered as users render it, with the host's current kubectl (kustomize v5),
 through the test overlay that gives 1.20 what it lacks (a policy/v1beta1 PodDisruptionBudget)
-and the local images, then applied with the 1.20 kubectl: once, first time, no retry.
+and the local images, then applied with the 1.20 kubectl: once, first time, no retry. The two
+Jobs' commands (`kubebots init-credentials`, `kubebots create-bots`) run as host processes with
+their ServiceAccounts' tokens, so the real authorizer judges what they do.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from tests.e2e.harness.controlplane import ControlPlane
 
 ROOT = Path(__file__).resolve().parents[2]
 OVERLAY = ROOT / "tests" / "e2e" / "overlays" / "quickstart-1.20"
+EXAMPLE_BOTS = ROOT / "deploy" / "quickstart" / "bots"
 NS = "kubebots-system"
 KUBEBOTS = str(Path(sys.executable).with_name("kubebots"))
 CLUSTER_KINDS = {"Namespace", "CustomResourceDefinition", "ClusterRole", "ClusterRoleBinding"}
@@ -88,6 +91,10 @@ def test_the_quickstart_applies_first_time_and_again_on_kubernetes_1_20() -> Non
             "service/kubebots-postgres",
             "job.batch/kubebots-init-credentials",
             "poddisruptionbudget.policy/kubebots-runtime",
+            "configmap/kubebots-example-bots",
+            "job.batch/kubebots-example-bots",
+            "role.rbac.authorization.k8s.io/kubebots-example-bots",
+            "clusterrole.rbac.authorization.k8s.io/kubebots-example-bots",
         ):
             assert verbs[name] == "created", name
 
@@ -130,16 +137,28 @@ def test_the_quickstart_applies_first_time_and_again_on_kubernetes_1_20() -> Non
         assert not can_i(cp, job_sa, "list", "secrets", "-n", NS)
         assert not can_i(cp, job_sa, "update", "secrets/kubebots-store", "-n", NS)
         assert not can_i(cp, job_sa, "create", "secrets", "-n", "default")
+        bots_sa = "kubebots-example-bots"
+        for verb in ("get", "create"):
+            assert can_i(cp, bots_sa, verb, "bots.kubebots.io", "-n", "default")
+            assert not can_i(cp, bots_sa, verb, "bots.kubebots.io", "-n", NS)
+        for verb in ("list", "watch", "update", "patch", "delete"):
+            assert not can_i(cp, bots_sa, verb, "bots.kubebots.io", "-n", "default")
+        assert can_i(cp, bots_sa, "get", "customresourcedefinitions/bots.kubebots.io")
+        assert not can_i(cp, bots_sa, "get", "customresourcedefinitions/kopfpeerings.kopf.dev")
+        assert not can_i(cp, bots_sa, "list", "customresourcedefinitions")
+        assert not can_i(cp, bots_sa, "get", "secrets", "-n", "default")
 
-        check_init_credentials_as_its_service_account(cp, Path(cp.workdir))
+        workdir = Path(cp.workdir)
+        check_create_bots_as_its_service_account(cp, workdir)
+        check_init_credentials_as_its_service_account(cp, workdir)
         check_bots(cp)
 
 
-def check_init_credentials_as_its_service_account(cp: ControlPlane, workdir: Path) -> None:
-    """`kubebots init-credentials` with only the Job's ServiceAccount's rights (a host process
-    here; the e2e cluster scenarios run it as the Job)."""
-    token = cp.service_account_token(NS, "kubebots-init-credentials")
-    kubeconfig = workdir / "init-credentials.kubeconfig"
+def service_account_env(cp: ControlPlane, workdir: Path, sa: str) -> dict[str, str]:
+    """An environment in which kubebots reaches the apiserver as the ServiceAccount ``sa`` of
+    kubebots-system (a kubeconfig with its token: no pod here)."""
+    token = cp.service_account_token(NS, sa)
+    kubeconfig = workdir / f"{sa}.kubeconfig"
     kubeconfig.write_text(
         yaml.safe_dump(
             {
@@ -163,7 +182,63 @@ def check_init_credentials_as_its_service_account(cp: ControlPlane, workdir: Pat
         for k, v in os.environ.items()
         if not k.startswith(("KUBEBOTS_", "KUBERNETES_SERVICE_")) and k.lower() != "http_proxy"
     }
-    env |= {"KUBECONFIG": str(kubeconfig), "NO_PROXY": "127.0.0.1,localhost"}
+    return env | {"KUBECONFIG": str(kubeconfig), "NO_PROXY": "127.0.0.1,localhost"}
+
+
+def check_create_bots_as_its_service_account(cp: ControlPlane, workdir: Path) -> None:
+    """`kubebots create-bots` as the Job kubebots-example-bots runs it, with only its
+    ServiceAccount's rights: the example Bot is created once, and a re-run keeps the user's
+    edits. (The e2e cluster scenarios run it as the Job.)"""
+    env = service_account_env(cp, workdir, "kubebots-example-bots")
+
+    def run(*paths: Path) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [KUBEBOTS, "create-bots", "--wait-crd", "60", *map(str, paths)],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=120,
+            check=False,
+        )
+
+    first = run(EXAMPLE_BOTS)
+    assert first.returncode == 0, first.stdout + first.stderr
+    assert first.stdout == "Bot default/hello: created\n"
+    bot = json.loads(cp.kubectl("-n", "default", "get", "bot", "hello", "-o", "json").stdout)
+    assert bot["spec"] == yaml.safe_load((EXAMPLE_BOTS / "hello.yaml").read_text())["spec"]
+    assert "labels" not in bot["metadata"]  # as written, nothing added
+
+    # The user edits the Bot; the Job runs again (a re-apply after `delete job`): kept.
+    edit = '{"spec": {"systemPrompt": "Edited by the user."}}'
+    cp.kubectl("-n", "default", "patch", "bot", "hello", "--type=merge", "-p", edit, check=True)
+    edited = json.loads(cp.kubectl("-n", "default", "get", "bot", "hello", "-o", "json").stdout)
+    again = run(EXAMPLE_BOTS)
+    assert again.returncode == 0, again.stderr
+    assert (again.stdout, again.stderr) == ("Bot default/hello: exists, kept as it is\n", "")
+    now = json.loads(cp.kubectl("-n", "default", "get", "bot", "hello", "-o", "json").stdout)
+    assert now["metadata"]["resourceVersion"] == edited["metadata"]["resourceVersion"]
+    assert now["spec"]["systemPrompt"] == "Edited by the user."
+
+    # Outside the namespace its Role covers, the real authorizer refuses, and the command says
+    # what to grant.
+    elsewhere = workdir / "elsewhere.yaml"
+    elsewhere.write_text(
+        (EXAMPLE_BOTS / "hello.yaml").read_text().replace("namespace: default", f"namespace: {NS}")
+    )
+    refused = run(elsewhere)
+    assert refused.returncode == 1
+    assert refused.stdout == ""
+    assert refused.stderr.startswith(f"create-bots: Bot {NS}/hello: HTTP 403 Forbidden: ")
+    assert refused.stderr.rstrip().endswith(
+        f"(grant `get` and `create` on bots.kubebots.io in namespace {NS})"
+    )
+    assert cp.kubectl("-n", NS, "get", "bots", "-o", "name", check=True).stdout == ""
+
+
+def check_init_credentials_as_its_service_account(cp: ControlPlane, workdir: Path) -> None:
+    """`kubebots init-credentials` with only the Job's ServiceAccount's rights (a host process
+    here; the e2e cluster scenarios run it as the Job)."""
+    env = service_account_env(cp, workdir, "kubebots-init-credentials")
 
     def run() -> subprocess.CompletedProcess[str]:
         return subprocess.run(
@@ -229,10 +304,7 @@ def check_bots(cp: ControlPlane) -> None:
         "--timeout=60s",
         check=True,
     )
-    bots = [
-        *sorted((ROOT / "examples" / "bots").glob("*.yaml")),
-        ROOT / "examples" / "quickstart" / "hello.yaml",
-    ]
+    bots = [*sorted((ROOT / "examples" / "bots").glob("*.yaml")), EXAMPLE_BOTS / "hello.yaml"]
     for path in bots:
         ok = cp.kubectl("apply", "--dry-run=server", "-f", str(path))
         assert ok.returncode == 0, (path, ok.stderr)
@@ -260,7 +332,7 @@ def check_bots(cp: ControlPlane) -> None:
     assert kept == "512"
     cp.kubectl("delete", "bot", "support", check=True)
 
-    cp.kubectl("apply", "-f", str(ROOT / "examples" / "quickstart" / "hello.yaml"), check=True)
+    # bot/hello: created by `kubebots create-bots` above.
     header = cp.kubectl("get", "bots", "-A", check=True).stdout.splitlines()[0].split()
     assert header == ["NAMESPACE", "NAME", "READY", "MODEL", "SERVED", "AGE"]
     short = cp.kubectl("get", "bot", "hello", "-o", "name", check=True).stdout.strip()

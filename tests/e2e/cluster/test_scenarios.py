@@ -23,7 +23,6 @@ import yaml
 
 from tests.e2e.conftest import is_ready_for_generation
 from tests.e2e.harness.quickstart import (
-    HELLO_BOT,
     OPERATOR,
     POSTGRES,
     REPO,
@@ -85,7 +84,7 @@ def test_b_example_bots_chat_through_the_service(cluster: Quickstart) -> None:
     cluster.kubectl(
         "-n", "default", "create", "secret", "generic", "llm-keys", f"--from-literal=api-key={key}"
     )
-    cluster.kubectl("apply", "-f", str(PRIVATE_LLM_BOT), "-f", str(HELLO_BOT))
+    cluster.kubectl("apply", "-f", str(PRIVATE_LLM_BOT))
     for name in ("private-llm", "hello"):
         bot = cluster.wait_bot_ready("default", name)
         assert is_ready_for_generation(bot), bot.get("status")

@@ -4,8 +4,8 @@
     python3 -m tests.e2e.harness.devcluster down
 
 ``up`` starts a keeper process in the background that builds the images (cached), starts the
-node (``harness.node``), applies the quickstart from the local image, applies the example Bot
-and waits for it to be Ready; then it holds the node until ``down`` sends it SIGTERM, when it
+node (``harness.node``), applies the quickstart from the local image (with its example Bot)
+and waits for the Bot to be Ready; then it holds the node until ``down`` sends it SIGTERM, when it
 removes everything it made. State lives in ``$KUBEBOTS_CLUSTER_DIR`` (default
 ``~/.cache/kubebots-e2e/cluster``): ``keeper.pid``, ``keeper.log``, ``kubeconfig``, ``ready``.
 Root only (kubelet, docker, iptables), like the tests.
@@ -25,7 +25,7 @@ from pathlib import Path
 
 from .images import ensure_images
 from .node import Node
-from .quickstart import HELLO_BOT, Quickstart
+from .quickstart import Quickstart
 
 START_TIMEOUT = 45 * 60.0  # a first run builds Kubernetes and the images
 
@@ -52,7 +52,6 @@ def keep(state: Path) -> int:
     ensure_images()
     with Node() as node:
         qs = Quickstart.deploy(node)
-        qs.kubectl("apply", "-f", str(HELLO_BOT))
         qs.wait_bot_ready("default", "hello")
         kubeconfig = state / "kubeconfig"
         kubeconfig.write_text(node.kubeconfig.read_text())

@@ -25,7 +25,9 @@ from .waiting import wait_until
 
 REPO = Path(__file__).resolve().parents[3]
 OVERLAY = REPO / "tests" / "e2e" / "overlays" / "quickstart-1.20"
-HELLO_BOT = REPO / "examples" / "quickstart" / "hello.yaml"
+#: The example Bot the quickstart ships (ConfigMap + Job kubebots-example-bots create it).
+HELLO_BOT = REPO / "deploy" / "quickstart" / "bots" / "hello.yaml"
+EXAMPLE_BOTS_JOB = "kubebots-example-bots"
 SYSTEM_NS = "kubebots-system"
 RUNTIME = "app.kubernetes.io/component=runtime"
 OPERATOR = "app.kubernetes.io/component=operator"
@@ -148,9 +150,27 @@ class Quickstart:
 
     # -- deploying --------------------------------------------------------------------------
 
+    def wait_job_complete(self, name: str, timeout: float = 120.0) -> None:
+        proc = self.node.kubectl(
+            "-n",
+            SYSTEM_NS,
+            "wait",
+            "--for=condition=Complete",
+            f"job/{name}",
+            f"--timeout={int(timeout)}s",
+            timeout=timeout + 30,
+        )
+        if proc.returncode != 0:
+            logs = self.node.kubectl("-n", SYSTEM_NS, "logs", f"job/{name}", "--tail=30").stdout
+            raise AssertionError(
+                f"job/{name} not Complete: {proc.stderr}\n--- its logs ---\n{logs}\n"
+                f"{self.explain()}"
+            )
+
     @classmethod
     def deploy(cls, node: Node, timeout: float = 240.0) -> Quickstart:
-        """`kubectl apply -k` of the quickstart once (no retry), then every pod Running+Ready."""
+        """`kubectl apply -k` of the quickstart once (no retry), then every pod Running+Ready,
+        then the example Bot (created by the Job kubebots-example-bots) Ready."""
         qs = cls(node)
         # No dynamic provisioner on this node: a volume without a class takes the PVC of the
         # StatefulSet (on a real cluster the default StorageClass provisions it).
@@ -166,6 +186,8 @@ class Quickstart:
         qs.wait_ready_pods(OPERATOR, 1, timeout)
         qs.wait_ready_pods(RUNTIME, 2, timeout)
         qs.ready_seconds = time.monotonic() - began
+        qs.wait_job_complete(EXAMPLE_BOTS_JOB)
+        qs.wait_bot_ready("default", "hello")
         return qs
 
 
