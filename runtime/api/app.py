@@ -25,7 +25,7 @@ from ..manager import BotManager
 from ..ratelimit import DeferredRateLimiter, MemoryRateLimiter, PostgresRateLimiter, RateLimiter
 from ..secrets import DirectorySecretResolver, SecretResolver
 from ..store import ConfigStore, open_config_store
-from ..sync import StoreConfigLoader, StoreSync, SyncSettings
+from ..sync import LastGoodConfigs, StoreConfigLoader, StoreSync, SyncSettings
 from .handlers import register_exception_handlers
 from .metrics import Metrics
 from .middleware import RequestContextMiddleware
@@ -111,8 +111,9 @@ def create_app(
                 rate_limiter = _limiter(settings)
                 stack.push_async_callback(rate_limiter.close)
             secrets = secret_resolver(settings, env)
+            last_good = LastGoodConfigs()  # bots build from it while the store is unreachable
             manager = BotManager(
-                config_loader=StoreConfigLoader(config_store),
+                config_loader=StoreConfigLoader(config_store, last_good),
                 max_bots=settings.max_bots,
                 idle_ttl=settings.idle_ttl,
                 env=env,
@@ -127,6 +128,7 @@ def create_app(
                     preload=settings.preload,
                     heartbeat_interval=settings.heartbeat_interval,
                 ),
+                last_good,
             )
             await sync.start()
             stack.push_async_callback(sync.stop)

@@ -27,6 +27,7 @@ from ..store.base import (
     StoreError,
     WatchEvent,
 )
+from .lastgood import LastGoodConfigs
 from .status import ServingStatus
 
 log = logging.getLogger("kubebots.runtime.sync")
@@ -46,8 +47,16 @@ class SyncSettings:
 class StoreSync:
     """Runs the list-then-watch loop and the replica report loop for one BotManager."""
 
-    def __init__(self, store: ConfigStore, manager: BotManager, settings: SyncSettings) -> None:
+    def __init__(
+        self,
+        store: ConfigStore,
+        manager: BotManager,
+        settings: SyncSettings,
+        last_good: LastGoodConfigs | None = None,
+    ) -> None:
+        """``last_good``: recorded here, read by the loader while the store is unreachable."""
         self._store = store
+        self._last_good = last_good if last_good is not None else LastGoodConfigs()
         self._manager = manager
         self._settings = settings
         self._status = ServingStatus()
@@ -125,6 +134,7 @@ class StoreSync:
         self.resyncs += 1
         live = {entry.bot_id: entry for entry in entries}
         self._status.keep_only(set(live))
+        self._last_good.keep_only(live)
         for i, entry in enumerate(entries, 1):
             self._validate(entry)
             if i % YIELD_EVERY == 0:
@@ -148,6 +158,7 @@ class StoreSync:
         if event.type == "DELETE":
             await self._manager.remove(event.bot_id)
             self._status.ok(event.bot_id)
+            self._last_good.discard(event.bot_id)
         elif event.entry is not None and self._validate(event.entry):
             if self._settings.preload:
                 await self._load(event.bot_id, event.revision)
@@ -165,6 +176,7 @@ class StoreSync:
             log.warning("bot %s revision %d is invalid: %s", entry.bot_id, entry.revision, exc)
             return False
         self._status.ok(entry.bot_id)
+        self._last_good.put(entry)
         return True
 
     async def _refresh(self, bot_id: str, revision: int) -> None:
