@@ -147,6 +147,7 @@ class Node:
         for name in ("kubelet", "kube-proxy", "kube-scheduler", "kube-controller-manager"):
             self._terminate(name)
         self._remove_pod_containers()
+        self._remove_pod_firewall_rules()
         if "kube-proxy" in self.cp.bins:
             _run([str(self.cp.bins["kube-proxy"]), "--cleanup"], check=False, timeout=60)
         _run(["ip", "link", "del", BRIDGE], check=False)
@@ -237,7 +238,20 @@ class Node:
                 os.kill(pid, 9)
         PID_FILE.unlink(missing_ok=True)
         self._remove_pod_containers()
+        self._remove_pod_firewall_rules()
         _run(["ip", "link", "del", BRIDGE], check=False)
+
+    def _remove_pod_firewall_rules(self) -> None:
+        """The CNI firewall plugin's rules of pods removed without a CNI DEL (by docker rm)."""
+        net = ipaddress.ip_network(self.pod_cidr)
+        listed = _run(["iptables", "-S", "CNI-FORWARD"], check=False).splitlines()
+        for rule in listed:
+            words = rule.split()
+            addresses = [w.split("/")[0] for w in words if w.endswith("/32")]
+            if words[:2] != ["-A", "CNI-FORWARD"] or not addresses:
+                continue
+            if all(ipaddress.ip_address(a) in net for a in addresses):
+                _run(["iptables", "-D", *words[1:]], check=False)
 
     @staticmethod
     def _remove_pod_containers() -> None:
