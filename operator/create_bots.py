@@ -44,7 +44,7 @@ from kubebots.runtime.schema import (
     parse_bot_document,
 )
 
-from .credentials import api_error
+from .kube import describe_api_error, status_kind
 
 #: The CRD that defines ``kind: Bot`` (crds/bots.kubebots.io.yaml).
 CRD_NAME = f"{PLURAL}.{API_GROUP}"
@@ -218,11 +218,12 @@ def wait_for_crd(
             if status is not None and status not in RETRYABLE:
                 if status == 403:
                     raise CreateBotsError(
-                        f"cannot read the CustomResourceDefinition {CRD_NAME}: {api_error(exc)} "
+                        f"cannot read the CustomResourceDefinition {CRD_NAME}: "
+                        f"{describe_api_error(exc)} "
                         f"(grant `get` on customresourcedefinitions named {CRD_NAME})"
                     ) from None
                 raise
-            reason = f"API not answering ({api_error(exc)})"
+            reason = f"API not answering ({describe_api_error(exc)})"
         if reason is None:
             return
         if reason != reported:
@@ -255,10 +256,10 @@ def create_bots(
         except (ApiException, HTTPError, OSError) as exc:
             if isinstance(exc, ApiException) and exc.status == 403:
                 raise CreateBotsError(
-                    f"Bot {bot.ref}: {api_error(exc)} (grant `get` and `create` on "
+                    f"Bot {bot.ref}: {describe_api_error(exc)} (grant `get` and `create` on "
                     f"{CRD_NAME} in namespace {bot.namespace})"
                 ) from None
-            raise CreateBotsError(f"Bot {bot.ref}: {api_error(exc)}") from None
+            raise CreateBotsError(f"Bot {bot.ref}: {describe_api_error(exc)}") from None
         outcome = Outcome(bot.namespace, bot.name, created)
         report(outcome)
         outcomes.append(outcome)
@@ -271,17 +272,6 @@ def describe(outcome: Outcome) -> str:
 
 
 # -- the adapter on the official client --------------------------------------------------------
-
-
-def _status_kind(exc: ApiException) -> str | None:
-    """``details.kind`` of the apiserver's Status body (what was not found), if any."""
-    try:
-        body = json.loads(exc.body or "")
-    except (TypeError, ValueError):
-        return None
-    details = body.get("details") if isinstance(body, dict) else None
-    kind = details.get("kind") if isinstance(details, dict) else None
-    return str(kind) if kind else None
 
 
 class KubeBots:
@@ -311,7 +301,7 @@ class KubeBots:
             )
         except ApiException as exc:
             # The Bot's own 404 names its kind; a resource not served is a bare 404 page.
-            if exc.status == 404 and _status_kind(exc) == PLURAL:
+            if exc.status == 404 and status_kind(exc) == PLURAL:
                 return False
             raise
         return True
@@ -402,6 +392,6 @@ def run_create_bots(
         print(f"create-bots: {exc}", file=stderr)
         return 1
     except Exception as exc:  # noqa: BLE001 - reported in one line, exit 1: the Job retries
-        print(f"create-bots: {api_error(exc)}", file=stderr)
+        print(f"create-bots: {describe_api_error(exc)}", file=stderr)
         return 1
     return 0

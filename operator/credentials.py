@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import base64
 import binascii
-import json
 import secrets
 import sys
 from collections.abc import Callable, Mapping
@@ -34,6 +33,8 @@ from urllib.parse import quote
 import yaml
 
 from kubebots.runtime.auth import hash_key
+
+from .kube import describe_api_error
 
 POSTGRES_SECRET = "kubebots-postgres"
 STORE_SECRET = "kubebots-store"
@@ -232,23 +233,6 @@ def add_parser(sub: Any) -> None:
     p.set_defaults(handler=run_init_credentials)
 
 
-def api_error(exc: Exception) -> str:
-    """A failed call in one line: HTTP status, reason and the API's own message (which names
-    the verb and resource, never a Secret's data), or the exception's type and text."""
-    status = getattr(exc, "status", None)
-    if isinstance(status, int):
-        reason = getattr(exc, "reason", None) or ""
-        message = ""
-        body = getattr(exc, "body", None)
-        if body:
-            try:
-                message = str(json.loads(body).get("message") or "")
-            except (ValueError, AttributeError):
-                message = ""
-        return f"HTTP {status} {reason}".rstrip() + (f": {message}" if message else "")
-    return f"{type(exc).__name__}: {exc}"
-
-
 def run_init_credentials(
     args: argparse.Namespace,
     env: Mapping[str, str],
@@ -265,7 +249,7 @@ def run_init_credentials(
         print(f"init-credentials: {exc}", file=err or sys.stderr)
         return 1
     except Exception as exc:  # noqa: BLE001 - reported in one line, exit 1: the Job retries
-        print(f"init-credentials: {api_error(exc)}", file=err or sys.stderr)
+        print(f"init-credentials: {describe_api_error(exc)}", file=err or sys.stderr)
         return 1
     for outcome in outcomes:
         print(describe(outcome, namespace), file=out or sys.stdout)

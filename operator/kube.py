@@ -7,6 +7,7 @@ with (never the official client's global default configuration).
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 from collections.abc import Mapping
 from typing import Any
@@ -31,10 +32,28 @@ def load_client_config(env: Mapping[str, str] | None = None) -> None:
 
 
 def describe_api_error(exc: BaseException) -> str:
-    """A short reason: ``HTTP 401 Unauthorized`` for an API answer, else the error's text."""
+    """A failed call in one line: ``HTTP 403 Forbidden: <the API's own message>`` (it names the
+    verb and the resource, never a Secret's data), else the error's type and text."""
     if isinstance(exc, ApiException):
-        return f"HTTP {exc.status} {exc.reason or ''}".strip()
+        head = f"HTTP {exc.status} {exc.reason or ''}".rstrip()
+        message = _status_body(exc).get("message")
+        return f"{head}: {message}" if message else head
     return (f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__)[:300]
+
+
+def status_kind(exc: ApiException) -> str | None:
+    """``details.kind`` of the apiserver's Status body (what was not found), if any."""
+    details = _status_body(exc).get("details")
+    kind = details.get("kind") if isinstance(details, dict) else None
+    return str(kind) if kind else None
+
+
+def _status_body(exc: ApiException) -> dict[str, Any]:
+    try:
+        body = json.loads(exc.body or "")
+    except (TypeError, ValueError):
+        return {}
+    return body if isinstance(body, dict) else {}
 
 
 class KubeSecretVersions:

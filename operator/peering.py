@@ -10,7 +10,6 @@ to read and patch peerings works where an administrator created the object).
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from collections.abc import Callable
@@ -20,7 +19,7 @@ from typing import Any, Protocol
 from kubernetes.client.exceptions import ApiException
 from urllib3.exceptions import HTTPError
 
-from .kube import describe_api_error
+from .kube import describe_api_error, status_kind
 
 GROUP, VERSION = "kopf.dev", "v1"
 CRDS_HINT = "apply deploy/peering/crds.yaml (part of `kubectl apply -k deploy/default`) first"
@@ -119,17 +118,6 @@ def peering_refs(name: str, namespaces: list[str] | None) -> list[PeeringRef]:
     return refs
 
 
-def _status_kind(exc: ApiException) -> str | None:
-    """``details.kind`` of the apiserver's Status body (what was not found), if any."""
-    try:
-        body = json.loads(exc.body or "")
-    except (TypeError, ValueError):
-        return None
-    details = body.get("details") if isinstance(body, dict) else None
-    kind = details.get("kind") if isinstance(details, dict) else None
-    return str(kind) if kind else None
-
-
 def _forbidden(ref: PeeringRef, verb: str) -> PeeringSetupError:
     scope = "ClusterRole" if ref.namespace is None else "Role or ClusterRole"
     return PeeringSetupError(
@@ -164,7 +152,7 @@ def _exists(api: PeeringApi, ref: PeeringRef) -> bool:
     except ApiException as exc:
         if exc.status == 404:
             # The object's own 404 names its kind; an unknown resource is a bare 404 page.
-            if _status_kind(exc) == ref.plural:
+            if status_kind(exc) == ref.plural:
                 return False
             raise _crd_missing(ref) from None
         if exc.status == 403:
@@ -194,7 +182,7 @@ def _create(api: PeeringApi, ref: PeeringRef) -> bool:
             return False
         if exc.status == 403:
             raise _forbidden(ref, "create") from None
-        if exc.status == 404 and _status_kind(exc) == "namespaces":
+        if exc.status == 404 and status_kind(exc) == "namespaces":
             raise PeeringSetupError(
                 f"the namespace '{ref.namespace}' does not exist, so the {ref} cannot be made: "
                 "create the namespace (or stop watching it)"

@@ -36,6 +36,8 @@ from typing import Any, Self
 
 import yaml
 
+from .scripts import run_script
+
 HERE = Path(__file__).resolve().parent
 BUILD_SCRIPT = HERE / "fetch-and-build.sh"
 K8S_VERSION = "1.20.2"
@@ -71,19 +73,7 @@ def _tail(path: Path, lines: int = LOG_TAIL_LINES) -> str:
 
 def ensure_binaries(timeout: float = BUILD_TIMEOUT) -> dict[str, Path]:
     """Run ``fetch-and-build.sh`` (a no-op once built) and return ``{name: path}``."""
-    try:
-        proc = subprocess.run(
-            ["bash", str(BUILD_SCRIPT)],
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            check=False,
-        )
-    except subprocess.TimeoutExpired as exc:
-        raise ControlPlaneError(f"{BUILD_SCRIPT.name} did not finish in {timeout:.0f}s") from exc
-    if proc.returncode != 0:
-        tail = "\n".join((proc.stdout + proc.stderr).splitlines()[-LOG_TAIL_LINES:])
-        raise ControlPlaneError(f"{BUILD_SCRIPT.name} failed (exit {proc.returncode}):\n{tail}")
+    proc = run_script(BUILD_SCRIPT, timeout, ControlPlaneError)
     found: dict[str, Path] = {}
     for line in proc.stdout.splitlines():
         name, sep, path = line.partition("=")

@@ -25,6 +25,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 
+from .scripts import run_script
+
 HERE = Path(__file__).resolve().parent
 HOST_SETUP = HERE / "host-setup.sh"
 #: What Debian's dockerd 20.10 speaks.
@@ -57,22 +59,7 @@ def docker_binary() -> str:
 
 def host_setup(timeout: float = HOST_SETUP_TIMEOUT) -> str:
     """Run ``host-setup.sh`` (a no-op in ~0.4 s once done); return its log (stderr)."""
-    try:
-        proc = subprocess.run(
-            ["bash", str(HOST_SETUP)],
-            stdin=subprocess.DEVNULL,
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            check=False,
-        )
-    except subprocess.TimeoutExpired as exc:
-        raise DockerError(f"{HOST_SETUP.name} did not finish in {timeout:.0f}s") from exc
-    if proc.returncode != 0:
-        raise DockerError(
-            f"{HOST_SETUP.name} failed (exit {proc.returncode}):\n{tail(proc.stdout + proc.stderr)}"
-        )
-    return proc.stderr
+    return run_script(HOST_SETUP, timeout, DockerError).stderr
 
 
 @dataclass(frozen=True)
