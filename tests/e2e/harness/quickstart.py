@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import base64
 import os
-import shutil
 import subprocess
 import time
 from collections.abc import Mapping
@@ -19,6 +18,8 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+
+from tests.deploy.render import host_kubectl
 
 from .node import Node
 from .waiting import wait_until
@@ -32,17 +33,6 @@ SYSTEM_NS = "kubebots-system"
 RUNTIME = "app.kubernetes.io/component=runtime"
 OPERATOR = "app.kubernetes.io/component=operator"
 POSTGRES = "app.kubernetes.io/component=postgres"
-
-
-def host_kubectl() -> str:
-    """A current kubectl (kustomize v5) for `apply -k`: the one users have, not the 1.20 one."""
-    found = os.environ.get("KUBEBOTS_E2E_HOST_KUBECTL") or shutil.which("kubectl")
-    if not found:
-        raise AssertionError(
-            "no kubectl on PATH: the quickstart is applied with a current kubectl"
-            " (>= 1.27, kustomize v5); install one or set KUBEBOTS_E2E_HOST_KUBECTL"
-        )
-    return found
 
 
 class Quickstart:
