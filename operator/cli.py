@@ -52,6 +52,7 @@ def run_operator(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     logging.getLogger("kopf").setLevel(logging.INFO)
     # kopf logs every successful probe (each /healthz); failures still show as errors
     logging.getLogger("kopf.activities.probe").setLevel(logging.WARNING)
+    logging.getLogger("aiohttp.access").setLevel(logging.WARNING)  # a line per liveness probe
     namespaces: list[str] | None = None if args.all_namespaces else (args.namespace or ["default"])
     access = ClusterAccess(env, cfg.service_account_dir)
     try:
