@@ -25,6 +25,7 @@ removed by :meth:`Node.stop`.
 
 from __future__ import annotations
 
+import fcntl
 import ipaddress
 import json
 import os
@@ -35,7 +36,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Self
+from typing import IO, Any, Self
 
 import yaml
 
@@ -52,7 +53,10 @@ BRIDGE = "kbcni0"
 PAUSE_IMAGE = "kubebots-e2e/pause:3.4.1"
 CNI_BIN_DIRS = ("/usr/lib/cni", "/opt/cni/bin")
 #: Processes of the running node, so that a run killed before its stop() is cleaned up next time.
-PID_FILE = Path(os.environ.get("KUBEBOTS_E2E_STATE", "/var/lib/kubebots-e2e")) / "node.pids"
+STATE = Path(os.environ.get("KUBEBOTS_E2E_STATE", "/var/lib/kubebots-e2e"))
+PID_FILE = STATE / "node.pids"
+#: Held while a node runs: one node per machine (one address, one DNS port 53, one bridge).
+LOCK_FILE = STATE / "node.lock"
 
 
 class NodeError(ControlPlaneError):
@@ -85,6 +89,7 @@ class Node:
         self._procs: dict[str, subprocess.Popen[bytes]] = {}
         self._tmp: Path | None = None
         self._added_ip = False
+        self._lock: IO[bytes] | None = None
 
     # -- paths -------------------------------------------------------------------------------
 
@@ -122,6 +127,7 @@ class Node:
             host_setup()  # Debian packages and the docker daemon (idempotent)
         except DockerError as exc:
             raise NodeError(str(exc)) from exc
+        self._take_lock()
         began = time.monotonic()
         self._tmp = Path(tempfile.mkdtemp(prefix="kubebots-e2e-node-"))
         try:
@@ -164,6 +170,22 @@ class Node:
             _unmount_below(self._tmp)
             shutil.rmtree(self._tmp, ignore_errors=True)
             self._tmp = None
+        if self._lock is not None:
+            self._lock.close()  # releases the flock
+            self._lock = None
+
+    def _take_lock(self) -> None:
+        STATE.mkdir(parents=True, exist_ok=True)
+        lock = LOCK_FILE.open("ab")
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            lock.close()
+            raise NodeError(
+                "another node runs on this machine (`make cluster`, or another test run):"
+                " one at a time; stop it first (`make cluster-down`)"
+            ) from None
+        self._lock = lock
 
     def logs_tail(self, lines: int = LOG_TAIL_LINES) -> str:
         if self._tmp is None:
