@@ -1,10 +1,12 @@
 """The kopf handlers, registered on a registry of their own; the logic lives beside them.
 
 create/resume/update -> validate and write to the store, then wait briefly for the runtime
-replicas and report status; delete -> tombstone (our own finalizer holds the Bot until the store
-has it); a timer per Bot refreshes ``Ready`` and repairs drift (a wiped or stale store entry is
-rewritten); Secret events re-write the Bots that reference a rotated Secret. kopf logs in
-through :mod:`.login`; ``/healthz`` runs the API probe of :mod:`.liveness`.
+replicas and report status, and hand the Bot to the operator-wide status controller
+(:mod:`.status_feed`, started at startup: it keeps ``Ready`` current and repairs drift; nothing
+runs per Bot at idle); delete -> tombstone (our own finalizer holds the Bot until the store has
+it); Bot events show the controller the status that landed; Secret events re-write the Bots
+that reference a rotated Secret. kopf logs in through :mod:`.login`; ``/healthz`` runs the API
+probe of :mod:`.liveness`.
 """
 
 from __future__ import annotations
@@ -21,22 +23,13 @@ from kubernetes import client
 from kubebots.runtime.schema import API_GROUP, API_VERSION, PLURAL
 from kubebots.runtime.store import StoreError, open_config_store
 
-from .kube import KubeSecretVersions, list_bot_ids
+from .kube import KubeSecretVersions, KubeStatusPatcher, list_bot_ids
 from .liveness import api_probe
 from .login import login
-from .reconcile import (
-    Applied,
-    BotRef,
-    SecretMissingError,
-    annotations_for,
-    apply,
-    forget_orphans,
-    is_current,
-    rotate_secret,
-    validate,
-)
+from .reconcile import BotRef, apply, forget_orphans, rotate_secret
 from .settings import OperatorSettings
 from .status import ReportsCache, Serving, serving, status_patch
+from .status_feed import StatusFeed, StatusPatcher, Timing
 
 FINALIZER = "kubebots.io/finalizer"
 RESOURCE = (API_GROUP, API_VERSION, PLURAL)
@@ -52,14 +45,19 @@ def bot_ref(meta: Mapping[str, Any], spec: Mapping[str, Any]) -> BotRef:
     )
 
 
-def _comparable(status: Mapping[str, Any] | None) -> Any:
-    if not status:
-        return None
-    conditions = [
-        {k: v for k, v in c.items() if k != "lastTransitionTime"}
-        for c in status.get("conditions") or []
-    ]
-    return {**status, "conditions": conditions}
+def make_feed(memo: Any, patcher: StatusPatcher) -> StatusFeed:
+    """The status controller of this operator (in ``memo.status_feed``)."""
+    cfg: OperatorSettings = memo.cfg
+    timing = Timing(
+        fast=cfg.status_interval,
+        idle=cfg.status_idle_interval,
+        drift=cfg.drift_interval,
+        replica_max_age=cfg.replica_max_age,
+        concurrency=cfg.status_patch_concurrency,
+    )
+    feed = StatusFeed(memo.store, patcher, memo.secrets, timing, clock=time.monotonic)
+    memo.status_feed = feed
+    return feed
 
 
 def reports_of(memo: Any) -> ReportsCache:
@@ -100,9 +98,6 @@ def tune(settings: kopf.OperatorSettings, cfg: OperatorSettings) -> None:
     settings.watching.connect_timeout = 10
     settings.networking.request_timeout = 30
     settings.execution.max_workers = 8
-    # A timer running when its Bot is deleted is cancelled at once (kopf's default re-checks
-    # only every 60 s, which held finalizers, and `kubectl delete`, for a minute).
-    settings.background.cancellation_polling = 1
 
 
 async def startup(
@@ -114,6 +109,8 @@ async def startup(
     # (and answers /healthz); its handlers retry until the store answers.
     memo.store = await open_config_store(cfg.store, prefix=cfg.table_prefix, wait_for_server=True)
     memo.secrets = KubeSecretVersions(client.CoreV1Api(memo.api_client))
+    feed = make_feed(memo, KubeStatusPatcher(client.CustomObjectsApi(memo.api_client)))
+    memo.status_task = asyncio.create_task(feed.run(), name="kubebots-status")
     namespaces: list[str] | None = memo.namespaces
     try:
         live = await list_bot_ids(client.CustomObjectsApi(memo.api_client), namespaces)
@@ -126,6 +123,10 @@ async def startup(
 
 
 async def cleanup(*, memo: kopf.Memo, **_: Any) -> None:
+    task: asyncio.Task[None] | None = getattr(memo, "status_task", None)
+    if task is not None:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
     store = getattr(memo, "store", None)
     if store is not None:
         await store.close()
@@ -142,6 +143,8 @@ async def reconcile(
     **_: Any,
 ) -> None:
     ref = bot_ref(meta, spec)
+    feed: StatusFeed = memo.status_feed
+    feed.begin(ref)
     try:
         applied = await apply(memo.store, ref, memo.secrets)
         live = (
@@ -155,7 +158,10 @@ async def reconcile(
         logger.warning(f"invalid spec, the store keeps the last good config: {applied.invalid}")
     if applied.secret_missing:
         logger.warning(applied.secret_missing)
-    patch.status.update(status_patch(ref, applied, live, status))
+    new = status_patch(ref, applied, live, status)
+    feed.track(ref, applied, new)
+    await feed.settled(ref)
+    patch.status.update(new)
 
 
 async def delete(
@@ -167,33 +173,17 @@ async def delete(
     except StoreError as exc:
         # the finalizer stays until the store holds the tombstone
         raise kopf.TemporaryError(f"config store unavailable: {exc.message}", delay=2) from None
+    memo.status_feed.forget(ref.namespace, ref.name)
 
 
-async def refresh(
-    *,
-    meta: Mapping[str, Any],
-    spec: Mapping[str, Any],
-    status: Mapping[str, Any],
-    patch: kopf.Patch,
-    memo: kopf.Memo,
-    logger: Any,
-    **_: Any,
+async def observed(
+    *, type: str, meta: Mapping[str, Any], status: Mapping[str, Any], memo: kopf.Memo, **_: Any
 ) -> None:
-    ref = bot_ref(meta, spec)
-    cfg: OperatorSettings = memo.cfg
-    try:
-        applied = await _observe(memo, ref, logger)
-        live = (
-            await serving(reports_of(memo), ref.bot_id, applied.revision, cfg.replica_max_age)
-            if applied.revision is not None
-            else None
-        )
-    except StoreError as exc:
-        logger.warning(f"status refresh skipped: config store unavailable ({exc.message})")
+    """Every Bot watch event: the controller compares the status that landed with its own."""
+    feed: StatusFeed | None = getattr(memo, "status_feed", None)
+    if feed is None or type == "DELETED":
         return
-    new = status_patch(ref, applied, live, status)
-    if _comparable(new) != _comparable(status):
-        patch.status.update(new)
+    feed.saw(str(meta["namespace"]), str(meta["name"]), str(meta["uid"]), dict(status))
 
 
 async def secret_changed(
@@ -205,11 +195,16 @@ async def secret_changed(
         touched = await rotate_secret(
             memo.store, str(meta["namespace"]), str(meta["name"]), str(meta["resourceVersion"])
         )
+        entries = [await memo.store.get(bot_id) for bot_id in touched]
+        written = await memo.status_feed.retry_secret_missing(str(meta["namespace"]))
     except StoreError as exc:
         logger.warning(f"secret rotation not recorded yet: {exc.message}")
         return
     if touched:
         logger.info(f"Secret {meta['name']} changed: reloading {touched}")
+        memo.status_feed.secrets_rotated({e.bot_id: e.revision for e in entries if e})
+    if written:
+        logger.info(f"Secret {meta['name']} appeared: wrote {written}")
 
 
 def build_registry(cfg: OperatorSettings) -> kopf.OperatorRegistry:
@@ -228,28 +223,6 @@ def build_registry(cfg: OperatorSettings) -> kopf.OperatorRegistry:
     kopf.on.create(*RESOURCE, registry=registry, id="reconcile")(reconcile)
     kopf.on.update(*RESOURCE, field="spec", registry=registry, id="reconcile")(reconcile)
     kopf.on.delete(*RESOURCE, registry=registry, id="tombstone")(delete)
-    kopf.timer(
-        *RESOURCE,
-        interval=cfg.status_interval,
-        initial_delay=cfg.status_interval,
-        registry=registry,
-        id="refresh",
-    )(refresh)
+    kopf.on.event(*RESOURCE, registry=registry, id="observed")(observed)
     kopf.on.event("", "v1", "secrets", registry=registry, id="secrets")(secret_changed)
     return registry
-
-
-async def _observe(memo: Any, ref: BotRef, logger: Any) -> Applied:
-    """What the store holds for ``ref``, rewriting it when missing or stale (drift repair)."""
-    parsed = validate(ref)
-    if isinstance(parsed, str):
-        return Applied(invalid=parsed)
-    try:
-        annotations = await annotations_for(parsed, ref, memo.secrets)
-    except SecretMissingError as exc:
-        return Applied(secret_missing=str(exc))
-    entry = await memo.store.get(ref.bot_id)
-    if is_current(entry, ref, annotations):
-        return Applied(revision=entry.revision, annotations=annotations)
-    logger.info("the config store lacks this generation: rewriting it (drift repair)")
-    return await apply(memo.store, ref, memo.secrets)

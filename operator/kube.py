@@ -91,6 +91,33 @@ def _list_bot_ids(api: client.CustomObjectsApi, namespaces: list[str] | None) ->
     return {bot_id_for(i["metadata"]["namespace"], i["metadata"]["name"]) for i in items}
 
 
+class KubeStatusPatcher:
+    """Bot statuses through the status subresource: a merge patch of ``status`` only."""
+
+    def __init__(self, api: client.CustomObjectsApi) -> None:
+        self._api = api
+
+    def _patch(self, namespace: str, name: str, status: Mapping[str, Any]) -> bool:
+        try:
+            self._api.patch_namespaced_custom_object_status(
+                API_GROUP,
+                API_VERSION,
+                namespace,
+                PLURAL,
+                name,
+                {"status": dict(status)},
+                _content_type="application/merge-patch+json",
+            )
+        except ApiException as exc:
+            if exc.status == 404:
+                return False
+            raise
+        return True
+
+    async def patch(self, namespace: str, name: str, status: Mapping[str, Any]) -> bool:
+        return await asyncio.to_thread(self._patch, namespace, name, status)
+
+
 async def list_bot_ids(api: client.CustomObjectsApi, namespaces: list[str] | None) -> set[str]:
     """Ids of every Bot in the watched namespaces (``None``: the whole cluster)."""
     return await asyncio.to_thread(_list_bot_ids, api, namespaces)

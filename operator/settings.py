@@ -25,10 +25,31 @@ class OperatorSettings(BaseSettings):
         default=2.0, ge=0, description="How long a handler waits for replicas before returning."
     )
     status_interval: float = Field(
-        default=2.0, gt=0, description="Seconds between status refreshes and drift checks per Bot."
+        default=0.25,
+        gt=0,
+        description="The status controller's tick while a Bot rolls out or replicas move: "
+        "one read of the replica reports for every Bot (seconds).",
+    )
+    status_idle_interval: float = Field(
+        default=2.0,
+        gt=0,
+        description="Its tick while nothing is pending: how soon replicas appearing, leaving "
+        "or expiring show in the statuses (seconds).",
+    )
+    status_patch_concurrency: int = Field(
+        default=8, ge=1, description="Status patches the controller sends at once."
+    )
+    drift_interval: float = Field(
+        default=60.0,
+        gt=0,
+        description="Drift repair (one store listing against every Bot; a missing or stale "
+        "entry is rewritten) runs this often, jittered by +-20% (seconds).",
     )
     reports_ttl: float = Field(
-        default=0.1, ge=0, description="Replica reports are read at most this often (seconds)."
+        default=0.1,
+        ge=0,
+        description="Handlers waiting for their writes read the replica reports at most "
+        "this often (seconds).",
     )
     annotation_prefix: str = "kubebots.io"
     api_liveness_timeout: float = Field(

@@ -26,6 +26,25 @@ class Serving:
     errors: tuple[str, ...] = ()
 
 
+def comparable(status: Mapping[str, Any] | None) -> Any:
+    """A status without its conditions' transition times: equal means nothing to patch."""
+    if not status:
+        return None
+    conditions = [
+        {k: v for k, v in c.items() if k != "lastTransitionTime"}
+        for c in status.get("conditions") or []
+    ]
+    return {**status, "conditions": conditions}
+
+
+def differs(new: Mapping[str, Any], old: Mapping[str, Any] | None) -> bool:
+    """Whether patching ``new`` over ``old`` changes anything: only ``new``'s fields count
+    (a merge patch leaves the others, e.g. ``revision`` while a Secret is missing)."""
+    if old is None:
+        return True
+    return bool(comparable(new) != comparable({k: old.get(k) for k in new}))
+
+
 def serving_from(reports: Sequence[ReplicaReport], bot_id: str, revision: int) -> Serving:
     served = 0
     errors: list[str] = []
@@ -48,8 +67,8 @@ def serving_from(reports: Sequence[ReplicaReport], bot_id: str, revision: int) -
 
 
 class ReportsCache:
-    """Replica reports read at most once per ``ttl`` seconds, whatever the number of Bots:
-    every Bot's timer asks, and 1,000 Bots must not mean 1,000 identical queries a tick.
+    """Replica reports for the handlers waiting for their writes (``wait_served``): read at
+    most once per ``ttl`` seconds, whatever the number of waiting handlers.
 
     A handler waiting for its write to be served asks for reports ``newer_than`` the moment it
     asked: it gets a fresh read (never data up to ``ttl`` old, which made every update wait

@@ -14,9 +14,17 @@ from typing import Any
 import kopf
 import pytest
 
-from kubebots.operator.handlers import build_registry, delete, reconcile, refresh, secret_changed
+from kubebots.operator.handlers import (
+    build_registry,
+    delete,
+    make_feed,
+    observed,
+    reconcile,
+    secret_changed,
+)
 from kubebots.operator.reconcile import SecretMissingError, forget_orphans
 from kubebots.operator.settings import OperatorSettings
+from kubebots.operator.status_feed import StatusFeed
 from kubebots.runtime.store import BotReport, MemoryConfigStore, ReplicaReport
 
 LOG = logging.getLogger("test.operator")
@@ -37,9 +45,34 @@ class Secrets:
             ) from None
 
 
+class Patches:
+    """The status patches the controller sends, in order; a Bot in ``gone`` answers 404."""
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, str, dict[str, Any]]] = []
+        self.gone: set[str] = set()
+
+    async def patch(self, namespace: str, name: str, status: Any) -> bool:
+        if name in self.gone:
+            return False
+        self.sent.append((namespace, name, dict(status)))
+        return True
+
+    def last(self) -> dict[str, Any]:
+        return self.sent[-1][2]
+
+
 def memo(store: MemoryConfigStore, secrets: Secrets | None = None) -> kopf.Memo:
     cfg = OperatorSettings(ready_wait=0.2, replica_max_age=60, reports_ttl=0)
-    return kopf.Memo(cfg=cfg, store=store, secrets=secrets or Secrets(), namespaces=None)
+    m = kopf.Memo(cfg=cfg, store=store, secrets=secrets or Secrets(), namespaces=None)
+    m.patches = Patches()
+    make_feed(m, m.patches)
+    return m
+
+
+def feed_of(m: kopf.Memo) -> StatusFeed:
+    feed: StatusFeed = m.status_feed
+    return feed
 
 
 def meta(generation: int = 1, name: str = "support", uid: str = "uid-1") -> dict[str, Any]:
@@ -107,15 +140,17 @@ async def test_ready_waits_for_every_live_replica() -> None:
     assert status["revision"] > first["revision"]
     assert cond(status, "Ready")["reason"] == "RollingOut"
     assert status["served"] == "0/2"
+    # the controller takes over from the handler: it patches as the replicas catch up
+    feed, patches = feed_of(m), m.patches
+    await feed.tick()
+    assert patches.sent == []  # nothing changed since the handler's own status
     await report(store, "r1", status["revision"])
-    patch = kopf.Patch()
-    await refresh(meta=meta(2), spec=updated, status=status, patch=patch, memo=m, logger=LOG)
-    assert patch["status"]["served"] == "1/2"
-    previous = dict(patch["status"])
+    assert await feed.tick() is True  # still pending: the next tick comes soon
+    assert patches.last()["served"] == "1/2"
     await report(store, "r2", status["revision"])
-    patch = kopf.Patch()
-    await refresh(meta=meta(2), spec=updated, status=previous, patch=patch, memo=m, logger=LOG)
-    assert cond(dict(patch["status"]), "Ready")["status"] == "True"
+    await feed.tick()
+    assert cond(patches.last(), "Ready")["status"] == "True"
+    assert patches.sent[-1][:2] == ("default", "support")
 
 
 async def test_invalid_spec_stalls_and_keeps_the_last_good_config() -> None:
@@ -179,9 +214,8 @@ async def test_runtime_error_is_reported() -> None:
     status = await run_reconcile(m, meta(), SPEC)
     rev = status["revision"]
     await report(store, "r1", rev, (BotReport("default:support", None, None, "boom", rev),))
-    patch = kopf.Patch()
-    await refresh(meta=meta(), spec=SPEC, status=status, patch=patch, memo=m, logger=LOG)
-    ready = cond(dict(patch["status"]), "Ready")
+    await feed_of(m).tick()
+    ready = cond(m.patches.last(), "Ready")
     assert ready["reason"] == "RuntimeError" and "boom" in ready["message"]
 
 
@@ -191,6 +225,7 @@ async def test_delete_tombstones_and_retries_on_store_failure() -> None:
     await run_reconcile(m, meta(), SPEC)
     await delete(meta=meta(), spec=SPEC, memo=m, logger=LOG)
     assert await store.get("default:support") is None
+    assert feed_of(m).bots == {}  # the controller forgets it
     await store.close()
     with pytest.raises(kopf.TemporaryError):
         await delete(meta=meta(), spec=SPEC, memo=m, logger=LOG)
@@ -208,12 +243,12 @@ async def test_drift_repair_rewrites_a_wiped_store() -> None:
     store = MemoryConfigStore()
     m = memo(store)
     status = await run_reconcile(m, meta(3), SPEC)
-    wiped = MemoryConfigStore()
-    m.store = wiped  # the store was wiped
-    patch = kopf.Patch()
-    await refresh(meta=meta(3), spec=SPEC, status=status, patch=patch, memo=m, logger=LOG)
-    entry = await wiped.get("default:support")
+    assert status["observedGeneration"] == 3
+    await store.delete("default:support")  # the store lost it
+    assert await feed_of(m).repair() == ["default:support"]
+    entry = await store.get("default:support")
     assert entry is not None and entry.generation == 3
+    assert await feed_of(m).repair() == []  # current now: nothing rewritten
 
 
 async def test_orphans_are_tombstoned() -> None:
@@ -230,7 +265,8 @@ def test_registry_holds_every_handler() -> None:
     ids = {h.id for h in registry._spawning.get_all_handlers()} | {
         h.id for h in registry._changing.get_all_handlers()
     }
-    assert {"reconcile", "tombstone", "refresh"} <= ids
+    assert {"reconcile", "tombstone"} <= ids
+    assert "refresh" not in ids  # no timer per Bot
     assert asyncio.iscoroutinefunction(reconcile)
 
 
@@ -250,3 +286,24 @@ async def test_reports_cache_serves_timers_from_cache_but_waiters_fresh_reads() 
     # a handler waiting for its write to be served: a read that began after it asked
     assert [r.synced_revision for r in await cache.get(60, newer_than=time.monotonic())] == [2]
     await store.close()
+
+
+async def test_a_handler_patch_landing_after_the_controllers_is_repaired() -> None:
+    store = MemoryConfigStore()
+    m = memo(store)
+    await report(store, "r1", 0)
+    status = await run_reconcile(m, meta(), SPEC)  # RollingOut 0/1, patched by kopf later
+    await report(store, "r1", status["revision"])
+    feed = feed_of(m)
+    await feed.tick()
+    ready = m.patches.last()
+    assert cond(ready, "Ready")["status"] == "True"
+    # kopf's patch of the handler's (older) view lands after the controller's
+    await observed(type="MODIFIED", meta=meta(), status=status, memo=m)
+    await feed.tick()
+    assert cond(m.patches.last(), "Ready")["status"] == "True"
+    assert len(m.patches.sent) == 2
+    # the event of the controller's own patch changes nothing
+    await observed(type="MODIFIED", meta=meta(), status=m.patches.last(), memo=m)
+    await feed.tick()
+    assert len(m.patches.sent) == 2
