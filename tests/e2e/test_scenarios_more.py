@@ -382,8 +382,7 @@ def bench_figures_propagation_and_bulk_ready(stack: Stack) -> None:
         "ready_timeline": timeline,
     }
     # 3. Deleting them: every store entry tombstoned, then every Bot gone (finalizer removed).
-    # Capped at DELETE_WAIT: a Bot whose refresh timer runs at deletion time keeps its finalizer
-    # for kopf's settings.background.cancellation_polling (60 s by default).
+    # Capped at DELETE_WAIT: what is left then is reported, not waited for.
     ids = [f"{stack.ns}:bulk-{i:04d}" for i in range(BULK_BOTS)]
     start = time.perf_counter()
     # one DELETE per Bot from 8 threads (a deletecollection of 1,000 Bots outlives the
