@@ -14,11 +14,11 @@ from .flaky import FlakyStore
 from .test_sync import spec, wait_synced
 
 
-def runtime(store: FlakyStore) -> tuple[BotManager, StoreSync]:
+def runtime(store: FlakyStore) -> tuple[BotManager, StoreSync, LastGoodConfigs]:
     last_good = LastGoodConfigs()
     manager = BotManager(config_loader=StoreConfigLoader(store, last_good), env={})
     settings = SyncSettings(replica_id="r1", heartbeat_interval=0.5)
-    return manager, StoreSync(store, manager, settings, last_good)
+    return manager, StoreSync(store, manager, settings, last_good), last_good
 
 
 async def test_a_lazy_bot_builds_from_the_last_synced_config_while_the_store_is_down() -> None:
@@ -26,7 +26,7 @@ async def test_a_lazy_bot_builds_from_the_last_synced_config_while_the_store_is_
     flaky = FlakyStore(inner)
     rev = await inner.put("ns:a", spec("v1"), generation=4, uid="u")
     await inner.put("ns:b", spec("b1"), generation=1, uid="u")
-    manager, sync = runtime(flaky)
+    manager, sync, _ = runtime(flaky)
     async with manager, sync:
         await sync.ready.wait()
         assert manager.list_bots() == []  # lazy: nothing built yet
@@ -49,9 +49,7 @@ async def test_the_record_follows_puts_and_deletes_and_keeps_the_last_valid_conf
     flaky = FlakyStore(inner)
     await inner.put("ns:a", spec("v1"), generation=1, uid="u")
     await inner.put("ns:gone", spec("x"), generation=1, uid="u")
-    last_good = LastGoodConfigs()
-    manager = BotManager(config_loader=StoreConfigLoader(flaky, last_good), env={})
-    sync = StoreSync(flaky, manager, SyncSettings(replica_id="r1"), last_good)
+    manager, sync, last_good = runtime(flaky)
     async with manager, sync:
         await sync.ready.wait()
         assert len(last_good) == 2
@@ -74,9 +72,7 @@ async def test_a_relist_forgets_bots_deleted_meanwhile() -> None:
     flaky = FlakyStore(inner)
     await inner.put("ns:a", spec("v1"), generation=1, uid="u")
     await inner.put("ns:b", spec("v1"), generation=1, uid="u")
-    last_good = LastGoodConfigs()
-    manager = BotManager(config_loader=StoreConfigLoader(flaky, last_good), env={})
-    sync = StoreSync(flaky, manager, SyncSettings(replica_id="r1"), last_good)
+    manager, sync, last_good = runtime(flaky)
     async with manager, sync:
         await sync.ready.wait()
         flaky.up.clear()
