@@ -214,17 +214,22 @@ async def test_drift_repair_runs_on_its_jittered_period_in_one_listing() -> None
     assert feed.bots[("ns", "b")].applied == Applied(revision=entry.revision)
 
 
-async def test_a_bot_waiting_for_its_secret_is_written_once_the_secret_exists() -> None:
-    clock = Clock()
-    feed, store, patcher, secrets = make(clock)
-    spec = {
+def secret_spec(secret: str) -> dict[str, Any]:
+    """A Bot spec whose key comes from the Secret ``secret`` (key ``k``)."""
+    return {
         "llm": {
             "provider": "openai",
             "model": "m",
             "baseUrl": "http://llm:8000/v1",
-            "apiKeySecretRef": {"name": "keys", "key": "k"},
+            "apiKeySecretRef": {"name": secret, "key": "k"},
         }
     }
+
+
+async def test_a_bot_waiting_for_its_secret_is_written_once_the_secret_exists() -> None:
+    clock = Clock()
+    feed, store, patcher, secrets = make(clock)
+    spec = secret_spec("keys")
     applied = await handled(feed, ref("a", spec=spec), secrets)
     await handled(feed, ref("b", spec=spec), secrets)
     assert applied.secret_missing is not None
@@ -258,14 +263,7 @@ async def test_the_store_down_pauses_the_feed() -> None:
 async def test_fields_a_merge_patch_leaves_behind_cause_no_patch_loop() -> None:
     clock = Clock()
     feed, store, patcher, secrets = make(clock)
-    spec = {
-        "llm": {
-            "provider": "openai",
-            "model": "m",
-            "baseUrl": "http://llm:8000/v1",
-            "apiKeySecretRef": {"name": "missing", "key": "k"},
-        }
-    }
+    spec = secret_spec("missing")
     bot = ref("a", 2, spec)
     feed.begin(bot)
     applied = await apply(store, bot, secrets)
