@@ -1,12 +1,14 @@
 """The kopf handlers, registered on a registry of their own; the logic lives beside them.
 
-create/resume/update -> validate and write to the store, then wait briefly for the runtime
-replicas and report status, and hand the Bot to the operator-wide status controller
-(:mod:`.status_feed`, started at startup: it keeps ``Ready`` current and repairs drift; nothing
-runs per Bot at idle); delete -> tombstone (our own finalizer holds the Bot until the store has
-it); Bot events show the controller the status that landed; Secret events re-write the Bots
-that reference a rotated Secret. kopf logs in through :mod:`.login`; ``/healthz`` runs the API
-probe of :mod:`.liveness`.
+One event handler for Bots, level-triggered (kopf's create/update/delete machinery is not used:
+it costs a diff-base annotation per Bot and a patch per step). A generation not handled yet ->
+validate, write to the store, wait briefly for the runtime replicas and patch the status and our
+finalizer in one kopf patch cycle, then hand the Bot to the operator-wide status controller
+(:mod:`.status_feed`: it keeps ``Ready`` current, retries failed writes and repairs drift;
+nothing runs per Bot at idle). Found at start with its status current -> adopted, checked in one
+batch. Deleted -> tombstoned by the one writer of :mod:`.tombstones`, then the finalizer is
+released. Secret events re-write the Bots that reference a rotated Secret. kopf logs in through
+:mod:`.login`; ``/healthz`` runs the API probe of :mod:`.liveness`.
 """
 
 from __future__ import annotations
@@ -20,16 +22,17 @@ from typing import Any
 import kopf
 from kubernetes import client
 
-from kubebots.runtime.schema import API_GROUP, API_VERSION, PLURAL
+from kubebots.runtime.schema import API_GROUP, API_VERSION, PLURAL, bot_id_for
 from kubebots.runtime.store import StoreError, open_config_store
 
-from .kube import KubeSecretVersions, KubeStatusPatcher, list_bot_ids
+from .kube import KubeSecretVersions, KubeStatusPatcher, describe_api_error, list_bot_ids
 from .liveness import api_probe
 from .login import login
-from .reconcile import BotRef, apply, forget_orphans, rotate_secret
+from .reconcile import Applied, BotRef, apply, forget_orphans, rotate_secret
 from .settings import OperatorSettings
 from .status import ReportsCache, Serving, serving, status_patch
 from .status_feed import StatusFeed, StatusPatcher, Timing
+from .tombstones import Tombstones
 
 FINALIZER = "kubebots.io/finalizer"
 RESOURCE = (API_GROUP, API_VERSION, PLURAL)
@@ -54,6 +57,7 @@ def make_feed(memo: Any, patcher: StatusPatcher) -> StatusFeed:
         drift=cfg.drift_interval,
         replica_max_age=cfg.replica_max_age,
         concurrency=cfg.status_patch_concurrency,
+        retry=cfg.retry_interval,
     )
     feed = StatusFeed(memo.store, patcher, memo.secrets, timing, clock=time.monotonic)
     memo.status_feed = feed
@@ -110,7 +114,11 @@ async def startup(
     memo.store = await open_config_store(cfg.store, prefix=cfg.table_prefix, wait_for_server=True)
     memo.secrets = KubeSecretVersions(client.CoreV1Api(memo.api_client))
     feed = make_feed(memo, KubeStatusPatcher(client.CustomObjectsApi(memo.api_client)))
-    memo.status_task = asyncio.create_task(feed.run(), name="kubebots-status")
+    memo.tombstones = Tombstones(memo.store, retry=cfg.retry_interval)
+    memo.tasks = [
+        asyncio.create_task(feed.run(), name="kubebots-status"),
+        asyncio.create_task(memo.tombstones.run(), name="kubebots-tombstones"),
+    ]
     namespaces: list[str] | None = memo.namespaces
     try:
         live = await list_bot_ids(client.CustomObjectsApi(memo.api_client), namespaces)
@@ -123,17 +131,32 @@ async def startup(
 
 
 async def cleanup(*, memo: kopf.Memo, **_: Any) -> None:
-    task: asyncio.Task[None] | None = getattr(memo, "status_task", None)
-    if task is not None:
+    tasks: list[asyncio.Task[None]] = getattr(memo, "tasks", [])
+    for task in tasks:
         task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
+    await asyncio.gather(*tasks, return_exceptions=True)
     store = getattr(memo, "store", None)
     if store is not None:
         await store.close()
 
 
-async def reconcile(
+def _add_finalizer(body: kopf.RawBody) -> None:
+    """A kopf patch function (sent as a JSON patch tested on the resourceVersion)."""
+    meta = body.setdefault("metadata", {})
+    finalizers = meta.setdefault("finalizers", [])
+    if FINALIZER not in finalizers:
+        finalizers.append(FINALIZER)
+
+
+def _remove_finalizer(body: kopf.RawBody) -> None:
+    meta = body.get("metadata")
+    if meta is not None:
+        meta["finalizers"] = [f for f in meta.get("finalizers") or [] if f != FINALIZER]
+
+
+async def bot_event(
     *,
+    type: str | None,
     meta: Mapping[str, Any],
     spec: Mapping[str, Any],
     status: Mapping[str, Any],
@@ -142,7 +165,43 @@ async def reconcile(
     logger: Any,
     **_: Any,
 ) -> None:
+    """Every Bot watch event (``type`` None: found by kopf's initial listing).
+
+    Level-triggered: a generation the operator has not handled is written to the store and its
+    status patched (with the finalizer, in the one patch cycle kopf sends); a deleted Bot is
+    tombstoned, then its finalizer released in the same cycle; anything else only shows the
+    status controller the status that landed. kopf keeps no diff-base or progress annotation.
+    """
+    feed: StatusFeed = memo.status_feed
+    namespace, name, uid = str(meta["namespace"]), str(meta["name"]), str(meta["uid"])
+    finalizers = list(meta.get("finalizers") or [])
+    if type == "DELETED":
+        feed.forget(namespace, name, uid)
+        if FINALIZER not in finalizers:  # removed by hand before we saw the deletion
+            await memo.tombstones.write(bot_id_for(namespace, name), uid=uid)
+        return
+    if meta.get("deletionTimestamp"):
+        if FINALIZER in finalizers:
+            feed.forget(namespace, name, uid)
+            await memo.tombstones.write(bot_id_for(namespace, name))
+            patch.fns.append(_remove_finalizer)
+        return
+    if FINALIZER not in finalizers:
+        patch.fns.append(_add_finalizer)
     ref = bot_ref(meta, spec)
+    if feed.knows(ref):
+        feed.saw(namespace, name, uid, dict(status))
+    elif type is None and status.get("observedGeneration") == ref.generation:
+        feed.adopt(ref, status)  # handled before this operator started: checked in a batch
+    else:
+        await reconcile(ref, status, patch, memo, logger)
+
+
+async def reconcile(
+    ref: BotRef, status: Mapping[str, Any], patch: kopf.Patch, memo: kopf.Memo, logger: Any
+) -> None:
+    """Write a new generation and patch its status (after waiting briefly for the replicas);
+    the status controller takes it from there. A failed write is retried by the controller."""
     feed: StatusFeed = memo.status_feed
     feed.begin(ref)
     try:
@@ -152,8 +211,15 @@ async def reconcile(
             if applied.revision is not None
             else None
         )
-    except StoreError as exc:
-        raise kopf.TemporaryError(f"config store unavailable: {exc.message}", delay=2) from None
+    except Exception as exc:  # noqa: BLE001 - store down, Secret read failed: retried
+        reason = exc.message if isinstance(exc, StoreError) else describe_api_error(exc)
+        logger.warning(f"not written yet, retrying: {reason}")
+        failed = Applied(unavailable=reason)
+        new = status_patch(ref, failed, None, status)
+        feed.failed(ref, failed, new)
+        await feed.settled(ref)
+        patch.status.update(new)
+        return
     if applied.invalid:
         logger.warning(f"invalid spec, the store keeps the last good config: {applied.invalid}")
     if applied.secret_missing:
@@ -164,33 +230,13 @@ async def reconcile(
     patch.status.update(new)
 
 
-async def delete(
-    *, meta: Mapping[str, Any], spec: Mapping[str, Any], memo: kopf.Memo, **_: Any
-) -> None:
-    ref = bot_ref(meta, spec)
-    try:
-        await memo.store.delete(ref.bot_id)
-    except StoreError as exc:
-        # the finalizer stays until the store holds the tombstone
-        raise kopf.TemporaryError(f"config store unavailable: {exc.message}", delay=2) from None
-    memo.status_feed.forget(ref.namespace, ref.name)
-
-
-async def observed(
-    *, type: str, meta: Mapping[str, Any], status: Mapping[str, Any], memo: kopf.Memo, **_: Any
-) -> None:
-    """Every Bot watch event: the controller compares the status that landed with its own."""
-    feed: StatusFeed | None = getattr(memo, "status_feed", None)
-    if feed is None or type == "DELETED":
-        return
-    feed.saw(str(meta["namespace"]), str(meta["name"]), str(meta["uid"]), dict(status))
-
-
 async def secret_changed(
     *, type: str, meta: Mapping[str, Any], memo: kopf.Memo, logger: Any, **_: Any
 ) -> None:
-    if type not in ("ADDED", "MODIFIED") or getattr(memo, "store", None) is None:
+    if type not in (None, "ADDED", "MODIFIED") or getattr(memo, "store", None) is None:
         return
+    if not memo.status_feed.references_secret(str(meta["namespace"]), str(meta["name"])):
+        return  # no Bot names it: no store read for the Secrets of the cluster
     try:
         touched = await rotate_secret(
             memo.store, str(meta["namespace"]), str(meta["name"]), str(meta["resourceVersion"])
@@ -219,10 +265,6 @@ def build_registry(cfg: OperatorSettings) -> kopf.OperatorRegistry:
     )
     kopf.on.startup(registry=registry)(startup)
     kopf.on.cleanup(registry=registry)(cleanup)
-    kopf.on.resume(*RESOURCE, registry=registry, id="reconcile")(reconcile)
-    kopf.on.create(*RESOURCE, registry=registry, id="reconcile")(reconcile)
-    kopf.on.update(*RESOURCE, field="spec", registry=registry, id="reconcile")(reconcile)
-    kopf.on.delete(*RESOURCE, registry=registry, id="tombstone")(delete)
-    kopf.on.event(*RESOURCE, registry=registry, id="observed")(observed)
+    kopf.on.event(*RESOURCE, registry=registry, id="bot")(bot_event)
     kopf.on.event("", "v1", "secrets", registry=registry, id="secrets")(secret_changed)
     return registry

@@ -79,16 +79,31 @@ class KubeSecretVersions:
         return await asyncio.to_thread(self._read, namespace, name, key)
 
 
+#: Bots per page of the start-up listing: the operator never holds more than one page of
+#: objects (10,000 Bots in one response would be tens of MiB of JSON at once).
+LIST_PAGE = 500
+
+
 def _list_bot_ids(api: client.CustomObjectsApi, namespaces: list[str] | None) -> set[str]:
-    items: list[dict[str, Any]] = []
-    if namespaces is None:
-        found: Any = api.list_cluster_custom_object(API_GROUP, API_VERSION, PLURAL)
-        items = found["items"]
-    else:
-        for ns in namespaces:
-            listed: Any = api.list_namespaced_custom_object(API_GROUP, API_VERSION, ns, PLURAL)
-            items += listed["items"]
-    return {bot_id_for(i["metadata"]["namespace"], i["metadata"]["name"]) for i in items}
+    ids: set[str] = set()
+    for ns in namespaces if namespaces is not None else [None]:
+        token: str | None = None
+        while True:
+            page: Any = (
+                api.list_cluster_custom_object(
+                    API_GROUP, API_VERSION, PLURAL, limit=LIST_PAGE, _continue=token
+                )
+                if ns is None
+                else api.list_namespaced_custom_object(
+                    API_GROUP, API_VERSION, ns, PLURAL, limit=LIST_PAGE, _continue=token
+                )
+            )
+            for item in page["items"]:
+                ids.add(bot_id_for(item["metadata"]["namespace"], item["metadata"]["name"]))
+            token = page.get("metadata", {}).get("continue") or None
+            if token is None:
+                break
+    return ids
 
 
 class KubeStatusPatcher:

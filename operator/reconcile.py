@@ -49,6 +49,7 @@ class Applied:
     revision: int | None = None  # the store revision of this generation, when written
     invalid: str | None = None  # why the spec was refused (field paths, never values)
     secret_missing: str | None = None
+    unavailable: str | None = None  # why nothing could be written yet (retried)
     annotations: Mapping[str, str] = field(default_factory=dict)
 
 
@@ -86,6 +87,14 @@ async def apply(store: ConfigStore, ref: BotRef, secrets: SecretVersions) -> App
     return Applied(revision=revision, annotations=annotations)
 
 
+def secret_of(spec: Mapping[str, Any]) -> str | None:
+    """The name of the Secret a Bot's spec references, if any (unvalidated: a plain read)."""
+    llm = spec.get("llm")
+    ref = llm.get("apiKeySecretRef") if isinstance(llm, Mapping) else None
+    name = ref.get("name") if isinstance(ref, Mapping) else None
+    return name if isinstance(name, str) else None
+
+
 def is_current(entry: StoreEntry | None, ref: BotRef, annotations: Mapping[str, str]) -> bool:
     """Whether the store already holds this generation (with these annotations)."""
     return (
@@ -104,9 +113,7 @@ async def rotate_secret(store: ConfigStore, namespace: str, secret: str, version
     for entry in entries:
         if not entry.bot_id.startswith(f"{namespace}:"):
             continue
-        llm = entry.config.get("llm")
-        ref = llm.get("apiKeySecretRef") if isinstance(llm, Mapping) else None
-        if not isinstance(ref, Mapping) or ref.get("name") != secret:
+        if secret_of(entry.config) != secret:
             continue
         if entry.annotations.get(SECRET_VERSION) == version:
             continue

@@ -45,6 +45,12 @@ class OperatorSettings(BaseSettings):
         description="Drift repair (one store listing against every Bot; a missing or stale "
         "entry is rewritten) runs this often, jittered by +-20% (seconds).",
     )
+    retry_interval: float = Field(
+        default=2.0,
+        gt=0,
+        description="A write the config store refused (down) is retried this often, and so "
+        "are tombstones; finalizers wait for theirs (seconds).",
+    )
     reports_ttl: float = Field(
         default=0.1,
         ge=0,

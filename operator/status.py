@@ -110,7 +110,8 @@ def _ready(applied: Applied, live: Serving | None) -> tuple[Condition, bool, boo
     if applied.secret_missing is not None:
         return Condition("Ready", False, "SecretMissing", applied.secret_missing), True, False
     if applied.revision is None or live is None:
-        return Condition("Ready", False, "StoreUnavailable", "not written yet"), False, True
+        msg = applied.unavailable or "not written yet"
+        return Condition("Ready", False, "StoreUnavailable", msg), False, True
     if live.errors:
         return Condition("Ready", False, "RuntimeError", "; ".join(live.errors)), True, False
     if live.replicas == 0:
@@ -141,7 +142,10 @@ def status_patch(
         )
     else:
         reason = "SecretMissing" if applied.secret_missing else accepted.reason
-        synced = Condition("Synced", False, reason, "the store keeps the last good config")
+        message = "the store keeps the last good config"
+        if applied.unavailable is not None:
+            reason, message = "StoreUnavailable", f"not written yet: {applied.unavailable}"
+        synced = Condition("Synced", False, reason, message)
     conditions = [
         accepted,
         synced,

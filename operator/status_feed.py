@@ -1,7 +1,10 @@
 """The operator-wide status controller: one task keeps every Bot's ``Ready`` current.
 
-The create/update/resume handlers write a Bot to the store, wait briefly and patch its status
-themselves; then they hand it to :class:`StatusFeed` (``track``). The feed keeps an index of the
+The Bot event handler writes a new generation to the store, waits briefly and patches its status
+itself; then it hands the Bot to :class:`StatusFeed` (``track``). Bots the operator finds already
+handled when it starts (status of their generation present) are ``adopt``-ed: the feed checks
+them against one store listing and writes only the missing or stale ones; a write that failed
+(store down) is retried the same way every ``retry`` seconds. The feed keeps an index of the
 Bots in memory and follows the replica reports: one ``replica_reports()`` read per tick, every
 ``fast`` seconds while a Bot is rolling out or the replicas are moving, else every ``idle``
 seconds. It recomputes (pure, in memory) the Bots an event concerns: the pending ones, or all of
@@ -25,7 +28,7 @@ from typing import Any, Protocol
 
 from kubebots.runtime.store import ConfigStore, ReplicaReport, StoreError
 
-from .reconcile import Applied, BotRef, SecretVersions, apply, is_current
+from .reconcile import Applied, BotRef, SecretVersions, apply, is_current, secret_of
 from .status import differs, serving_from, status_patch
 
 log = logging.getLogger("kubebots.operator.status")
@@ -46,6 +49,7 @@ class Timing:
     drift: float  # drift repair period (jittered)
     replica_max_age: float
     concurrency: int = 8
+    retry: float = 2.0  # failed writes are retried this often
 
 
 @dataclass
@@ -57,6 +61,7 @@ class Tracked:
     applied: Applied | None
     status: Mapping[str, Any] | None  # the last status patched or seen
     pending: bool = True  # written, not yet served by every live replica
+    unresolved: bool = False  # the feed must check the store (adopted, or a write failed)
 
 
 def _signature(reports: Sequence[ReplicaReport]) -> dict[str, tuple[Any, ...]]:
@@ -88,9 +93,44 @@ class StatusFeed:
         self._in_flight: dict[Key, asyncio.Event] = {}
         self._wake = asyncio.Event()
         self._next_repair = clock() + self._jittered()
+        self._next_resolve = clock()
         self._store_down = False
 
     # -- fed by the handlers -------------------------------------------------------------------
+
+    def knows(self, ref: BotRef) -> bool:
+        """Whether this generation of ``ref`` (or a newer one) is handled or tracked already."""
+        bot = self.bots.get((ref.namespace, ref.name))
+        return bot is not None and bot.ref.uid == ref.uid and bot.ref.generation >= ref.generation
+
+    def adopt(self, ref: BotRef, status: Mapping[str, Any]) -> None:
+        """A Bot found with the status of its generation (the operator restarted): checked
+        against the store in the next batch (one listing for all of them)."""
+        if self.knows(ref):
+            return
+        if not any(b.unresolved for b in self.bots.values()):
+            self._next_resolve = self._clock() + min(self._timing.retry, 0.5)  # gather a batch
+        self.bots[(ref.namespace, ref.name)] = Tracked(
+            ref, None, dict(status), pending=False, unresolved=True
+        )
+        self._wake.set()
+
+    def failed(self, ref: BotRef, applied: Applied, status: Mapping[str, Any]) -> None:
+        """The handler could not write ``ref`` (``applied.unavailable`` says why; ``status`` is
+        what it patches): the feed retries every ``retry`` seconds."""
+        key = (ref.namespace, ref.name)
+        old = self.bots.get(key)
+        if old is not None and old.ref.uid == ref.uid and old.ref.generation > ref.generation:
+            return
+        self.bots[key] = Tracked(ref, applied, status, pending=False, unresolved=True)
+        self._next_resolve = min(self._next_resolve, self._clock() + self._timing.retry)
+        self._wake.set()
+
+    def references_secret(self, namespace: str, secret: str) -> bool:
+        """Whether a Bot of ``namespace`` names ``secret`` in its spec (in memory, no I/O)."""
+        return any(
+            k[0] == namespace and secret_of(b.ref.spec) == secret for k, b in self.bots.items()
+        )
 
     def begin(self, ref: BotRef) -> None:
         """A handler works on ``ref``'s generation: the feed keeps off it until ``track``."""
@@ -116,9 +156,11 @@ class StatusFeed:
         if done is not None:
             await done.wait()
 
-    def forget(self, namespace: str, name: str) -> None:
-        self.bots.pop((namespace, name), None)
-        self._dirty.discard((namespace, name))
+    def forget(self, namespace: str, name: str, uid: str | None = None) -> None:
+        bot = self.bots.get((namespace, name))
+        if bot is not None and (uid is None or bot.ref.uid == uid):
+            del self.bots[(namespace, name)]
+            self._dirty.discard((namespace, name))
 
     def saw(self, namespace: str, name: str, uid: str, status: Mapping[str, Any] | None) -> None:
         """A watch event's status: if it is not the one the feed holds (a handler's patch that
@@ -149,7 +191,10 @@ class StatusFeed:
         waiting = [
             k
             for k, b in self.bots.items()
-            if k[0] == namespace and b.applied is not None and b.applied.secret_missing
+            if k[0] == namespace
+            and b.applied is not None
+            and b.applied.secret_missing
+            and not b.unresolved
         ]
         return await self._rewrite(waiting)
 
@@ -168,9 +213,14 @@ class StatusFeed:
         if self._clock() >= self._next_repair:
             await self.repair()
             self._next_repair = self._clock() + self._jittered()
+        unresolved = any(b.unresolved for b in self.bots.values())
+        if unresolved and self._clock() >= self._next_resolve:
+            await self.resolve()
+            unresolved = any(b.unresolved for b in self.bots.values())
         busy = await self.tick()
         delay = self._timing.fast if busy else self._timing.idle
-        return max(0.0, min(delay, self._next_repair - self._clock()))
+        due = [self._next_repair] + ([self._next_resolve] if unresolved else [])
+        return max(0.0, min(delay, min(due) - self._clock()))
 
     async def tick(self) -> bool:
         """One read of the replica reports; patches what changed. True while busy."""
@@ -202,7 +252,7 @@ class StatusFeed:
         changed = []
         for key in keys:
             bot = self.bots.get(key)
-            if bot is None or bot.applied is None:
+            if bot is None or bot.applied is None or bot.unresolved:
                 continue
             applied = bot.applied
             live = None
@@ -220,7 +270,7 @@ class StatusFeed:
         async def one(bot: Tracked, status: dict[str, Any]) -> None:
             key = (bot.ref.namespace, bot.ref.name)
             async with gate:
-                if self.bots.get(key) is not bot or bot.applied is None:
+                if self.bots.get(key) is not bot or bot.applied is None or bot.unresolved:
                     return  # a handler took it over meanwhile (a newer generation)
                 done = self._in_flight[key] = asyncio.Event()
                 try:
@@ -239,6 +289,39 @@ class StatusFeed:
 
         await asyncio.gather(*(one(bot, status) for bot, status in changed))
 
+    # -- adopted Bots and failed writes --------------------------------------------------------
+
+    async def resolve(self) -> list[str]:
+        """Check the unresolved Bots against one store listing: an entry of their uid and
+        generation is taken as it is (no write); the others are written. Returns the bot ids
+        written. With the store down, everything waits ``retry`` seconds."""
+        self._next_resolve = self._clock() + self._timing.retry
+        try:
+            entries, _ = await self.store.list()
+        except StoreError as exc:
+            log.warning(f"store check postponed: config store unavailable ({exc.message})")
+            return []
+        stored = {e.bot_id: e for e in entries}
+        to_write = []
+        for key, bot in list(self.bots.items()):
+            if not bot.unresolved:
+                continue
+            entry = stored.get(bot.ref.bot_id)
+            if (
+                entry is not None
+                and entry.uid == bot.ref.uid
+                and entry.generation >= bot.ref.generation
+                and secret_of(bot.ref.spec) is None  # else re-read: it may have rotated
+            ):
+                annotations = dict(entry.annotations)
+                bot.applied = Applied(revision=entry.revision, annotations=annotations)
+                bot.unresolved, bot.pending = False, True
+                self._dirty.add(key)
+            else:
+                to_write.append(key)
+        self._wake.set()
+        return await self._rewrite(to_write)
+
     # -- drift repair --------------------------------------------------------------------------
 
     async def repair(self) -> list[str]:
@@ -254,6 +337,7 @@ class StatusFeed:
             key
             for key, bot in self.bots.items()
             if bot.applied is not None
+            and not bot.unresolved
             and bot.applied.invalid is None
             and not (
                 bot.applied.revision is not None
@@ -263,27 +347,31 @@ class StatusFeed:
         return await self._rewrite(stale)
 
     async def _rewrite(self, keys: list[Key]) -> list[str]:
-        """``apply`` each Bot again; the ids whose store entry or Secret state changed."""
+        """``apply`` each Bot again; the ids whose store entry or Secret state changed. A Bot
+        that fails stays (or becomes) unresolved: retried in ``retry`` seconds."""
         fixed = []
         for key in keys:
             bot = self.bots.get(key)
-            if bot is None or bot.applied is None:
-                continue
-            applied = bot.applied
+            if bot is None or (bot.applied is None and not bot.unresolved):
+                continue  # a handler works on it
+            applied = bot.applied or Applied()
             try:
                 new = await apply(self.store, bot.ref, self._secrets)
-            except StoreError as exc:
-                log.warning(f"drift repair stopped: config store unavailable ({exc.message})")
-                break
-            except Exception as exc:  # noqa: BLE001 - e.g. the Secret read failed: next period
-                log.warning(f"drift repair of {bot.ref.bot_id} failed: {exc}")
+            except Exception as exc:  # noqa: BLE001 - store down, Secret read failed: retried
+                reason = exc.message if isinstance(exc, StoreError) else str(exc)
+                log.warning(f"writing {bot.ref.bot_id} failed, will retry: {reason}")
+                if self.bots.get(key) is bot:
+                    bot.unresolved = True
+                    self._next_resolve = min(self._next_resolve, self._clock() + self._timing.retry)
+                if isinstance(exc, StoreError):
+                    break
                 continue
-            if self.bots.get(key) is not bot or bot.applied is None:
+            if self.bots.get(key) is not bot or (bot.applied is None and not bot.unresolved):
                 continue  # a handler took it over meanwhile
             if new.revision != applied.revision or new.secret_missing != applied.secret_missing:
-                log.info(f"{bot.ref.bot_id}: written to the config store again")
+                log.info(f"{bot.ref.bot_id}: written to the config store")
                 fixed.append(bot.ref.bot_id)
-            bot.applied, bot.pending = new, new.revision is not None
+            bot.applied, bot.pending, bot.unresolved = new, new.revision is not None, False
             self._dirty.add(key)
         self._wake.set()
         return fixed

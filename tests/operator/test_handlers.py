@@ -12,20 +12,19 @@ from datetime import UTC, datetime
 from typing import Any
 
 import kopf
-import pytest
 
 from kubebots.operator.handlers import (
+    FINALIZER,
+    bot_event,
     build_registry,
-    delete,
     make_feed,
-    observed,
-    reconcile,
     secret_changed,
 )
 from kubebots.operator.reconcile import SecretMissingError, forget_orphans
 from kubebots.operator.settings import OperatorSettings
 from kubebots.operator.status_feed import StatusFeed
-from kubebots.runtime.store import BotReport, MemoryConfigStore, ReplicaReport
+from kubebots.operator.tombstones import Tombstones
+from kubebots.runtime.store import BotReport, MemoryConfigStore, ReplicaReport, StoreError
 
 LOG = logging.getLogger("test.operator")
 
@@ -67,6 +66,7 @@ def memo(store: MemoryConfigStore, secrets: Secrets | None = None) -> kopf.Memo:
     m = kopf.Memo(cfg=cfg, store=store, secrets=secrets or Secrets(), namespaces=None)
     m.patches = Patches()
     make_feed(m, m.patches)
+    m.tombstones = Tombstones(store, retry=0.01)
     return m
 
 
@@ -75,25 +75,44 @@ def feed_of(m: kopf.Memo) -> StatusFeed:
     return feed
 
 
-def meta(generation: int = 1, name: str = "support", uid: str = "uid-1") -> dict[str, Any]:
+def meta(
+    generation: int = 1, name: str = "support", uid: str = "uid-1", **more: Any
+) -> dict[str, Any]:
     return {
         "namespace": "default",
         "name": name,
         "uid": uid,
         "generation": generation,
         "resourceVersion": "1",
+        "finalizers": [FINALIZER],
+        **more,
     }
 
 
 SPEC = {"llm": {"provider": "echo"}, "systemPrompt": "hi"}
 
 
+async def event(
+    m: kopf.Memo,
+    meta_: dict[str, Any],
+    spec: dict[str, Any],
+    status: dict[str, Any] | None = None,
+    type: str | None = "MODIFIED",
+) -> kopf.Patch:
+    """One Bot watch event, as kopf delivers it; the patch kopf would send."""
+    patch = kopf.Patch()
+    await bot_event(
+        type=type, meta=meta_, spec=spec, status=status or {}, patch=patch, memo=m, logger=LOG
+    )
+    return patch
+
+
 async def run_reconcile(
     m: kopf.Memo, meta_: dict[str, Any], spec: dict[str, Any], status: dict[str, Any] | None = None
 ) -> dict[str, Any]:
-    patch = kopf.Patch()
-    await reconcile(meta=meta_, spec=spec, status=status or {}, patch=patch, memo=m, logger=LOG)
-    return dict(patch["status"])
+    """An event of a generation the operator has not handled: the status it patches."""
+    m.status_feed.forget("default", meta_["name"])  # a new generation or a new operator
+    return dict((await event(m, meta_, spec, status))["status"])
 
 
 def cond(status: dict[str, Any], kind: str) -> dict[str, Any]:
@@ -219,24 +238,150 @@ async def test_runtime_error_is_reported() -> None:
     assert ready["reason"] == "RuntimeError" and "boom" in ready["message"]
 
 
-async def test_delete_tombstones_and_retries_on_store_failure() -> None:
+class Flaky(MemoryConfigStore):
+    """A memory store that refuses every call while ``down``, like a PostgreSQL outage."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.down = False
+
+    def _check(self) -> None:
+        if self.down:
+            raise StoreError("PostgreSQL connection failed: connection refused")
+
+    async def put(self, bot_id: str, config: Any, **kw: Any) -> int:
+        self._check()
+        return await super().put(bot_id, config, **kw)
+
+    async def delete(self, bot_id: str) -> int:
+        self._check()
+        return await super().delete(bot_id)
+
+    async def get(self, bot_id: str) -> Any:
+        self._check()
+        return await super().get(bot_id)
+
+    async def list(self) -> Any:
+        self._check()
+        return await super().list()
+
+
+def finalizers_after(patch: kopf.Patch, finalizers: list[str]) -> list[str]:
+    """The finalizers a Bot holds once kopf applied ``patch``'s functions to it."""
+    body: Any = {"metadata": {"finalizers": list(finalizers)}}
+    for fn in patch.fns:
+        fn(body)
+    return list(body["metadata"].get("finalizers", []))
+
+
+async def test_the_first_patch_carries_the_finalizer_and_the_status() -> None:
+    m = memo(MemoryConfigStore())
+    patch = await event(m, meta(finalizers=["other.io/keep"]), SPEC, type="ADDED")
+    assert cond(dict(patch["status"]), "Synced")["status"] == "True"
+    assert finalizers_after(patch, ["other.io/keep"]) == ["other.io/keep", FINALIZER]
+    # its own status patch coming back: no write, no new patch (not even a finalizer)
+    again = await event(m, meta(), SPEC, dict(patch["status"]))
+    assert not again and m.patches.sent == []
+
+
+async def test_delete_tombstones_then_releases_the_finalizer() -> None:
     store = MemoryConfigStore()
     m = memo(store)
     await run_reconcile(m, meta(), SPEC)
-    await delete(meta=meta(), spec=SPEC, memo=m, logger=LOG)
+    writer = asyncio.create_task(m.tombstones.run())
+    deleting = meta(deletionTimestamp="2026-12-01T00:00:00Z", finalizers=["a.io/x", FINALIZER])
+    patch = await event(m, deleting, SPEC)
     assert await store.get("default:support") is None
+    assert finalizers_after(patch, ["a.io/x", FINALIZER]) == ["a.io/x"]
     assert feed_of(m).bots == {}  # the controller forgets it
-    await store.close()
-    with pytest.raises(kopf.TemporaryError):
-        await delete(meta=meta(), spec=SPEC, memo=m, logger=LOG)
+    # the last event (kopf shows the finalizer still on a DELETED object): nothing more to do
+    revision = await store.current_revision()
+    await event(m, deleting, SPEC, type="DELETED")
+    assert await store.current_revision() == revision
+    writer.cancel()
 
 
-async def test_store_outage_is_a_temporary_error() -> None:
+async def test_many_deletes_share_one_writer() -> None:
     store = MemoryConfigStore()
     m = memo(store)
-    await store.close()
-    with pytest.raises(kopf.TemporaryError):
-        await run_reconcile(m, meta(), SPEC)
+    for i in range(200):
+        await store.put(f"default:b{i}", SPEC, generation=1, uid=f"u{i}")
+    writer = asyncio.create_task(m.tombstones.run())
+    deleting = [
+        meta(name=f"b{i}", uid=f"u{i}", deletionTimestamp="2026-12-01T00:00:00Z")
+        for i in range(200)
+    ]
+    patches = await asyncio.gather(*(event(m, d, SPEC) for d in deleting))
+    assert all(finalizers_after(p, [FINALIZER]) == [] for p in patches)
+    assert (await store.list())[0] == [] and m.tombstones.written == 200
+    writer.cancel()
+
+
+async def test_a_finalizer_waits_while_the_store_is_down() -> None:
+    store = Flaky()
+    m = memo(store)
+    await run_reconcile(m, meta(), SPEC)
+    writer = asyncio.create_task(m.tombstones.run())
+    store.down = True
+    deleting = meta(deletionTimestamp="2026-12-01T00:00:00Z")
+    handler = asyncio.create_task(event(m, deleting, SPEC))
+    await asyncio.sleep(0.1)
+    assert not handler.done() and m.tombstones.waiting == 1  # the finalizer stays meanwhile
+    store.down = False
+    patch = await asyncio.wait_for(handler, 5)
+    assert finalizers_after(patch, [FINALIZER]) == []
+    assert await store.get("default:support") is None
+    writer.cancel()
+
+
+async def test_deleted_without_our_finalizer_tombstones_only_its_own_entry() -> None:
+    store = MemoryConfigStore()
+    m = memo(store)
+    writer = asyncio.create_task(m.tombstones.run())
+    await store.put("default:support", SPEC, generation=1, uid="new-uid")  # recreated since
+    await event(m, meta(uid="old-uid", finalizers=[]), SPEC, type="DELETED")
+    assert (await store.get("default:support")) is not None
+    await event(m, meta(uid="new-uid", finalizers=[]), SPEC, type="DELETED")
+    assert (await store.get("default:support")) is None
+    writer.cancel()
+
+
+async def test_a_store_outage_is_reported_and_retried_by_the_controller() -> None:
+    store = Flaky()
+    m = memo(store)
+    store.down = True
+    patch = await event(m, meta(finalizers=[]), SPEC, type="ADDED")
+    status = dict(patch["status"])
+    assert cond(status, "Ready")["reason"] == "StoreUnavailable"
+    assert "connection refused" in cond(status, "Synced")["message"]
+    assert finalizers_after(patch, []) == [FINALIZER]  # held even before the first write
+    feed = feed_of(m)
+    assert await feed.resolve() == []  # still down: nothing written, retried later
+    store.down = False
+    assert await feed.resolve() == ["default:support"]
+    await feed.tick()
+    assert cond(m.patches.last(), "Synced")["status"] == "True"
+    assert (await store.get("default:support")) is not None
+
+
+async def test_a_restarted_operator_adopts_handled_bots_without_writing() -> None:
+    store = MemoryConfigStore()
+    first = memo(store)
+    status = await run_reconcile(first, meta(), SPEC)
+    await report(store, "r1", status["revision"])
+    revision = await store.current_revision()
+    m = memo(store)  # a new operator: kopf lists every Bot (type None)
+    patch = await event(m, meta(), SPEC, status, type=None)
+    assert not patch  # nothing patched at once
+    assert await feed_of(m).resolve() == []  # one listing resolves every adopted Bot
+    await feed_of(m).tick()  # and Ready is recomputed
+    assert await store.current_revision() == revision  # nothing rewritten
+    assert cond(m.patches.last(), "Ready")["status"] == "True"
+    # a Bot whose store entry was lost while the operator was away is written again
+    await store.delete("default:support")
+    m = memo(store)
+    await event(m, meta(), SPEC, status, type=None)
+    assert await feed_of(m).resolve() == ["default:support"]
 
 
 async def test_drift_repair_rewrites_a_wiped_store() -> None:
@@ -260,14 +405,13 @@ async def test_orphans_are_tombstoned() -> None:
     assert [e.bot_id for e in (await store.list())[0]] == ["default:a", "other:c"]
 
 
-def test_registry_holds_every_handler() -> None:
+def test_registry_holds_one_bot_handler_and_no_changing_handlers() -> None:
     registry = build_registry(OperatorSettings())
-    ids = {h.id for h in registry._spawning.get_all_handlers()} | {
-        h.id for h in registry._changing.get_all_handlers()
-    }
-    assert {"reconcile", "tombstone"} <= ids
-    assert "refresh" not in ids  # no timer per Bot
-    assert asyncio.iscoroutinefunction(reconcile)
+    assert {h.id for h in registry._watching.get_all_handlers()} == {"bot", "secrets"}
+    # no create/update/delete handlers: kopf keeps no diff-base annotation, adds no finalizer
+    # of its own and runs no timer per Bot
+    assert list(registry._changing.get_all_handlers()) == []
+    assert list(registry._spawning.get_all_handlers()) == []
 
 
 async def test_reports_cache_serves_timers_from_cache_but_waiters_fresh_reads() -> None:
@@ -299,11 +443,11 @@ async def test_a_handler_patch_landing_after_the_controllers_is_repaired() -> No
     ready = m.patches.last()
     assert cond(ready, "Ready")["status"] == "True"
     # kopf's patch of the handler's (older) view lands after the controller's
-    await observed(type="MODIFIED", meta=meta(), status=status, memo=m)
+    await event(m, meta(), SPEC, status)
     await feed.tick()
     assert cond(m.patches.last(), "Ready")["status"] == "True"
     assert len(m.patches.sent) == 2
     # the event of the controller's own patch changes nothing
-    await observed(type="MODIFIED", meta=meta(), status=m.patches.last(), memo=m)
+    await event(m, meta(), SPEC, m.patches.last())
     await feed.tick()
     assert len(m.patches.sent) == 2

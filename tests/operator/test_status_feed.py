@@ -306,3 +306,21 @@ async def test_the_handler_waits_for_a_patch_in_flight() -> None:
     release.set()
     await asyncio.gather(ticking, waiting)
     assert order == ["feed patched generation 1", "handler returns, kopf patches generation 2"]
+
+
+async def test_adopted_bots_are_checked_in_one_listing_without_writes() -> None:
+    clock = Clock()
+    feed, store, patcher, secrets = make(clock)
+    bots = [ref(f"b{i:04d}") for i in range(500)]
+    for bot in bots:
+        await apply(store, bot, secrets)
+    revision = await store.current_revision()
+    for bot in bots:  # a restarted operator finds them with their status current
+        feed.adopt(bot, {"observedGeneration": 1})
+    await feed.step()
+    assert store.listings == 0  # the batch gathers first
+    clock.now += 1
+    await feed.step()
+    assert store.listings == 1 and await store.current_revision() == revision
+    assert not any(b.unresolved for b in feed.bots.values())
+    assert len(patcher.sent) == 500  # the statuses recomputed (no replica: NoReplicas)
