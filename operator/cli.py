@@ -41,8 +41,10 @@ def add_parser(sub: Any) -> None:
     p.set_defaults(handler=run_operator)
 
 
-def _quiet_observed(record: logging.LogRecord) -> bool:
-    return not record.getMessage().startswith("Handler 'observed' succeeded")
+def _quiet_handlers(record: logging.LogRecord) -> bool:
+    return not record.getMessage().startswith(
+        ("Handler 'bot' succeeded", "Handler 'secrets' succeeded")
+    )
 
 
 def run_operator(args: argparse.Namespace, env: Mapping[str, str]) -> int:
@@ -57,8 +59,8 @@ def run_operator(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     # kopf logs every successful probe (each /healthz); failures still show as errors
     logging.getLogger("kopf.activities.probe").setLevel(logging.WARNING)
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)  # a line per liveness probe
-    # the status controller's event handler runs on every Bot event: no line per event
-    logging.getLogger("kopf.objects").addFilter(_quiet_observed)
+    # the event handlers run on every Bot and Secret event: no line per event
+    logging.getLogger("kopf.objects").addFilter(_quiet_handlers)
     namespaces: list[str] | None = None if args.all_namespaces else (args.namespace or ["default"])
     access = ClusterAccess(env, cfg.service_account_dir)
     try:

@@ -26,7 +26,7 @@ from kubebots.runtime.schema import API_GROUP, API_VERSION, PLURAL, bot_id_for
 from kubebots.runtime.store import StoreError, open_config_store
 
 from .kube import KubeSecretVersions, KubeStatusPatcher, describe_api_error, list_bot_ids
-from .liveness import api_probe
+from .liveness import api_probe, progress_probe
 from .login import login
 from .reconcile import Applied, BotRef, apply, forget_orphans, rotate_secret
 from .settings import OperatorSettings
@@ -35,6 +35,9 @@ from .status_feed import StatusFeed, StatusPatcher, Timing
 from .tombstones import Tombstones
 
 FINALIZER = "kubebots.io/finalizer"
+#: The diff-base annotation kopf kept on every Bot while the operator used its change handlers
+#: (a second copy of the spec in each object); removed in the first patch of a Bot that has it.
+LEGACY_DIFF_BASE = "last-handled-configuration"
 RESOURCE = (API_GROUP, API_VERSION, PLURAL)
 
 
@@ -92,9 +95,6 @@ def tune(settings: kopf.OperatorSettings, cfg: OperatorSettings) -> None:
     settings.persistence.finalizer = FINALIZER
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(
         prefix=cfg.annotation_prefix
-    )
-    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
-        prefix=cfg.annotation_prefix, key="last-handled-configuration"
     )
     settings.posting.level = logging.WARNING  # events for problems, not for every step
     settings.watching.server_timeout = 300
@@ -188,6 +188,9 @@ async def bot_event(
         return
     if FINALIZER not in finalizers:
         patch.fns.append(_add_finalizer)
+    legacy = f"{memo.cfg.annotation_prefix}/{LEGACY_DIFF_BASE}"
+    if legacy in (meta.get("annotations") or {}):
+        patch.meta.annotations[legacy] = None  # kopf's copy of the spec, from before 0.2
     ref = bot_ref(meta, spec)
     if feed.knows(ref):
         feed.saw(namespace, name, uid, dict(status))
@@ -262,6 +265,10 @@ def build_registry(cfg: OperatorSettings) -> kopf.OperatorRegistry:
     # /healthz (--liveness) fails once the API has not answered for api_liveness_timeout.
     kopf.on.probe(registry=registry, id="kubernetes-api", errors=kopf.ErrorsMode.PERMANENT)(
         api_probe
+    )
+    # ... and once a part of the operator has fallen behind for stall_timeout.
+    kopf.on.probe(registry=registry, id="progress", errors=kopf.ErrorsMode.PERMANENT)(
+        progress_probe
     )
     kopf.on.startup(registry=registry)(startup)
     kopf.on.cleanup(registry=registry)(cleanup)

@@ -1,5 +1,6 @@
 """Honest liveness: ``/healthz`` fails once the operator has not reached the Kubernetes API for
-longer than ``KUBEBOTS_API_LIVENESS_TIMEOUT``.
+longer than ``KUBEBOTS_API_LIVENESS_TIMEOUT``, or has fallen behind (a loop stopped, a handler
+hangs) for longer than ``KUBEBOTS_STALL_TIMEOUT``.
 
 kopf's ``--liveness`` endpoint runs the ``@kopf.on.probe`` handlers on each request (caching a
 success for 10 s): it answers 200 with their results, or 500 when one raises. Our probe asks the
@@ -17,8 +18,8 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable
-from typing import Any
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any, Protocol
 
 import kopf
 
@@ -87,4 +88,42 @@ async def api_probe(*, memo: kopf.Memo, **_: Any) -> dict[str, Any]:
     try:
         return await liveness.probe()
     except ApiUnreachableError as exc:
+        raise kopf.PermanentError(str(exc)) from None
+
+
+class Lagging(Protocol):
+    """A part of the operator that can fall behind: its lag in seconds and what it means."""
+
+    def lag(self) -> tuple[float, str]: ...
+
+
+class OperatorStalledError(Exception):
+    """A part of the operator has not progressed for longer than the stall timeout."""
+
+
+def progress(parts: Mapping[str, Lagging], *, timeout: float) -> dict[str, Any]:
+    """The lag of every part (kopf puts it in the ``/healthz`` body), or OperatorStalledError
+    once one lags more than ``timeout`` seconds. A config store that is down is no lag: the
+    parts keep retrying (and a restart would not bring the database back); a loop that stopped,
+    a call that hangs or a handler that never returns is."""
+    lags = {name: part.lag() for name, part in parts.items()}
+    for name, (lag, what) in lags.items():
+        if lag > timeout:
+            raise OperatorStalledError(f"{name} behind: {what} (limit {timeout:g}s)")
+    return {name: round(lag, 1) for name, (lag, _) in lags.items()}
+
+
+async def progress_probe(*, memo: kopf.Memo, **_: Any) -> dict[str, Any]:
+    """The second ``@kopf.on.probe`` handler: is the operator keeping up?"""
+    parts: dict[str, Lagging] = {
+        name: part
+        for name, part in (
+            ("status", memo.get("status_feed")),
+            ("tombstones", memo.get("tombstones")),
+        )
+        if part is not None  # made at startup
+    }
+    try:
+        return progress(parts, timeout=memo.cfg.stall_timeout)
+    except OperatorStalledError as exc:
         raise kopf.PermanentError(str(exc)) from None

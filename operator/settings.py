@@ -64,6 +64,13 @@ class OperatorSettings(BaseSettings):
         description="/healthz (--liveness) fails once the Kubernetes API has not answered the "
         "operator for longer than this (seconds), so the kubelet restarts a stuck operator.",
     )
+    stall_timeout: float = Field(
+        default=180.0,
+        gt=0,
+        description="/healthz fails once the status controller has not finished a step, a Bot "
+        "handler has run, or waiting tombstones have had no write attempt for longer than "
+        "this (seconds); a config store that is down does not count.",
+    )
     api_probe_timeout: float = Field(
         default=3.0,
         gt=0,

@@ -62,6 +62,7 @@ class Tracked:
     status: Mapping[str, Any] | None  # the last status patched or seen
     pending: bool = True  # written, not yet served by every live replica
     unresolved: bool = False  # the feed must check the store (adopted, or a write failed)
+    since: float = 0.0  # when a handler began on it (applied None), by the feed's clock
 
 
 def _signature(reports: Sequence[ReplicaReport]) -> dict[str, tuple[Any, ...]]:
@@ -95,6 +96,7 @@ class StatusFeed:
         self._next_repair = clock() + self._jittered()
         self._next_resolve = clock()
         self._store_down = False
+        self.beat = clock()  # when the loop last finished a step
 
     # -- fed by the handlers -------------------------------------------------------------------
 
@@ -137,7 +139,9 @@ class StatusFeed:
         old = self.bots.get((ref.namespace, ref.name))
         if old is not None and old.ref.uid == ref.uid and old.ref.generation > ref.generation:
             return
-        self.bots[(ref.namespace, ref.name)] = Tracked(ref, None, old.status if old else None)
+        self.bots[(ref.namespace, ref.name)] = Tracked(
+            ref, None, old.status if old else None, since=self._clock()
+        )
 
     def track(self, ref: BotRef, applied: Applied, status: Mapping[str, Any]) -> None:
         """The handler is done: ``status`` is what it patches; the feed takes over."""
@@ -218,9 +222,21 @@ class StatusFeed:
             await self.resolve()
             unresolved = any(b.unresolved for b in self.bots.values())
         busy = await self.tick()
+        self.beat = self._clock()
         delay = self._timing.fast if busy else self._timing.idle
         due = [self._next_repair] + ([self._next_resolve] if unresolved else [])
         return max(0.0, min(delay, min(due) - self._clock()))
+
+    def lag(self) -> tuple[float, str]:
+        """How far behind the feed is, in seconds, and what: the time since its loop last
+        finished a step, or the age of the oldest handler still running, whichever is older."""
+        now = self._clock()
+        loop = now - self.beat
+        handling = [now - b.since for b in self.bots.values() if b.applied is None and b.since]
+        oldest = max(handling, default=0.0)
+        if oldest > loop:
+            return oldest, f"a Bot handler has been running for {oldest:.0f}s"
+        return loop, f"the status controller last finished a step {loop:.0f}s ago"
 
     async def tick(self) -> bool:
         """One read of the replica reports; patches what changed. True while busy."""

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from kubebots.runtime.store import ConfigStore, StoreError
@@ -28,9 +30,17 @@ class _Ask:
 
 
 class Tombstones:
-    def __init__(self, store: ConfigStore, *, retry: float = 2.0) -> None:
+    def __init__(
+        self,
+        store: ConfigStore,
+        *,
+        retry: float = 2.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.store = store
         self._retry = retry
+        self._clock = clock
+        self._beat = clock()  # when the writer last finished an attempt (or had nothing to do)
         self._asked: dict[str, _Ask] = {}
         self._wake = asyncio.Event()
         self.written = 0  # tombstones written since the start (for the logs and tests)
@@ -53,17 +63,28 @@ class Tombstones:
         """Bots whose tombstone is asked for and not written yet."""
         return len(self._asked)
 
+    def lag(self) -> tuple[float, str]:
+        """Seconds since the writer last finished an attempt while tombstones wait (0 when none
+        wait): a store that refuses still counts as progress, a hung call does not."""
+        if not self._asked:
+            return 0.0, "no tombstone waits"
+        lag = self._clock() - self._beat
+        return lag, f"{len(self._asked)} tombstone(s) wait; the last write ended {lag:.0f}s ago"
+
     async def run(self) -> None:
         """Forever (cancelled at cleanup)."""
         down = False
         while True:
+            self._beat = self._clock()
             await self._wake.wait()
             self._wake.clear()
+            self._beat = self._clock()
             while self._asked:
                 bot_id, ask = next(iter(self._asked.items()))
                 try:
                     await self._tombstone(bot_id, ask.uid)
                 except StoreError as exc:
+                    self._beat = self._clock()
                     if not down:
                         log.warning(
                             f"{len(self._asked)} tombstone(s) wait: config store unavailable "
@@ -75,6 +96,7 @@ class Tombstones:
                 if down:
                     log.info("config store available again: writing the tombstones")
                 down = False
+                self._beat = self._clock()
                 del self._asked[bot_id]
                 self.written += 1
                 for waiter in ask.waiters:

@@ -451,3 +451,10 @@ async def test_a_handler_patch_landing_after_the_controllers_is_repaired() -> No
     await event(m, meta(), SPEC, m.patches.last())
     await feed.tick()
     assert len(m.patches.sent) == 2
+
+
+async def test_the_diff_base_of_older_operators_is_removed() -> None:
+    m = memo(MemoryConfigStore())
+    old = meta(annotations={"kubebots.io/last-handled-configuration": '{"spec": {}}', "a": "b"})
+    patch = await event(m, old, SPEC, type=None)
+    assert patch["metadata"]["annotations"] == {"kubebots.io/last-handled-configuration": None}

@@ -6,11 +6,26 @@ or fails as told, a clock that moves when told); the kopf handler is called as k
 
 from __future__ import annotations
 
+import asyncio
+from typing import Any
+
 import kopf
 import pytest
 from kubernetes.client.exceptions import ApiException
 
-from kubebots.operator.liveness import ApiLiveness, ApiUnreachableError, api_probe
+from kubebots.operator.liveness import (
+    ApiLiveness,
+    ApiUnreachableError,
+    OperatorStalledError,
+    api_probe,
+    progress,
+    progress_probe,
+)
+from kubebots.operator.reconcile import BotRef
+from kubebots.operator.settings import OperatorSettings
+from kubebots.operator.status_feed import StatusFeed, Timing
+from kubebots.operator.tombstones import Tombstones
+from kubebots.runtime.store import MemoryConfigStore, StoreError
 
 
 class Clock:
@@ -110,3 +125,89 @@ async def test_the_kopf_probe_raises_a_permanent_error_so_kopf_answers_500_at_on
     clock.now += 6
     with pytest.raises(kopf.PermanentError, match="has not answered for 6s"):
         await api_probe(memo=memo, logger=None)
+
+
+# -- falling behind ---------------------------------------------------------------------------
+
+
+class HangingStore(MemoryConfigStore):
+    """Every delete hangs until ``release`` is set (a call that never returns), or fails while
+    ``down`` (a store outage)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.release = asyncio.Event()
+        self.down = False
+
+    async def delete(self, bot_id: str) -> int:
+        if self.down:
+            raise StoreError("PostgreSQL connection failed: connection refused")
+        await self.release.wait()
+        return await super().delete(bot_id)
+
+
+class Nothing:
+    async def patch(self, namespace: str, name: str, status: Any) -> bool:
+        return True
+
+    async def version(self, namespace: str, name: str, key: str) -> str:
+        return "1"
+
+
+def parts(clock: Clock, store: MemoryConfigStore) -> tuple[StatusFeed, Tombstones]:
+    timing = Timing(fast=0.25, idle=2, drift=60, replica_max_age=15, retry=0.01)
+    feed = StatusFeed(store, Nothing(), Nothing(), timing, clock=clock)
+    return feed, Tombstones(store, retry=0.01, clock=clock)
+
+
+async def test_a_status_loop_that_stopped_fails_liveness() -> None:
+    clock, store = Clock(), MemoryConfigStore()
+    feed, tombstones = parts(clock, store)
+    memo = kopf.Memo(
+        cfg=OperatorSettings(stall_timeout=180), status_feed=feed, tombstones=tombstones
+    )
+    await feed.step()
+    clock.now += 100
+    assert await progress_probe(memo=memo) == {"status": 100.0, "tombstones": 0.0}
+    clock.now += 100  # no step for 200 s: the loop is gone or hangs
+    with pytest.raises(kopf.PermanentError, match="status behind: the status controller last"):
+        await progress_probe(memo=memo)
+    await feed.step()
+    assert (await progress_probe(memo=memo))["status"] == 0.0
+
+
+async def test_a_hanging_handler_fails_liveness() -> None:
+    clock, store = Clock(), MemoryConfigStore()
+    feed, _ = parts(clock, store)
+    feed.begin(BotRef("ns", "b", "u", 1, {}))  # and never returns
+    clock.now += 181
+    feed.beat = clock.now  # the loop itself keeps stepping
+    with pytest.raises(OperatorStalledError, match="a Bot handler has been running for 181s"):
+        progress({"status": feed}, timeout=180)
+
+
+async def test_tombstones_stuck_in_a_call_fail_liveness_a_store_outage_does_not() -> None:
+    clock, store = Clock(), HangingStore()
+    await store.put("ns:b", {"llm": {"provider": "echo"}}, generation=1, uid="u")
+    _, tombstones = parts(clock, store)
+    writer = asyncio.create_task(tombstones.run())
+    asking = asyncio.create_task(tombstones.write("ns:b"))
+    await asyncio.sleep(0.01)
+    clock.now += 181  # the delete never returns
+    with pytest.raises(OperatorStalledError, match="1 tombstone"):
+        progress({"tombstones": tombstones}, timeout=180)
+    store.release.set()
+    await asyncio.wait_for(asking, 5)
+    assert progress({"tombstones": tombstones}, timeout=180) == {"tombstones": 0.0}
+    store.down = True  # an outage: every attempt fails at once and is retried
+    await store.put("ns:c", {"llm": {"provider": "echo"}}, generation=1, uid="u")
+    asking = asyncio.create_task(tombstones.write("ns:c"))
+    await asyncio.sleep(0.05)
+    clock.now += 181
+    await asyncio.sleep(0.05)  # a retry since: that is progress, no restart would help
+    assert progress({"tombstones": tombstones}, timeout=180)["tombstones"] < 1
+    assert tombstones.waiting == 1 and not asking.done()
+    store.down = False
+    await asyncio.wait_for(asking, 5)
+    assert await store.get("ns:c") is None
+    writer.cancel()
