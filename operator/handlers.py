@@ -17,7 +17,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, cast
 
 import kopf
 from kubernetes import client
@@ -35,6 +35,7 @@ from .status_feed import StatusFeed, StatusPatcher, Timing
 from .tombstones import Tombstones
 
 FINALIZER = "kubebots.io/finalizer"
+KOPF_FINALIZER = "kopf.kubebots.io/unused"
 #: The diff-base annotation kopf kept on every Bot while the operator used its change handlers
 #: (a second copy of the spec in each object); removed in the first patch of a Bot that has it.
 LEGACY_DIFF_BASE = "last-handled-configuration"
@@ -90,12 +91,29 @@ async def wait_served(memo: Any, bot_id: str, revision: int, cfg: OperatorSettin
         await asyncio.sleep(0.02)
 
 
+class NoDiffBase(kopf.DiffBaseStorage):
+    """No diff-base: with no change handlers kopf needs none, and its default builds one (a deep
+    copy of the object) on every event only to compare it with nothing."""
+
+    def build(self, *, body: kopf.Body, extra_fields: Any = None) -> kopf.BodyEssence:
+        return cast(kopf.BodyEssence, {})
+
+    def fetch(self, *, body: kopf.Body) -> kopf.BodyEssence | None:
+        return None
+
+    def store(self, *, body: kopf.Body, patch: kopf.Patch, essence: kopf.BodyEssence) -> None:
+        return None
+
+
 def tune(settings: kopf.OperatorSettings, cfg: OperatorSettings) -> None:
-    """kopf settings: our own finalizer and annotation prefix, sane timeouts, event level."""
-    settings.persistence.finalizer = FINALIZER
+    """kopf settings: no diff-base, our annotation prefix, sane timeouts, event level."""
+    # kopf removes *its* finalizer from any object no handler of its needs one for: ours is
+    # handled by bot_event, so kopf's is given a name of its own (never set on any object).
+    settings.persistence.finalizer = KOPF_FINALIZER
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(
         prefix=cfg.annotation_prefix
     )
+    settings.persistence.diffbase_storage = NoDiffBase()
     settings.posting.level = logging.WARNING  # events for problems, not for every step
     settings.watching.server_timeout = 300
     settings.watching.client_timeout = 330
@@ -174,12 +192,13 @@ async def bot_event(
     """
     feed: StatusFeed = memo.status_feed
     namespace, name, uid = str(meta["namespace"]), str(meta["name"]), str(meta["uid"])
-    finalizers = list(meta.get("finalizers") or [])
     if type == "DELETED":
+        # Normally tombstoned already (below). Gone without it (our finalizer removed by hand,
+        # the deletion missed): its own entry only, never one of a Bot recreated since.
         feed.forget(namespace, name, uid)
-        if FINALIZER not in finalizers:  # removed by hand before we saw the deletion
-            await memo.tombstones.write(bot_id_for(namespace, name), uid=uid)
+        await memo.tombstones.write(bot_id_for(namespace, name), uid=uid)
         return
+    finalizers = list(meta.get("finalizers") or [])
     if meta.get("deletionTimestamp"):
         if FINALIZER in finalizers:
             feed.forget(namespace, name, uid)

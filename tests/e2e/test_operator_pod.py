@@ -183,7 +183,9 @@ def test_liveness_fails_while_the_api_is_frozen_or_gone_and_recovers() -> None:
                 return r.json() if r.status_code == 200 else None
 
             ok = wait_until(body, "/healthz 200", 60, on_fail=op.tail)
-            assert ok == {"kubernetes-api": {"api": "ok"}}
+            assert ok["kubernetes-api"] == {"api": "ok"}
+            assert set(ok["progress"]) == {"status", "tombstones"}  # the lag of each, seconds
+            assert all(lag < 5 for lag in ok["progress"].values())
 
             def fails() -> bool:
                 assert op.alive, op.tail()

@@ -458,3 +458,14 @@ async def test_the_diff_base_of_older_operators_is_removed() -> None:
     old = meta(annotations={"kubebots.io/last-handled-configuration": '{"spec": {}}', "a": "b"})
     patch = await event(m, old, SPEC, type=None)
     assert patch["metadata"]["annotations"] == {"kubebots.io/last-handled-configuration": None}
+
+
+def test_kopf_leaves_our_finalizer_and_builds_no_diff_base() -> None:
+    from kubebots.operator.handlers import tune
+
+    settings = kopf.OperatorSettings()
+    tune(settings, OperatorSettings())
+    # kopf removes its own finalizer from objects none of its handlers needs it for
+    assert settings.persistence.finalizer != FINALIZER
+    body = kopf.Body({"metadata": {"name": "b"}, "spec": {"big": "x" * 1000}})
+    assert settings.persistence.diffbase_storage.build(body=body) == {}
