@@ -193,10 +193,10 @@ async def bot_event(
     feed: StatusFeed = memo.status_feed
     namespace, name, uid = str(meta["namespace"]), str(meta["name"]), str(meta["uid"])
     if type == "DELETED":
-        # Normally tombstoned already (below). Gone without it (our finalizer removed by hand,
-        # the deletion missed): its own entry only, never one of a Bot recreated since.
-        feed.forget(namespace, name, uid)
-        await memo.tombstones.write(bot_id_for(namespace, name), uid=uid)
+        # Normally tombstoned (below) and forgotten already. Still tracked: gone without our
+        # finalizer (removed by hand): its own entry only, never one of a Bot recreated since.
+        if feed.forget(namespace, name, uid):
+            await memo.tombstones.write(bot_id_for(namespace, name), uid=uid)
         return
     finalizers = list(meta.get("finalizers") or [])
     if meta.get("deletionTimestamp"):

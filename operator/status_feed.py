@@ -160,11 +160,14 @@ class StatusFeed:
         if done is not None:
             await done.wait()
 
-    def forget(self, namespace: str, name: str, uid: str | None = None) -> None:
+    def forget(self, namespace: str, name: str, uid: str | None = None) -> bool:
+        """Stop tracking a Bot (of ``uid``, if given); whether it was tracked."""
         bot = self.bots.get((namespace, name))
-        if bot is not None and (uid is None or bot.ref.uid == uid):
-            del self.bots[(namespace, name)]
-            self._dirty.discard((namespace, name))
+        if bot is None or (uid is not None and bot.ref.uid != uid):
+            return False
+        del self.bots[(namespace, name)]
+        self._dirty.discard((namespace, name))
+        return True
 
     def saw(self, namespace: str, name: str, uid: str, status: Mapping[str, Any] | None) -> None:
         """A watch event's status: if it is not the one the feed holds (a handler's patch that

@@ -11,6 +11,7 @@ import json
 import subprocess
 import time
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 from tests.e2e.conftest import is_ready_for_generation
@@ -32,18 +33,30 @@ def _bot(i: int) -> dict[str, Any]:
     }
 
 
-def _operator_memory_bytes() -> int:
-    """The operator container's memory use (its cgroup, as docker reports it)."""
+def _operator_container() -> str:
+    """The full id of the operator's container (the one docker runs for its pod)."""
     docker = docker_binary()
     ids = subprocess.run(
-        [docker, "ps", "-q", "--filter", "label=io.kubernetes.container.name=operator"],
+        [
+            docker,
+            "ps",
+            "-q",
+            "--no-trunc",
+            "--filter",
+            "label=io.kubernetes.container.name=operator",
+        ],
         capture_output=True,
         text=True,
         check=True,
     ).stdout.split()
     assert len(ids) == 1, f"expected one operator container, found {ids}"
+    return ids[0]
+
+
+def _operator_memory_bytes() -> int:
+    """The operator container's memory use (its cgroup, as docker reports it)."""
     out = subprocess.run(
-        [docker, "stats", "--no-stream", "--format", "{{json .}}", ids[0]],
+        [docker_binary(), "stats", "--no-stream", "--format", "{{json .}}", _operator_container()],
         capture_output=True,
         text=True,
         check=True,
@@ -54,6 +67,28 @@ def _operator_memory_bytes() -> int:
         if used.endswith(unit):
             return int(float(used[: -len(unit)]) * factor)
     raise AssertionError(f"cannot read docker's memory figure {used!r}")
+
+
+class CpuUse:
+    """The operator container's CPU time and CFS throttling, from its cgroup (v1 or v2)."""
+
+    def __init__(self) -> None:
+        cid = _operator_container()
+        found = sorted(Path("/sys/fs/cgroup").glob(f"**/{cid}*/cpu.stat"))
+        assert found, f"no cgroup holds container {cid}"
+        self.stat = found[0]
+        self.usage = self.stat.parent / "cpuacct.usage"  # v1; v2 has usage_usec in cpu.stat
+        if not self.usage.exists():
+            usage = sorted(Path("/sys/fs/cgroup").glob(f"**/{cid}*/cpuacct.usage"))
+            self.usage = usage[0] if usage else self.usage
+
+    def read(self) -> tuple[float, float]:
+        """(CPU seconds used, seconds throttled) since the container started."""
+        stat = dict(line.split() for line in self.stat.read_text().splitlines())
+        if "usage_usec" in stat:  # cgroup v2
+            return int(stat["usage_usec"]) / 1e6, int(stat.get("throttled_usec", 0)) / 1e6
+        used = int(self.usage.read_text()) / 1e9
+        return used, int(stat.get("throttled_time", 0)) / 1e9
 
 
 def _limit_bytes(quantity: str) -> int:
@@ -74,6 +109,8 @@ def test_1000_bots_at_once_within_the_shipped_limits(cluster: Quickstart) -> Non
         assert status == 201, (status, body)
         return status
 
+    cpu = CpuUse()
+    cpu0 = cpu.read()
     began = time.monotonic()
     with ThreadPoolExecutor(THREADS) as pool:
         list(pool.map(create, range(COUNT)))
@@ -88,7 +125,9 @@ def test_1000_bots_at_once_within_the_shipped_limits(cluster: Quickstart) -> Non
 
     wait_until(all_ready, f"{COUNT} Bots Ready", 600, 2.0, cluster.explain)
     ready = time.monotonic() - began
+    cpu1 = cpu.read()
     time.sleep(10)  # idle with every Bot Ready
+    cpu2 = cpu.read()
     idle = _operator_memory_bytes()
     peak = max(peak, idle)
 
@@ -100,10 +139,14 @@ def test_1000_bots_at_once_within_the_shipped_limits(cluster: Quickstart) -> Non
 
     wait_until(gone, f"namespace {NAMESPACE} with {COUNT} Bots gone", 600, 1.0, cluster.explain)
     deleted = time.monotonic() - began
+    cpu3 = cpu.read()
     print(
         f"\n[scale] {COUNT} Bots POSTed ({THREADS} threads) in {created:.1f}s, all Ready after"
         f" {ready:.1f}s; operator memory peak {peak / 2**20:.0f} MiB, idle {idle / 2**20:.0f} MiB"
-        f" (limit {limit / 2**20:.0f} MiB); namespace deleted in {deleted:.1f}s"
+        f" (limit {limit / 2**20:.0f} MiB); namespace deleted in {deleted:.1f}s\n[scale] operator"
+        f" CPU: creates {cpu1[0] - cpu0[0]:.1f}s (throttled {cpu1[1] - cpu0[1]:.1f}s), idle"
+        f" {(cpu2[0] - cpu1[0]) / 10 * 100:.1f}% of a core, delete {cpu3[0] - cpu2[0]:.1f}s"
+        f" (throttled {cpu3[1] - cpu2[1]:.1f}s)"
     )
     (after,) = cluster.pods(OPERATOR)
     assert after["metadata"]["name"] == operator["metadata"]["name"], "the operator pod changed"
