@@ -51,6 +51,12 @@ class OperatorSettings(BaseSettings):
         description="A write the config store refused (down) is retried this often, and so "
         "are tombstones; finalizers wait for theirs (seconds).",
     )
+    api_connections: int = Field(
+        default=8,
+        ge=1,
+        description="Keep-alive connections kopf sends its requests (patches) on, beside its "
+        "watch streams; requests beyond wait for one (a burst then costs no TLS handshakes).",
+    )
     reports_ttl: float = Field(
         default=0.1,
         ge=0,

@@ -5,9 +5,14 @@ Real files in a temporary service-account directory and a real kubeconfig.
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
-from kubebots.operator.login import connection_info
+import certifi
+import kopf
+
+from kubebots.operator.login import connection_info, login, pool_size
+from kubebots.operator.settings import OperatorSettings
 from kubebots.runtime.kube_config import ClusterAccess
 from tests.runtime.test_kube_config import kubeconfig, service_account
 
@@ -44,3 +49,32 @@ def test_outside_a_pod_the_kubeconfig_is_used(tmp_path: Path) -> None:
     assert (info.scheme, info.token) == ("Bearer", "kubeconfig-token")
     assert info.insecure is True
     assert access.describe() == f"kubeconfig {path}"
+
+
+def pod_account(tmp_path: Path) -> Path:
+    """A service account directory whose ca.crt is a real PEM bundle (TLS contexts load it)."""
+    sa = service_account(tmp_path, token="the-pod-token")
+    (sa / "ca.crt").write_text(Path(certifi.where()).read_text())
+    return sa
+
+
+async def test_kopf_gets_a_bounded_keep_alive_pool_with_the_same_credentials(
+    tmp_path: Path,
+) -> None:
+    sa = pod_account(tmp_path)
+    env = {"KUBERNETES_SERVICE_HOST": "10.0.0.1", "KUBERNETES_SERVICE_PORT": "443"}
+    memo = kopf.Memo(
+        cluster=ClusterAccess(env, sa),
+        cfg=OperatorSettings(api_connections=8),
+        namespaces=["a", "b"],
+    )
+    got = await login(memo=memo, settings=kopf.OperatorSettings(), logger=logging.getLogger("t"))
+    try:
+        assert isinstance(got, kopf.AiohttpSession) and got.server == "https://10.0.0.1:443"
+        session = got.aiohttp_session
+        assert session.headers["Authorization"] == "bearer the-pod-token"
+        # 8 for requests, 2 watches per namespace (Bots, Secrets), 1 for the peering
+        assert session.connector is not None and session.connector.limit == 8 + 4 + 1
+        assert pool_size(8, None) == 8 + 2 + 1  # cluster-wide
+    finally:
+        await got.aiohttp_session.close()
