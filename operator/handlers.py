@@ -17,7 +17,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Mapping
-from typing import Any, cast
+from typing import Any, Protocol, cast
 
 import kopf
 from kubernetes import client
@@ -25,7 +25,13 @@ from kubernetes import client
 from kubebots.runtime.schema import API_GROUP, API_VERSION, PLURAL, bot_id_for
 from kubebots.runtime.store import StoreError, open_config_store
 
-from .kube import KubeSecretVersions, KubeStatusPatcher, describe_api_error, list_bot_ids
+from .kube import (
+    KubeFinalizers,
+    KubeSecretVersions,
+    KubeStatusPatcher,
+    describe_api_error,
+    list_bot_ids,
+)
 from .liveness import api_probe, progress_probe
 from .login import login
 from .reconcile import Applied, BotRef, apply, forget_orphans, rotate_secret
@@ -131,6 +137,7 @@ async def startup(
     # (and answers /healthz); its handlers retry until the store answers.
     memo.store = await open_config_store(cfg.store, prefix=cfg.table_prefix, wait_for_server=True)
     memo.secrets = KubeSecretVersions(client.CoreV1Api(memo.api_client))
+    memo.finalizers = KubeFinalizers(client.CustomObjectsApi(memo.api_client), FINALIZER)
     feed = make_feed(memo, KubeStatusPatcher(client.CustomObjectsApi(memo.api_client)))
     memo.tombstones = Tombstones(memo.store, retry=cfg.retry_interval)
     memo.tasks = [
@@ -158,18 +165,13 @@ async def cleanup(*, memo: kopf.Memo, **_: Any) -> None:
         await store.close()
 
 
-def _add_finalizer(body: kopf.RawBody) -> None:
-    """A kopf patch function (sent as a JSON patch tested on the resourceVersion)."""
-    meta = body.setdefault("metadata", {})
-    finalizers = meta.setdefault("finalizers", [])
-    if FINALIZER not in finalizers:
-        finalizers.append(FINALIZER)
+class Finalizers(Protocol):
+    """Our finalizer on a Bot, as of the object ``meta`` shows; False when the object changed
+    since (or is gone): its next event tries again."""
 
+    async def add(self, namespace: str, name: str, meta: Mapping[str, Any]) -> bool: ...
 
-def _remove_finalizer(body: kopf.RawBody) -> None:
-    meta = body.get("metadata")
-    if meta is not None:
-        meta["finalizers"] = [f for f in meta.get("finalizers") or [] if f != FINALIZER]
+    async def remove(self, namespace: str, name: str, meta: Mapping[str, Any]) -> bool: ...
 
 
 async def bot_event(
@@ -185,10 +187,11 @@ async def bot_event(
 ) -> None:
     """Every Bot watch event (``type`` None: found by kopf's initial listing).
 
-    Level-triggered: a generation the operator has not handled is written to the store and its
-    status patched (with the finalizer, in the one patch cycle kopf sends); a deleted Bot is
-    tombstoned, then its finalizer released in the same cycle; anything else only shows the
-    status controller the status that landed. kopf keeps no diff-base or progress annotation.
+    Level-triggered: our finalizer first (a Bot in the store always has it); a generation the
+    operator has not handled is written to the store and its status patched (kopf's patch
+    cycle: one merge patch of the status); a deleted Bot is tombstoned, then its finalizer
+    released; anything else only shows the status controller the status that landed. kopf keeps
+    no diff-base or progress annotation.
     """
     feed: StatusFeed = memo.status_feed
     namespace, name, uid = str(meta["namespace"]), str(meta["name"]), str(meta["uid"])
@@ -199,14 +202,15 @@ async def bot_event(
             await memo.tombstones.write(bot_id_for(namespace, name), uid=uid)
         return
     finalizers = list(meta.get("finalizers") or [])
+    fin: Finalizers = memo.finalizers
     if meta.get("deletionTimestamp"):
         if FINALIZER in finalizers:
             feed.forget(namespace, name, uid)
             await memo.tombstones.write(bot_id_for(namespace, name))
-            patch.fns.append(_remove_finalizer)
+            await fin.remove(namespace, name, meta)
         return
-    if FINALIZER not in finalizers:
-        patch.fns.append(_add_finalizer)
+    if FINALIZER not in finalizers and not await fin.add(namespace, name, meta):
+        return  # changed since this event (or gone): the next event comes with the change
     legacy = f"{memo.cfg.annotation_prefix}/{LEGACY_DIFF_BASE}"
     if legacy in (meta.get("annotations") or {}):
         patch.meta.annotations[legacy] = None  # kopf's copy of the spec, from before 0.2

@@ -133,6 +133,57 @@ class KubeStatusPatcher:
         return await asyncio.to_thread(self._patch, namespace, name, status)
 
 
+class KubeFinalizers:
+    """Our finalizer on a Bot, added or removed by a JSON patch that tests what it changes (the
+    resourceVersion, or the finalizer at its index): a concurrent change to the list makes the
+    patch fail (422/409) and the next event retries it, so another controller's finalizer is
+    never lost. kopf's own way, a diff of the whole object per patch, cost ~2 ms of CPU a Bot."""
+
+    def __init__(self, api: client.CustomObjectsApi, finalizer: str) -> None:
+        self._api = api
+        self.finalizer = finalizer
+
+    def _patch(self, namespace: str, name: str, ops: list[dict[str, Any]]) -> bool:
+        try:
+            self._api.patch_namespaced_custom_object(
+                API_GROUP,
+                API_VERSION,
+                namespace,
+                PLURAL,
+                name,
+                ops,
+                _content_type="application/json-patch+json",
+            )
+        except ApiException as exc:
+            if exc.status in (404, 409, 422):  # gone, or changed since: the next event retries
+                return False
+            raise
+        return True
+
+    async def add(self, namespace: str, name: str, meta: Mapping[str, Any]) -> bool:
+        """Add ours to the finalizers ``meta`` shows (if the object still has that version)."""
+        current = list(meta.get("finalizers") or [])
+        test = {"op": "test", "path": "/metadata/resourceVersion", "value": meta["resourceVersion"]}
+        add = (
+            {"op": "add", "path": "/metadata/finalizers/-", "value": self.finalizer}
+            if current
+            else {"op": "add", "path": "/metadata/finalizers", "value": [self.finalizer]}
+        )
+        return await asyncio.to_thread(self._patch, namespace, name, [test, add])
+
+    async def remove(self, namespace: str, name: str, meta: Mapping[str, Any]) -> bool:
+        """Remove ours from the finalizers ``meta`` shows (if it is still at that index)."""
+        current = list(meta.get("finalizers") or [])
+        if self.finalizer not in current:
+            return True
+        path = f"/metadata/finalizers/{current.index(self.finalizer)}"
+        ops = [
+            {"op": "test", "path": path, "value": self.finalizer},
+            {"op": "remove", "path": path},
+        ]
+        return await asyncio.to_thread(self._patch, namespace, name, ops)
+
+
 async def list_bot_ids(api: client.CustomObjectsApi, namespaces: list[str] | None) -> set[str]:
     """Ids of every Bot in the watched namespaces (``None``: the whole cluster)."""
     return await asyncio.to_thread(_list_bot_ids, api, namespaces)

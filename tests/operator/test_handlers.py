@@ -67,6 +67,7 @@ def memo(store: MemoryConfigStore, secrets: Secrets | None = None) -> kopf.Memo:
     m.patches = Patches()
     make_feed(m, m.patches)
     m.tombstones = Tombstones(store, retry=0.01)
+    m.finalizers = Finalizers()
     return m
 
 
@@ -266,22 +267,53 @@ class Flaky(MemoryConfigStore):
         return await super().list()
 
 
-def finalizers_after(patch: kopf.Patch, finalizers: list[str]) -> list[str]:
-    """The finalizers a Bot holds once kopf applied ``patch``'s functions to it."""
-    body: Any = {"metadata": {"finalizers": list(finalizers)}}
-    for fn in patch.fns:
-        fn(body)
-    return list(body["metadata"].get("finalizers", []))
+class Finalizers:
+    """Each Bot's finalizers as the API would hold them after our JSON patches; ``stale`` names
+    Bots whose object changed since the event (the test of the patch fails)."""
+
+    def __init__(self) -> None:
+        self.held: dict[str, list[str]] = {}
+        self.stale: set[str] = set()
+        self.calls = 0
+
+    async def add(self, namespace: str, name: str, meta: Any) -> bool:
+        self.calls += 1
+        if name in self.stale:
+            return False
+        self.held[name] = [*(meta.get("finalizers") or []), FINALIZER]
+        return True
+
+    async def remove(self, namespace: str, name: str, meta: Any) -> bool:
+        self.calls += 1
+        if name in self.stale:
+            return False
+        self.held[name] = [f for f in meta.get("finalizers") or [] if f != FINALIZER]
+        return True
 
 
-async def test_the_first_patch_carries_the_finalizer_and_the_status() -> None:
-    m = memo(MemoryConfigStore())
+async def test_the_finalizer_comes_first_then_the_write_and_the_status() -> None:
+    store = MemoryConfigStore()
+    m = memo(store)
     patch = await event(m, meta(finalizers=["other.io/keep"]), SPEC, type="ADDED")
+    assert m.finalizers.held["support"] == ["other.io/keep", FINALIZER]
     assert cond(dict(patch["status"]), "Synced")["status"] == "True"
-    assert finalizers_after(patch, ["other.io/keep"]) == ["other.io/keep", FINALIZER]
-    # its own status patch coming back: no write, no new patch (not even a finalizer)
+    assert list(patch) == ["status"]  # kopf's patch: the status only, no diff of the object
+    # its own status patch coming back: no write, no new patch, no finalizer call
+    calls, revision = m.finalizers.calls, await store.current_revision()
     again = await event(m, meta(), SPEC, dict(patch["status"]))
-    assert not again and m.patches.sent == []
+    assert not again and m.patches.sent == [] and m.finalizers.calls == calls
+    assert await store.current_revision() == revision
+
+
+async def test_a_bot_changed_since_its_event_waits_for_the_next_one() -> None:
+    store = MemoryConfigStore()
+    m = memo(store)
+    m.finalizers.stale.add("support")
+    patch = await event(m, meta(finalizers=[]), SPEC, type="ADDED")
+    assert not patch and await store.get("default:support") is None  # nothing written yet
+    m.finalizers.stale.clear()
+    patch = await event(m, meta(finalizers=[]), SPEC)
+    assert await store.get("default:support") is not None and "status" in patch
 
 
 async def test_delete_tombstones_then_releases_the_finalizer() -> None:
@@ -290,9 +322,9 @@ async def test_delete_tombstones_then_releases_the_finalizer() -> None:
     await run_reconcile(m, meta(), SPEC)
     writer = asyncio.create_task(m.tombstones.run())
     deleting = meta(deletionTimestamp="2026-12-01T00:00:00Z", finalizers=["a.io/x", FINALIZER])
-    patch = await event(m, deleting, SPEC)
+    await event(m, deleting, SPEC)
     assert await store.get("default:support") is None
-    assert finalizers_after(patch, ["a.io/x", FINALIZER]) == ["a.io/x"]
+    assert m.finalizers.held["support"] == ["a.io/x"]  # only ours removed, after the tombstone
     assert feed_of(m).bots == {}  # the controller forgets it
     # the last event (kopf shows the finalizer still on a DELETED object): nothing more to do
     revision = await store.current_revision()
@@ -311,8 +343,8 @@ async def test_many_deletes_share_one_writer() -> None:
         meta(name=f"b{i}", uid=f"u{i}", deletionTimestamp="2026-12-01T00:00:00Z")
         for i in range(200)
     ]
-    patches = await asyncio.gather(*(event(m, d, SPEC) for d in deleting))
-    assert all(finalizers_after(p, [FINALIZER]) == [] for p in patches)
+    await asyncio.gather(*(event(m, d, SPEC) for d in deleting))
+    assert all(m.finalizers.held[f"b{i}"] == [] for i in range(200))
     assert (await store.list())[0] == [] and m.tombstones.written == 200
     writer.cancel()
 
@@ -327,9 +359,10 @@ async def test_a_finalizer_waits_while_the_store_is_down() -> None:
     handler = asyncio.create_task(event(m, deleting, SPEC))
     await asyncio.sleep(0.1)
     assert not handler.done() and m.tombstones.waiting == 1  # the finalizer stays meanwhile
+    assert "support" not in m.finalizers.held
     store.down = False
-    patch = await asyncio.wait_for(handler, 5)
-    assert finalizers_after(patch, [FINALIZER]) == []
+    await asyncio.wait_for(handler, 5)
+    assert m.finalizers.held["support"] == []
     assert await store.get("default:support") is None
     writer.cancel()
 
@@ -357,7 +390,7 @@ async def test_a_store_outage_is_reported_and_retried_by_the_controller() -> Non
     status = dict(patch["status"])
     assert cond(status, "Ready")["reason"] == "StoreUnavailable"
     assert "connection refused" in cond(status, "Synced")["message"]
-    assert finalizers_after(patch, []) == [FINALIZER]  # held even before the first write
+    assert m.finalizers.held["support"] == [FINALIZER]  # held before the first write
     feed = feed_of(m)
     assert await feed.resolve() == []  # still down: nothing written, retried later
     store.down = False
