@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from . import record, sections
+from . import cluster, record, sections
 from .machine import header, machine
 from .record import Results
 
@@ -22,6 +22,7 @@ SECTIONS: dict[str, Callable[[Results], None]] = {
     "backends": sections.backends,
     "propagation": sections.store_propagation,
     "e2e": sections.kubernetes,
+    "cluster": cluster.section,
     "scale": sections.scale,
     "http": sections.http,
 }

@@ -1,14 +1,16 @@
 """The kopf handlers, registered on a registry of their own; the logic lives beside them.
 
 One event handler for Bots, level-triggered (kopf's create/update/delete machinery is not used:
-it costs a diff-base annotation per Bot and a patch per step). A generation not handled yet ->
-validate, write to the store, wait briefly for the runtime replicas and patch the status and our
-finalizer in one kopf patch cycle, then hand the Bot to the operator-wide status controller
-(:mod:`.status_feed`: it keeps ``Ready`` current, retries failed writes and repairs drift;
-nothing runs per Bot at idle). Found at start with its status current -> adopted, checked in one
-batch. Deleted -> tombstoned by the one writer of :mod:`.tombstones`, then the finalizer is
-released. Secret events re-write the Bots that reference a rotated Secret. kopf logs in through
-:mod:`.login`; ``/healthz`` runs the API probe of :mod:`.liveness`.
+it costs a diff-base annotation per Bot, a diff of the whole object per finalizer patch and a
+patch per step). Our finalizer first (a JSON patch of ours, :class:`.kube.KubeFinalizers`);
+then a generation not handled yet -> validate, write to the store, wait briefly for the runtime
+replicas and patch the status (kopf's patch cycle), then hand the Bot to the operator-wide
+status controller (:mod:`.status_feed`: it keeps ``Ready`` current, retries failed writes and
+repairs drift; nothing runs per Bot at idle). Found at start with its status current ->
+adopted, checked in one batch. Deleted -> tombstoned by the one writer of :mod:`.tombstones`,
+then the finalizer is released. Secret events re-write the Bots that reference a rotated
+Secret. kopf logs in through :mod:`.login` (a bounded connection pool); ``/healthz`` runs the
+probes of :mod:`.liveness`.
 """
 
 from __future__ import annotations

@@ -12,7 +12,7 @@ Replica reports let the operator see which runtime replica serves which generati
 from __future__ import annotations
 
 import builtins
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal, Protocol, runtime_checkable
@@ -114,6 +114,11 @@ class ConfigStore(Protocol):
 
     async def delete(self, bot_id: str) -> int:
         """Tombstone the bot; return the tombstone's revision (the current one if absent)."""
+        ...
+
+    async def delete_many(self, bot_ids: Sequence[str]) -> int:
+        """Tombstone every live one of ``bot_ids`` in one transaction (one commit: a namespace
+        of 1,000 Bots is one write, not 1,000); return the revision after it."""
         ...
 
     async def get(self, bot_id: str) -> StoreEntry | None: ...

@@ -9,7 +9,7 @@ operator's handlers retry.
 from __future__ import annotations
 
 import builtins
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 from ..storage._deferred import Deferred
@@ -50,6 +50,9 @@ class DeferredConfigStore:
 
     async def delete(self, bot_id: str) -> int:
         return await (await self._store.get()).delete(bot_id)
+
+    async def delete_many(self, bot_ids: Sequence[str]) -> int:
+        return await (await self._store.get()).delete_many(bot_ids)
 
     async def get(self, bot_id: str) -> StoreEntry | None:
         return await (await self._store.get()).get(bot_id)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import bisect
 import builtins
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import partial
@@ -135,6 +135,13 @@ class MemoryConfigStore:
         if self._live(bot_id) is None:
             return self._revision
         return await self._append(_Record(bot_id, self._revision + 1, self._clock(), True))
+
+    async def delete_many(self, bot_ids: Sequence[str]) -> int:
+        """Tombstone every live one of ``bot_ids``; return the revision after it."""
+        self._check_open()
+        for bot_id in bot_ids:
+            await self.delete(bot_id)
+        return self._revision
 
     async def get(self, bot_id: str) -> StoreEntry | None:
         """The live entry of ``bot_id``, or None (absent or deleted)."""

@@ -154,6 +154,22 @@ class PostgresConfigStore:
             params = {"bot": bot_id, "channel": self._sql.channel}
             return int((await self._one(conn, q.DELETE, params))[0])
 
+    async def delete_many(self, bot_ids: Sequence[str]) -> int:
+        """Tombstone every live one of ``bot_ids`` in one transaction (one commit, one lock of
+        the counter row); return the revision after it."""
+        for bot_id in bot_ids:
+            validate_bot_id(bot_id)
+        async with self._transaction() as conn:
+            current = 0
+            for bot_id in bot_ids:
+                current, live, *_ = await self._one(conn, q.LIVE, (bot_id,))
+                if live is not None:
+                    params = {"bot": bot_id, "channel": self._sql.channel}
+                    current = (await self._one(conn, q.DELETE, params))[0]
+            if not bot_ids:
+                current, _ = await self._one(conn, q.REVISION)
+            return int(current)
+
     async def get(self, bot_id: str) -> StoreEntry | None:
         """The live entry of ``bot_id``, or None (absent or deleted)."""
         rows = await self._fetch(q.GET, (validate_bot_id(bot_id),))

@@ -164,6 +164,20 @@ class SqliteConfigStore:
                 return int(current)
             return await self._write(db, "DELETE", bot_id, ())
 
+    async def delete_many(self, bot_ids: Sequence[str]) -> int:
+        """Tombstone every live one of ``bot_ids`` in one transaction; the revision after it."""
+        for bot_id in bot_ids:
+            validate_bot_id(bot_id)
+        async with self._transaction() as db:
+            current = 0
+            for bot_id in bot_ids:
+                current, live, *_ = await db.one(q.LIVE, (bot_id,))
+                if live is not None:
+                    current = await self._write(db, "DELETE", bot_id, ())
+            if not bot_ids:
+                current, _ = await db.one(q.REVISION)
+            return int(current)
+
     async def get(self, bot_id: str) -> StoreEntry | None:
         """The live entry of ``bot_id``, or None (absent or deleted)."""
         rows = await self._fetch(q.GET, (validate_bot_id(bot_id),))

@@ -258,6 +258,10 @@ class Flaky(MemoryConfigStore):
         self._check()
         return await super().delete(bot_id)
 
+    async def delete_many(self, bot_ids: Any) -> int:
+        self._check()
+        return await super().delete_many(bot_ids)
+
     async def get(self, bot_id: str) -> Any:
         self._check()
         return await super().get(bot_id)
@@ -333,8 +337,20 @@ async def test_delete_tombstones_then_releases_the_finalizer() -> None:
     writer.cancel()
 
 
+class Batches(MemoryConfigStore):
+    """Counts the transactions tombstones are written in."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.batches: list[int] = []
+
+    async def delete_many(self, bot_ids: Any) -> int:
+        self.batches.append(len(bot_ids))
+        return await super().delete_many(bot_ids)
+
+
 async def test_many_deletes_share_one_writer() -> None:
-    store = MemoryConfigStore()
+    store = Batches()
     m = memo(store)
     for i in range(200):
         await store.put(f"default:b{i}", SPEC, generation=1, uid=f"u{i}")
@@ -346,6 +362,7 @@ async def test_many_deletes_share_one_writer() -> None:
     await asyncio.gather(*(event(m, d, SPEC) for d in deleting))
     assert all(m.finalizers.held[f"b{i}"] == [] for i in range(200))
     assert (await store.list())[0] == [] and m.tombstones.written == 200
+    assert sum(store.batches) == 200 and len(store.batches) <= 4  # a few commits, not 200
     writer.cancel()
 
 

@@ -139,11 +139,11 @@ class HangingStore(MemoryConfigStore):
         self.release = asyncio.Event()
         self.down = False
 
-    async def delete(self, bot_id: str) -> int:
+    async def delete_many(self, bot_ids: Any) -> int:
         if self.down:
             raise StoreError("PostgreSQL connection failed: connection refused")
         await self.release.wait()
-        return await super().delete(bot_id)
+        return await super().delete_many(bot_ids)
 
 
 class Nothing:

@@ -71,6 +71,22 @@ async def test_put_get_list_delete(store: ConfigStore) -> None:
     assert revision == 3 == await store.current_revision()
 
 
+async def test_delete_many_tombstones_every_live_one_in_one_go(store: ConfigStore) -> None:
+    for name in ("a", "b", "c"):
+        await store.put(name, {"v": name}, generation=1, uid=f"u-{name}")
+    await store.delete("c")  # revision 4
+    assert await store.delete_many(["a", "c", "never-there", "b"]) == 6
+    assert await store.list() == ([], 6)
+    events = await take(store, 4, 2)
+    assert [(e.type, e.bot_id, e.revision) for e in events] == [
+        ("DELETE", "a", 5),
+        ("DELETE", "b", 6),
+    ]
+    assert await store.delete_many([]) == 6 == await store.delete_many(["a"])
+    with pytest.raises(InvalidBotIdError):
+        await store.delete_many(["ok", "not a bot id!"])
+
+
 async def test_returned_configs_are_copies(store: ConfigStore) -> None:
     config = {"nested": {"list": [1, 2]}}
     await store.put("bot", config, generation=1, uid="u")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any
 
 from kubebots.runtime.store import ConfigStore, ReplicaReport, StoreEntry, StoreError, WatchEvent
@@ -39,6 +39,10 @@ class FlakyStore:
     async def delete(self, bot_id: str) -> int:
         self._check()
         return await self.inner.delete(bot_id)
+
+    async def delete_many(self, bot_ids: Sequence[str]) -> int:
+        self._check()
+        return await self.inner.delete_many(bot_ids)
 
     async def get(self, bot_id: str) -> StoreEntry | None:
         self._check()

@@ -478,8 +478,10 @@ class ControlPlane:
         *,
         token: str | None = None,
         timeout: float = 30.0,
+        content_type: str = "application/json",
     ) -> tuple[int, Any]:
-        """One raw API call with urllib (admin token unless ``token``): ``(status, json|text)``."""
+        """One raw API call with urllib (admin token unless ``token``): ``(status, json|text)``.
+        A PATCH names its kind in ``content_type`` (e.g. ``application/merge-patch+json``)."""
         if self._ssl is None:
             raise ControlPlaneError("the apiserver's CA is not known yet")
         data = None if body is None else json.dumps(body).encode()
@@ -487,7 +489,7 @@ class ControlPlane:
         req.add_header("Authorization", f"Bearer {token or self.token}")
         req.add_header("Accept", "application/json")
         if data is not None:
-            req.add_header("Content-Type", "application/json")
+            req.add_header("Content-Type", content_type)
         try:
             with urllib.request.urlopen(req, timeout=timeout, context=self._ssl) as resp:
                 status, raw = resp.status, resp.read()
