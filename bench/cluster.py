@@ -112,7 +112,12 @@ def section(r: Results) -> None:
             x["deleted_s"],
             "s",
             DELETE_1K if count == 1_000 else None,
-            f"operator CPU {x['cpu_delete_s']:.1f} s, throttled {x['throttled_delete_s']:.1f} s",
+            f"operator CPU {x['cpu_delete_s']:.1f} s, throttled {x['throttled_delete_s']:.1f} s"
+            + (
+                f"; with no operator and no finalizer: {x['bare_delete_s']:.1f} s"
+                if "bare_delete_s" in x
+                else ""
+            ),
         )
         r.series[f"scale_{count}_ready_timeline"] = x["ready_timeline"]
         r.series[f"scale_{count}_delete_timeline"] = x["delete_timeline"]

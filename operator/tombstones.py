@@ -86,6 +86,7 @@ class Tombstones:
             self._beat = self._clock()
             while self._asked:
                 batch = dict(list(self._asked.items())[:BATCH])
+                began = self._clock()
                 try:
                     await self._tombstone(batch)
                 except StoreError as exc:
@@ -102,6 +103,8 @@ class Tombstones:
                     log.info("config store available again: writing the tombstones")
                 down = False
                 self._beat = self._clock()
+                took = (self._beat - began) * 1000
+                log.info(f"tombstoned {len(batch)} deleted Bot(s) in one write ({took:.0f} ms)")
                 for bot_id, ask in batch.items():
                     if self._asked.get(bot_id) is ask:
                         del self._asked[bot_id]

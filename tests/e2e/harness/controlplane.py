@@ -17,6 +17,7 @@ that ``stop()`` removes. Only the standard library, PyYAML and the ``openssl`` C
 
 from __future__ import annotations
 
+import http.client
 import json
 import os
 import platform
@@ -501,6 +502,13 @@ class ControlPlane:
         except ValueError:
             return status, text
 
+    def keep_alive(self) -> KeepAlive:
+        """A client on one kept-alive connection (admin token): for timing, where a new TLS
+        handshake per request would be most of what is measured."""
+        if self._ssl is None:
+            raise ControlPlaneError("the apiserver's CA is not known yet")
+        return KeepAlive(self.server, self.token, self._ssl)
+
     def service_account_token(
         self,
         namespace: str,
@@ -525,3 +533,35 @@ class ControlPlane:
         if status != 201 or not isinstance(body, dict):
             raise ControlPlaneError(f"TokenRequest for {namespace}/{name}: HTTP {status}: {body}")
         return str(body["status"]["token"])
+
+
+class KeepAlive:
+    """Raw API calls on one HTTPS connection, reopened if the server closes it."""
+
+    def __init__(self, server: str, token: str, context: ssl.SSLContext) -> None:
+        host, _, port = server.removeprefix("https://").partition(":")
+        self._open = lambda: http.client.HTTPSConnection(
+            host, int(port or 443), context=context, timeout=30
+        )
+        self._conn = self._open()
+        self._headers = {"Authorization": f"Bearer {token}", "Accept": "application/json"}
+
+    def request(
+        self, method: str, path: str, body: Any = None, content_type: str = "application/json"
+    ) -> tuple[int, Any]:
+        data = None if body is None else json.dumps(body).encode()
+        headers = {**self._headers, **({"Content-Type": content_type} if data else {})}
+        for attempt in (1, 2):
+            try:
+                self._conn.request(method, path, body=data, headers=headers)
+                resp = self._conn.getresponse()
+                return resp.status, json.loads(resp.read() or b"null")
+            except (http.client.HTTPException, ConnectionError):
+                self._conn.close()
+                self._conn = self._open()
+                if attempt == 2:
+                    raise
+        raise AssertionError("unreachable")
+
+    def close(self) -> None:
+        self._conn.close()
