@@ -64,7 +64,7 @@ def run_operator(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     namespaces: list[str] | None = None if args.all_namespaces else (args.namespace or ["default"])
     access = ClusterAccess(env, cfg.service_account_dir)
     try:
-        api_client = access.api_client()
+        api_client = access.api_client(connections=cfg.api_threads)
         log.info("Kubernetes API through the %s", access.describe())
         if args.peering and not args.standalone:
             ensure_peering(

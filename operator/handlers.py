@@ -19,6 +19,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Protocol, cast
 
 import kopf
@@ -135,6 +136,9 @@ async def startup(
 ) -> None:
     cfg: OperatorSettings = memo.cfg
     tune(settings, cfg)
+    # the official client's calls (finalizers, status patches, Secret reads) run in threads
+    memo.api_pool = ThreadPoolExecutor(cfg.api_threads, thread_name_prefix="kubebots-api")
+    asyncio.get_running_loop().set_default_executor(memo.api_pool)
     # PostgreSQL connects on first use: with the database not up yet the operator still starts
     # (and answers /healthz); its handlers retry until the store answers.
     memo.store = await open_config_store(cfg.store, prefix=cfg.table_prefix, wait_for_server=True)
@@ -165,6 +169,9 @@ async def cleanup(*, memo: kopf.Memo, **_: Any) -> None:
     store = getattr(memo, "store", None)
     if store is not None:
         await store.close()
+    pool: ThreadPoolExecutor | None = getattr(memo, "api_pool", None)
+    if pool is not None:
+        pool.shutdown(wait=False, cancel_futures=True)
 
 
 class Finalizers(Protocol):

@@ -124,6 +124,8 @@ async def progress_probe(*, memo: kopf.Memo, **_: Any) -> dict[str, Any]:
         if part is not None  # made at startup
     }
     try:
-        return progress(parts, timeout=memo.cfg.stall_timeout)
+        lags = progress(parts, timeout=memo.cfg.stall_timeout)
     except OperatorStalledError as exc:
         raise kopf.PermanentError(str(exc)) from None
+    # asyncio tasks alive: a handful at idle whatever the number of Bots (none per Bot)
+    return {**lags, "tasks": len(asyncio.all_tasks())}

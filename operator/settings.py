@@ -57,6 +57,13 @@ class OperatorSettings(BaseSettings):
         description="Keep-alive connections kopf sends its requests (patches) on, beside its "
         "watch streams; requests beyond wait for one (a burst then costs no TLS handshakes).",
     )
+    api_threads: int = Field(
+        default=16,
+        ge=1,
+        description="Threads (and kept-alive connections) for the operator's own API calls: "
+        "finalizers, status patches, Secret reads. A namespace delete releases a finalizer per "
+        "Bot: with Python's default (CPUs + 4 threads) that ran at ~100 Bots/s.",
+    )
     reports_ttl: float = Field(
         default=0.1,
         ge=0,

@@ -96,8 +96,12 @@ class ClusterAccess:
             return f"in-cluster ({host}:{port}, service account {self.service_account_dir})"
         return f"kubeconfig {self.kubeconfig}"
 
-    def api_client(self) -> Any:
-        """A ``kubernetes.client.ApiClient`` on :meth:`configuration`."""
+    def api_client(self, connections: int | None = None) -> Any:
+        """A ``kubernetes.client.ApiClient`` on :meth:`configuration`, keeping up to
+        ``connections`` connections alive (the client's default: 5 per CPU)."""
         from kubernetes import client
 
-        return client.ApiClient(self.configuration())
+        configuration = self.configuration()
+        if connections is not None:
+            configuration.connection_pool_maxsize = connections
+        return client.ApiClient(configuration)

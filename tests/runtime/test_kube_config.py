@@ -87,3 +87,12 @@ def test_a_pod_without_its_ca_is_a_clear_error(tmp_path: Path) -> None:
     env = {"KUBERNETES_SERVICE_HOST": "10.0.0.1", "KUBERNETES_SERVICE_PORT": "443"}
     with pytest.raises(ClusterAccessError, match=r"in-cluster .*certification file"):
         ClusterAccess(env, sa).configuration()
+
+
+def test_the_api_client_keeps_as_many_connections_as_asked(tmp_path: Path) -> None:
+    access = ClusterAccess({"KUBECONFIG": str(kubeconfig(tmp_path))}, tmp_path / "absent")
+    assert access.api_client(connections=16).configuration.connection_pool_maxsize == 16
+    from kubernetes import client
+
+    default = client.Configuration().connection_pool_maxsize  # the client's own, when not asked
+    assert access.api_client().configuration.connection_pool_maxsize == default

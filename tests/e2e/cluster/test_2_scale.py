@@ -12,6 +12,7 @@ import json
 import os
 import subprocess
 import time
+import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -117,6 +118,7 @@ class ScaleRun:
     edit_to_ready_ms: list[float] = field(default_factory=list)
     ready_timeline: list[tuple[float, int]] = field(default_factory=list)
     delete_timeline: list[tuple[float, int]] = field(default_factory=list)  # Bots left
+    idle_tasks: int = 0  # the operator's asyncio tasks at idle (its /healthz)
 
     def line(self) -> str:
         edits = sorted(self.edit_to_ready_ms)
@@ -128,7 +130,8 @@ class ScaleRun:
             f" MiB); namespace deleted in {self.deleted_s:.1f}s\n[scale] operator CPU: creates"
             f" {self.cpu_create_s:.1f}s (throttled {self.throttled_create_s:.1f}s), idle"
             f" {self.idle_cpu_pct:.1f}% of a core, delete {self.cpu_delete_s:.1f}s (throttled"
-            f" {self.throttled_delete_s:.1f}s)\n[scale] Ready over time (s, Bots):"
+            f" {self.throttled_delete_s:.1f}s); {self.idle_tasks} asyncio tasks at idle"
+            f"\n[scale] Ready over time (s, Bots):"
             f" {_sparse(self.ready_timeline)}\n[scale] deleting (s, Bots left):"
             f" {_sparse(self.delete_timeline)}"
         )
@@ -137,6 +140,15 @@ class ScaleRun:
 def _sparse(points: list[tuple[float, int]], most: int = 12) -> str:
     step = max(1, len(points) // most)
     return " ".join(f"{t:g}:{n}" for t, n in points[::step] + points[-1:])
+
+
+def _operator_tasks(cluster: Quickstart) -> int:
+    """The operator's asyncio tasks, from its /healthz (the pod's IP is routed to the host)."""
+    (pod,) = cluster.pods(OPERATOR)
+    body = json.loads(
+        urllib.request.urlopen(f"http://{pod['status']['podIP']}:8080/healthz").read()
+    )
+    return int(body["progress"]["tasks"])
 
 
 def _remaining(cluster: Quickstart, path: str) -> int:
@@ -224,6 +236,7 @@ def run_scale(cluster: Quickstart, count: int, edits: int = 20) -> ScaleRun:
     cpu1 = cpu.read()
     time.sleep(20)  # idle with every Bot Ready
     cpu2 = cpu.read()
+    idle_tasks = _operator_tasks(cluster)
     idle = _operator_memory_bytes()
     peak = max(peak, idle)
 
@@ -255,6 +268,7 @@ def run_scale(cluster: Quickstart, count: int, edits: int = 20) -> ScaleRun:
         edit_to_ready_ms=edit_ms,
         ready_timeline=timeline,
         delete_timeline=delete_timeline,
+        idle_tasks=idle_tasks,
     )
     print("\n" + run.line())
     keep = os.environ.get("KUBEBOTS_SCALE_LOGS")  # a directory for the operator's log
@@ -266,6 +280,7 @@ def run_scale(cluster: Quickstart, count: int, edits: int = 20) -> ScaleRun:
     (state,) = after["status"]["containerStatuses"]
     assert state["restartCount"] == 0, state
     assert peak < limit, f"operator memory {peak} >= its limit {limit}"
+    assert idle_tasks < 100, f"{idle_tasks} asyncio tasks at idle: one per Bot?"
     return run
 
 
