@@ -85,19 +85,27 @@ def reports_of(memo: Any) -> ReportsCache:
     return cache
 
 
+#: How often a waiting handler reads the replica reports: often while few wait (an edit is Ready
+#: sooner), less often in a burst (one read serves every waiter; reads are CPU the burst needs).
+POLL_FEW, POLL_MANY, MANY = 0.01, 0.05, 8
+
+
 async def wait_served(memo: Any, bot_id: str, revision: int, cfg: OperatorSettings) -> Serving:
     """Serving state, waiting up to ``ready_wait`` for every live replica to catch up."""
     deadline = time.monotonic() + cfg.ready_wait
-    while True:
-        asked = time.monotonic()
-        live = await serving(
-            reports_of(memo), bot_id, revision, cfg.replica_max_age, newer_than=asked
-        )
-        if (live.replicas and live.served == live.replicas) or live.errors:
-            return live
-        if time.monotonic() >= deadline:
-            return live
-        await asyncio.sleep(0.02)
+    cache = reports_of(memo)
+    cache.waiting += 1
+    try:
+        while True:
+            asked = time.monotonic()
+            live = await serving(cache, bot_id, revision, cfg.replica_max_age, newer_than=asked)
+            if (live.replicas and live.served == live.replicas) or live.errors:
+                return live
+            if time.monotonic() >= deadline:
+                return live
+            await asyncio.sleep(POLL_FEW if cache.waiting <= MANY else POLL_MANY)
+    finally:
+        cache.waiting -= 1
 
 
 class NoDiffBase(kopf.DiffBaseStorage):

@@ -81,6 +81,7 @@ class ReportsCache:
         self._max_age = 0.0
         self._reports: list[ReplicaReport] = []
         self._lock = asyncio.Lock()
+        self.waiting = 0  # handlers waiting for their writes right now
 
     async def get(self, max_age: float, *, newer_than: float | None = None) -> list[ReplicaReport]:
         async with self._lock:
