@@ -187,7 +187,7 @@ def test_liveness_fails_while_the_api_is_frozen_or_gone_and_recovers() -> None:
             lags = {k: v for k, v in ok["progress"].items() if k != "tasks"}
             assert set(lags) == {"status", "tombstones"}  # the lag of each, seconds
             assert all(lag < 5 for lag in lags.values())
-            assert 0 < ok["progress"]["tasks"] < 50
+            assert ok["progress"]["tasks"] > 0  # bounded at scale: tests/e2e/cluster
 
             def fails() -> bool:
                 assert op.alive, op.tail()
