@@ -58,11 +58,11 @@ class OperatorSettings(BaseSettings):
         "watch streams; requests beyond wait for one (a burst then costs no TLS handshakes).",
     )
     api_threads: int = Field(
-        default=16,
+        default=4,
         ge=1,
         description="Threads (and kept-alive connections) for the operator's own API calls: "
-        "finalizers, status patches, Secret reads. A namespace delete releases a finalizer per "
-        "Bot: with Python's default (CPUs + 4 threads) that ran at ~100 Bots/s.",
+        "finalizers, status patches, Secret reads. More did not speed a namespace delete (the "
+        "apiserver sets the deletion timestamps at its own pace) and each thread costs memory.",
     )
     reports_ttl: float = Field(
         default=0.1,

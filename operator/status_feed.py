@@ -110,8 +110,9 @@ class StatusFeed:
         against the store in the next batch (one listing for all of them)."""
         if self.knows(ref):
             return
-        if not any(b.unresolved for b in self.bots.values()):
-            self._next_resolve = self._clock() + min(self._timing.retry, 0.5)  # gather a batch
+        now = self._clock()
+        if self._next_resolve <= now:  # no check due soon: gather a batch (O(1): 10,000 adopts)
+            self._next_resolve = now + min(self._timing.retry, 0.5)
         self.bots[(ref.namespace, ref.name)] = Tracked(
             ref, None, dict(status), pending=False, unresolved=True
         )

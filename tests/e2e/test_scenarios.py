@@ -12,6 +12,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from kubebots.operator.handlers import FINALIZER
 from kubebots.runtime.testing.fake_openai import FakeOpenAIServer
 from tests.e2e.conftest import (
     REPLICA_MAX_AGE,
@@ -194,6 +195,36 @@ def test_4_delete_bot_tombstones_and_chat_404s(stack: Stack) -> None:
     body = resp.json()
     assert set(body) >= {"error", "message", "detail", "timestamp"}, body
     assert bot_id in body["message"] or bot_id in str(body["detail"]), body
+
+
+def test_4b_another_controllers_finalizer_is_kept_and_ours_comes_first(stack: Stack) -> None:
+    """Our finalizer is added beside another controller's before the store write, and only
+    ours is removed (after the tombstone): the other controller then finishes the delete."""
+    name, bot_id = "shared", f"{stack.ns}:shared"
+    head = bot_yaml(stack.ns, name, echo_spec())
+    stack.apply(head.replace("metadata:\n", "metadata:\n  finalizers: [other.example/keep]\n", 1))
+    stack.wait_ready(name)
+    assert stack.bot(name)["metadata"]["finalizers"] == ["other.example/keep", FINALIZER]
+    stack.kubectl("-n", stack.ns, "delete", "bot", name, "--wait=false")
+
+    def ours_released() -> bool:
+        return bool(stack.bot(name)["metadata"]["finalizers"] == ["other.example/keep"])
+
+    wait_until(ours_released, "our finalizer released, the other kept", 30, on_fail=stack.logs)
+    rows = stack.sql("SELECT deleted FROM {p}state WHERE bot_id = %s", bot_id)
+    assert rows == [(True,)], rows  # tombstoned before ours was released
+    stack.kubectl(
+        "-n",
+        stack.ns,
+        "patch",
+        "bot",
+        name,
+        "--type=merge",
+        "-p",
+        '{"metadata":{"finalizers":null}}',
+    )
+    gone = stack.kubectl("-n", stack.ns, "get", "bot", name, check=False)
+    assert "NotFound" in gone.stderr
 
 
 def test_8_secret_rotation_reaches_the_runtime_without_restart(
