@@ -58,10 +58,11 @@ class OperatorSettings(BaseSettings):
         "watch streams; requests beyond wait for one (a burst then costs no TLS handshakes).",
     )
     api_threads: int = Field(
-        default=4,
+        default=8,
         ge=1,
         description="Threads (and kept-alive connections) for the operator's own API calls: "
-        "finalizers, status patches, Secret reads. More did not speed a namespace delete (the "
+        "finalizers, status patches, Secret reads; as many as status_patch_concurrency, or the "
+        "status controller waits for threads. More did not speed a namespace delete (the "
         "apiserver sets the deletion timestamps at its own pace) and each thread costs memory.",
     )
     reports_ttl: float = Field(
@@ -80,9 +81,9 @@ class OperatorSettings(BaseSettings):
     stall_timeout: float = Field(
         default=180.0,
         gt=0,
-        description="/healthz fails once the status controller has not finished a step, a Bot "
-        "handler has run, or waiting tombstones have had no write attempt for longer than "
-        "this (seconds); a config store that is down does not count.",
+        description="/healthz fails once the status controller has made no progress (a step, "
+        "a patch), a Bot handler has run, or waiting tombstones have had no write attempt for "
+        "longer than this (seconds); a config store that is down does not count.",
     )
     api_probe_timeout: float = Field(
         default=3.0,

@@ -96,7 +96,7 @@ class StatusFeed:
         self._next_repair = clock() + self._jittered()
         self._next_resolve = clock()
         self._store_down = False
-        self.beat = clock()  # when the loop last finished a step
+        self.beat = clock()  # when the loop last made progress (a step, a patch, a write)
 
     # -- fed by the handlers -------------------------------------------------------------------
 
@@ -232,15 +232,16 @@ class StatusFeed:
         return max(0.0, min(delay, min(due) - self._clock()))
 
     def lag(self) -> tuple[float, str]:
-        """How far behind the feed is, in seconds, and what: the time since its loop last
-        finished a step, or the age of the oldest handler still running, whichever is older."""
+        """How far behind the feed is, in seconds, and what: the time since its loop last made
+        progress (finished a step, a status patch or a write: a step of 10,000 patches is long,
+        not stuck), or the age of the oldest handler still running, whichever is older."""
         now = self._clock()
         loop = now - self.beat
         handling = [now - b.since for b in self.bots.values() if b.applied is None and b.since]
         oldest = max(handling, default=0.0)
         if oldest > loop:
             return oldest, f"a Bot handler has been running for {oldest:.0f}s"
-        return loop, f"the status controller last finished a step {loop:.0f}s ago"
+        return loop, f"the status controller last made progress {loop:.0f}s ago"
 
     async def tick(self) -> bool:
         """One read of the replica reports; patches what changed. True while busy."""
@@ -302,6 +303,7 @@ class StatusFeed:
                 finally:
                     del self._in_flight[key]
                     done.set()
+            self.beat = self._clock()  # progress inside a long step (10,000 patches)
             if not exists:
                 self.forget(*key)
             elif self.bots.get(key) is bot:
@@ -386,6 +388,7 @@ class StatusFeed:
                 if isinstance(exc, StoreError):
                     break
                 continue
+            self.beat = self._clock()
             if self.bots.get(key) is not bot or (bot.applied is None and not bot.unresolved):
                 continue  # a handler took it over meanwhile
             if new.revision != applied.revision or new.secret_missing != applied.secret_missing:

@@ -21,7 +21,7 @@ from kubebots.operator.liveness import (
     progress,
     progress_probe,
 )
-from kubebots.operator.reconcile import BotRef
+from kubebots.operator.reconcile import Applied, BotRef
 from kubebots.operator.settings import OperatorSettings
 from kubebots.operator.status_feed import StatusFeed, Timing
 from kubebots.operator.tombstones import Tombstones
@@ -172,10 +172,42 @@ async def test_a_status_loop_that_stopped_fails_liveness() -> None:
     assert got["status"] == 100.0 and got["tombstones"] == 0.0
     assert 0 < got["tasks"] < 10  # this test's own tasks: none per Bot
     clock.now += 100  # no step for 200 s: the loop is gone or hangs
-    with pytest.raises(kopf.PermanentError, match="status behind: the status controller last"):
+    with pytest.raises(
+        kopf.PermanentError, match="status behind: the status controller last made progress"
+    ):
         await progress_probe(memo=memo)
     await feed.step()
     assert (await progress_probe(memo=memo))["status"] == 0.0
+
+
+async def test_a_long_step_that_patches_is_progress_not_a_stall() -> None:
+    clock, store = Clock(), MemoryConfigStore()
+
+    class Slow:
+        """Every status patch takes 1 s of the (test) clock and notes the feed's lag."""
+
+        feed: StatusFeed | None = None
+        worst = 0.0
+
+        async def patch(self, namespace: str, name: str, status: Any) -> bool:
+            assert self.feed is not None
+            self.worst = max(self.worst, self.feed.lag()[0])
+            clock.now += 1
+            return True
+
+        async def version(self, namespace: str, name: str, key: str) -> str:
+            return "1"
+
+    slow = Slow()
+    timing = Timing(fast=0.25, idle=2, drift=600, replica_max_age=15, concurrency=1)
+    feed = slow.feed = StatusFeed(store, slow, slow, timing, clock=clock)
+    for i in range(300):
+        ref = BotRef("ns", f"b{i}", f"u{i}", 1, {"llm": {"provider": "echo"}})
+        feed.begin(ref)
+        feed.track(ref, Applied(revision=1), {})
+    await feed.step()
+    assert clock.now >= 1300  # one step of 300 patches: 300 s
+    assert slow.worst <= 1.0  # the lag never exceeded one patch: progress, not a stall
 
 
 async def test_a_hanging_handler_fails_liveness() -> None:

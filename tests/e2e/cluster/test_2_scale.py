@@ -36,10 +36,10 @@ def _bot(i: int) -> dict[str, Any]:
     }
 
 
-def _operator_container() -> str:
-    """The full id of the operator's container (the one docker runs for its pod)."""
+def _operator_containers() -> list[str]:
+    """The full ids of the running operator containers (docker runs one for its pod)."""
     docker = docker_binary()
-    ids = subprocess.run(
+    return subprocess.run(
         [
             docker,
             "ps",
@@ -52,6 +52,10 @@ def _operator_container() -> str:
         text=True,
         check=True,
     ).stdout.split()
+
+
+def _operator_container() -> str:
+    ids = _operator_containers()
     assert len(ids) == 1, f"expected one operator container, found {ids}"
     return ids[0]
 
@@ -294,7 +298,8 @@ def bare_namespace_delete(cluster: Quickstart, count: int) -> float:
     apiserver alone)."""
     deploy = ("-n", "kubebots-system", "deployment/kubebots-operator")
     cluster.kubectl("scale", *deploy, "--replicas=0")
-    wait_until(lambda: not cluster.pods(OPERATOR), "the operator scaled to zero", 120, 1.0)
+    # not only the pod marked deleted: its container gone (it stops within its grace period)
+    wait_until(lambda: not _operator_containers(), "the operator scaled to zero", 120, 1.0)
     try:
         cluster.kubectl("create", "namespace", NAMESPACE)
         path = f"/apis/kubebots.io/v1alpha1/namespaces/{NAMESPACE}/bots"
@@ -312,6 +317,7 @@ def bare_namespace_delete(cluster: Quickstart, count: int) -> float:
     finally:
         cluster.kubectl("scale", *deploy, "--replicas=1")
         cluster.wait_ready_pods(OPERATOR, 1)
+        wait_until(lambda: len(_operator_containers()) == 1, "one operator container", 60, 1.0)
 
 
 def bench_scale(cluster: Quickstart) -> None:
