@@ -19,6 +19,8 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from typing import Any, Protocol
 
 import kopf
@@ -69,16 +71,22 @@ class ApiLiveness:
 
 
 class VersionCheck:
-    """``GET /version`` with the official client, bounded by ``timeout`` seconds."""
+    """``GET /version`` with the official client, bounded by ``timeout`` seconds, on a thread
+    of its own: behind the operator's queued API calls (a burst of 10,000 Bots) the check
+    starved, and a busy operator was restarted as if the API were gone."""
 
     def __init__(self, api_client: Any, timeout: float) -> None:
         from kubernetes import client
 
         self._api = client.VersionApi(api_client)
         self._timeout = timeout
+        self._thread = ThreadPoolExecutor(1, thread_name_prefix="kubebots-liveness")
 
     async def __call__(self) -> None:
-        call = asyncio.to_thread(self._api.get_code, _request_timeout=self._timeout)
+        loop = asyncio.get_running_loop()
+        call = loop.run_in_executor(
+            self._thread, partial(self._api.get_code, _request_timeout=self._timeout)
+        )
         await asyncio.wait_for(call, self._timeout + 1)
 
 

@@ -91,6 +91,8 @@ class CpuUse:
 
     def read(self) -> tuple[float, float]:
         """(CPU seconds used, seconds throttled) since the container started."""
+        if not self.stat.exists():
+            raise AssertionError(f"the operator's container is gone (restarted?): {self.stat}")
         stat = dict(line.split() for line in self.stat.read_text().splitlines())
         if "usage_usec" in stat:  # cgroup v2
             return int(stat["usage_usec"]) / 1e6, int(stat.get("throttled_usec", 0)) / 1e6
