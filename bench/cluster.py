@@ -10,16 +10,12 @@ cgroup, its memory from docker.
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
+from .e2e import bench_tests
 from .record import Goal, Results
 
-ROOT = Path(__file__).resolve().parents[1]
 FIGURES = Path("/tmp/kubebots-scale-figures.json")
 
 READY_1K = Goal("<=", 15, 12)
@@ -31,32 +27,10 @@ EDIT_P50 = Goal("<=", 50, 12)  # ms, one Bot edited while 10,000 exist
 
 
 def run() -> list[dict[str, Any]]:
-    FIGURES.unlink(missing_ok=True)
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pytest",
-            "-q",
-            "-s",
-            "-p",
-            "no:cacheprovider",
-            "-o",
-            "python_functions=bench_*",
-            "tests/e2e/cluster/test_2_scale.py",
-        ],
-        cwd=ROOT,
-        env={**os.environ, "KUBEBOTS_SCALE_FIGURES": str(FIGURES)},
-        capture_output=True,
-        text=True,
-        check=False,
+    env = {"KUBEBOTS_SCALE_FIGURES": str(FIGURES)}
+    runs: list[dict[str, Any]] = bench_tests(
+        "tests/e2e/cluster/test_2_scale.py", FIGURES, env, "scale runs"
     )
-    if done.returncode != 0 or not FIGURES.exists():
-        why = [line for line in done.stdout.splitlines() if line.startswith(("E ", "FAILED"))]
-        raise RuntimeError(
-            "the scale runs failed:\n" + "\n".join(why[-40:]) + f"\n{done.stderr[-2000:]}"
-        )
-    runs: list[dict[str, Any]] = json.loads(FIGURES.read_text())
     return runs
 
 

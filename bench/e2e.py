@@ -19,8 +19,10 @@ ROOT = Path(__file__).resolve().parents[1]
 FIGURES = Path("/tmp/kubebots-e2e-figures.json")
 
 
-def run() -> dict[str, Any]:
-    FIGURES.unlink(missing_ok=True)
+def bench_tests(target: str, figures: Path, env: dict[str, str], what: str) -> Any:
+    """Run the ``bench_*`` functions of ``target`` (a pytest file that ``make test`` collects
+    only for its ``test_*``) and return the JSON they wrote to ``figures``."""
+    figures.unlink(missing_ok=True)
     done = subprocess.run(
         [
             sys.executable,
@@ -31,23 +33,26 @@ def run() -> dict[str, Any]:
             "no:cacheprovider",
             "-o",
             "python_functions=bench_*",
-            "tests/e2e/test_scenarios_more.py",
+            target,
         ],
         cwd=ROOT,
-        env={
-            **os.environ,
-            "KUBEBOTS_E2E_SHIPPED_TIMINGS": "1",
-            "KUBEBOTS_BENCH_PY_SPY": py_spy(),
-        },
+        env={**os.environ, **env},
         capture_output=True,
         text=True,
         check=False,
     )
-    if done.returncode != 0 or not FIGURES.exists():
+    if done.returncode != 0 or not figures.exists():
         # pytest's own report of the failure (E lines), not the tail of captured process logs
         why = [line for line in done.stdout.splitlines() if line.startswith(("E ", "FAILED"))]
         raise RuntimeError(
-            "the e2e figures failed:\n" + "\n".join(why[-40:]) + f"\n{done.stderr[-2000:]}"
+            f"the {what} failed:\n" + "\n".join(why[-40:]) + f"\n{done.stderr[-2000:]}"
         )
-    figures: dict[str, Any] = json.loads(FIGURES.read_text())
+    return json.loads(figures.read_text())
+
+
+def run() -> dict[str, Any]:
+    env = {"KUBEBOTS_E2E_SHIPPED_TIMINGS": "1", "KUBEBOTS_BENCH_PY_SPY": py_spy()}
+    figures: dict[str, Any] = bench_tests(
+        "tests/e2e/test_scenarios_more.py", FIGURES, env, "e2e figures"
+    )
     return figures

@@ -1,0 +1,133 @@
+"""The status controller's store work: adopted Bots checked, failed writes retried, drift
+repaired, each with one store listing, and the Bots waiting for a Secret written when it comes.
+
+A Bot whose write fails stays (or becomes) unresolved and is retried every ``retry`` seconds.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+from kubebots.runtime.store import ConfigStore, StoreEntry, StoreError
+
+from .reconcile import Applied, SecretVersions, apply, is_current, secret_of
+from .status_index import BotIndex, Key, Timing
+
+log = logging.getLogger("kubebots.operator.status")
+
+
+class BotWrites(BotIndex):
+    def __init__(
+        self,
+        store: ConfigStore,
+        secrets: SecretVersions,
+        timing: Timing,
+        *,
+        clock: Callable[[], float],
+    ) -> None:
+        super().__init__(timing, clock=clock)
+        self.store = store
+        self._secrets = secrets
+
+    async def retry_secret_missing(self, namespace: str) -> list[str]:
+        """A Secret of ``namespace`` appeared or changed: write the Bots there that waited for
+        theirs (the others are written by ``rotate_secret``). Returns the bot ids written."""
+        waiting = [
+            k
+            for k, b in self.bots.items()
+            if k[0] == namespace
+            and b.applied is not None
+            and b.applied.secret_missing
+            and not b.unresolved
+        ]
+        return await self._rewrite(waiting)
+
+    async def resolve(self) -> list[str]:
+        """Check the unresolved Bots against one store listing: an entry of their uid and
+        generation is taken as it is (no write); the others are written. Returns the bot ids
+        written. With the store down, everything waits ``retry`` seconds."""
+        self._next_resolve = self._clock() + self._timing.retry
+        stored = await self._stored("store check postponed")
+        if stored is None:
+            return []
+        to_write = []
+        for key, bot in list(self.bots.items()):
+            if not bot.unresolved:
+                continue
+            entry = stored.get(bot.ref.bot_id)
+            if (
+                entry is not None
+                and entry.uid == bot.ref.uid
+                and entry.generation >= bot.ref.generation
+                and secret_of(bot.ref.spec) is None  # else re-read: it may have rotated
+            ):
+                annotations = dict(entry.annotations)
+                bot.applied = Applied(revision=entry.revision, annotations=annotations)
+                bot.unresolved, bot.pending = False, True
+                self._dirty.add(key)
+            else:
+                to_write.append(key)
+        self._wake.set()
+        return await self._rewrite(to_write)
+
+    # -- drift repair --------------------------------------------------------------------------
+
+    async def repair(self) -> list[str]:
+        """One store listing against the index: rewrite what is missing or stale, retry Bots
+        waiting for their Secret. Returns the bot ids rewritten."""
+        stored = await self._stored("drift repair skipped")
+        if stored is None:
+            return []
+        stale = [
+            key
+            for key, bot in self.bots.items()
+            if bot.applied is not None
+            and not bot.unresolved
+            and bot.applied.invalid is None
+            and not (
+                bot.applied.revision is not None
+                and is_current(stored.get(bot.ref.bot_id), bot.ref, bot.applied.annotations)
+            )
+        ]
+        return await self._rewrite(stale)
+
+    async def _rewrite(self, keys: list[Key]) -> list[str]:
+        """``apply`` each Bot again; the ids whose store entry or Secret state changed. A Bot
+        that fails stays (or becomes) unresolved: retried in ``retry`` seconds."""
+        fixed = []
+        for key in keys:
+            bot = self.bots.get(key)
+            if bot is None or (bot.applied is None and not bot.unresolved):
+                continue  # a handler works on it
+            applied = bot.applied or Applied()
+            try:
+                new = await apply(self.store, bot.ref, self._secrets)
+            except Exception as exc:  # noqa: BLE001 - store down, Secret read failed: retried
+                reason = exc.message if isinstance(exc, StoreError) else str(exc)
+                log.warning(f"writing {bot.ref.bot_id} failed, will retry: {reason}")
+                if self.bots.get(key) is bot:
+                    bot.unresolved = True
+                    self._next_resolve = min(self._next_resolve, self._clock() + self._timing.retry)
+                if isinstance(exc, StoreError):
+                    break
+                continue
+            self.beat = self._clock()
+            if self.bots.get(key) is not bot or (bot.applied is None and not bot.unresolved):
+                continue  # a handler took it over meanwhile
+            if new.revision != applied.revision or new.secret_missing != applied.secret_missing:
+                log.info(f"{bot.ref.bot_id}: written to the config store")
+                fixed.append(bot.ref.bot_id)
+            bot.applied, bot.pending, bot.unresolved = new, new.revision is not None, False
+            self._dirty.add(key)
+        self._wake.set()
+        return fixed
+
+    async def _stored(self, skipped: str) -> dict[str, StoreEntry] | None:
+        """Every live store entry by bot id, in one listing; None (logged) with the store down."""
+        try:
+            entries, _ = await self.store.list()
+        except StoreError as exc:
+            log.warning(f"{skipped}: config store unavailable ({exc.message})")
+            return None
+        return {e.bot_id: e for e in entries}
