@@ -32,7 +32,7 @@ class _SharedStores:
         async with self._opening.hold(key):
             held = self._stores.get(key)
             if held is None:
-                store = await open_conversation_store(cfg, env=env)
+                store = await open_conversation_store(cfg, env=env, defer=True)
                 self._stores[key] = (store, 1)
                 return key, store
             self._stores[key] = (held[0], held[1] + 1)

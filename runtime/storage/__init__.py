@@ -15,6 +15,7 @@ from ..errors import ConfigurationError
 from ..schema.storage import MemoryStorageConfig, PostgresStorageConfig, SqliteStorageConfig
 from ._sql import url_without_password
 from .base import ConversationKey, ConversationStore, MessageRole, StoredMessage
+from .deferred import DeferredConversationStore
 from .memory import MemoryConversationStore
 from .postgres import PostgresConversationStore
 from .sqlite import SqliteConversationStore
@@ -22,6 +23,7 @@ from .sqlite import SqliteConversationStore
 __all__ = [
     "ConversationKey",
     "ConversationStore",
+    "DeferredConversationStore",
     "MemoryConversationStore",
     "MessageRole",
     "PostgresConversationStore",
@@ -64,16 +66,28 @@ def _postgres_url(config: PostgresStorageConfig, env: Mapping[str, str]) -> str:
 
 
 async def open_conversation_store(
-    config: StorageConfig, *, env: Mapping[str, str]
+    config: StorageConfig, *, env: Mapping[str, str], defer: bool = False
 ) -> ConversationStore:
     """Open the store ``config`` describes (PostgreSQL's ``urlEnv`` is looked up in ``env``).
 
     Raises :class:`ConfigurationError` for a missing URL variable and
-    :class:`~kubebots.runtime.errors.StorageError` when the store cannot be opened.
+    :class:`~kubebots.runtime.errors.StorageError` when the store cannot be opened. With
+    ``defer``, an unreachable PostgreSQL is not an error: the store is returned anyway and
+    connects on a later call (:class:`DeferredConversationStore`), so a bot can be built during
+    a database outage.
     """
     if isinstance(config, MemoryStorageConfig):
         return await MemoryConversationStore.open()
     if isinstance(config, SqliteStorageConfig):
         return await SqliteConversationStore.open(config.path)
     url = _postgres_url(config, env)
-    return await PostgresConversationStore.open(url, pool_size=config.pool_size)
+    pool_size = config.pool_size
+    if not defer:
+        return await PostgresConversationStore.open(url, pool_size=pool_size)
+
+    async def connect() -> ConversationStore:
+        return await PostgresConversationStore.open(url, pool_size=pool_size)
+
+    store = DeferredConversationStore(connect)
+    await store.try_open()
+    return store

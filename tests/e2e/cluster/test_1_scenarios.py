@@ -241,37 +241,14 @@ def test_f_postgres_restarted(cluster: Quickstart) -> None:
     runtimes = cluster.pods(RUNTIME)
     assert all(_readyz(p)[0] == 200 for p in runtimes)
     # The PostgreSQL pod goes away and stays away until the checks below are done (a deleted
-    # pod is back within seconds, too fast to look at the runtimes meanwhile), then returns.
+    # pod is back within seconds, too fast to look at the runtimes meanwhile), then returns,
+    # also when a check fails: the scale tests after this one need it.
     cluster.kubectl("-n", SYSTEM_NS, "scale", "statefulset/kubebots-postgres", "--replicas=0")
-    wait_until(lambda: not cluster.pods(POSTGRES), "the PostgreSQL pod gone", 120, 0.5)
-
-    def degraded() -> list[dict[str, Any]] | None:
-        bodies = [_readyz(p) for p in runtimes]
-        if all(code == 200 and body.get("config_store", "ok") != "ok" for code, body in bodies):
-            return [body for _, body in bodies]
-        return None
-
-    # While the store is away: still Ready (in the Service, serving the last good configs),
-    # and saying why.
-    bodies = wait_until(degraded, "runtimes reporting the store outage", 60, 0.5, cluster.explain)
-    assert all(b["config_store"].startswith("unavailable") for b in bodies), bodies
-    password = cluster.secret("kubebots-postgres", "password")
-    assert all(password not in str(b) for b in bodies), "a /readyz body holds the password"
-    endpoints = cluster.get("-n", SYSTEM_NS, "endpoints", "kubebots-runtime")
-    ready = [
-        a["ip"] for subset in endpoints.get("subsets", []) for a in subset.get("addresses", [])
-    ]
-    assert sorted(ready) == sorted(p["status"]["podIP"] for p in runtimes), endpoints
-    sdk = openai.OpenAI(
-        base_url=f"{cluster.runtime_url()}/v1", api_key=cluster.client_key(), max_retries=0
-    )
-    out = sdk.chat.completions.create(
-        model=HELLO, messages=[{"role": "user", "content": "still there?"}]
-    )
-    assert out.choices[0].message.content == "echo: still there?"
-
-    cluster.kubectl("-n", SYSTEM_NS, "scale", "statefulset/kubebots-postgres", "--replicas=1")
-    cluster.wait_ready_pods(POSTGRES, 1, timeout=180)
+    try:
+        _while_postgres_is_away(cluster, runtimes)
+    finally:
+        cluster.kubectl("-n", SYSTEM_NS, "scale", "statefulset/kubebots-postgres", "--replicas=1")
+        cluster.wait_ready_pods(POSTGRES, 1, timeout=180)
 
     def recovered() -> bool:
         return all(
@@ -296,3 +273,44 @@ def test_f_postgres_restarted(cluster: Quickstart) -> None:
         resp = http.post(f"/bots/{HELLO}/chat", json={"message": "back", "conversation_id": "f"})
         assert resp.status_code == 200, resp.text
     assert all(n == 0 for n in cluster.restarts(RUNTIME).values()), cluster.restarts(RUNTIME)
+
+
+def _while_postgres_is_away(cluster: Quickstart, runtimes: list[dict[str, Any]]) -> None:
+    wait_until(lambda: not cluster.pods(POSTGRES), "the PostgreSQL pod gone", 120, 0.5)
+
+    def degraded() -> list[dict[str, Any]] | None:
+        bodies = [_readyz(p) for p in runtimes]
+        if all(code == 200 and body.get("config_store", "ok") != "ok" for code, body in bodies):
+            return [body for _, body in bodies]
+        return None
+
+    # While the store is away: still Ready (in the Service, serving the last good configs),
+    # and saying why.
+    bodies = wait_until(degraded, "runtimes reporting the store outage", 60, 0.5, cluster.explain)
+    assert all(b["config_store"].startswith("unavailable") for b in bodies), bodies
+    password = cluster.secret("kubebots-postgres", "password")
+    assert all(password not in str(b) for b in bodies), "a /readyz body holds the password"
+    endpoints = cluster.get("-n", SYSTEM_NS, "endpoints", "kubebots-runtime")
+    ready = [
+        a["ip"] for subset in endpoints.get("subsets", []) for a in subset.get("addresses", [])
+    ]
+    assert sorted(ready) == sorted(p["status"]["podIP"] for p in runtimes), endpoints
+    # Every replica answers stateless turns, whether or not it had built the Bot before the
+    # outage (one that had not builds it now, its conversation store connecting later); a
+    # stored chat is a clear 503 that quotes no credential.
+    key = cluster.client_key()
+    for pod in runtimes:
+        base = f"http://{pod['status']['podIP']}:8000"
+        sdk = openai.OpenAI(base_url=f"{base}/v1", api_key=key, max_retries=0)
+        out = sdk.chat.completions.create(
+            model=HELLO, messages=[{"role": "user", "content": "still there?"}]
+        )
+        assert out.choices[0].message.content == "echo: still there?"
+        stored = httpx.post(
+            f"{base}/bots/{HELLO}/chat",
+            json={"message": "remember", "conversation_id": "f-outage"},
+            headers={"Authorization": f"Bearer {key}"},
+            timeout=30,
+        )
+        assert stored.status_code == 503, stored.text
+        assert password not in stored.text
