@@ -17,7 +17,7 @@ from ..factory import BotFactory
 from ..ids import validate_bot_id
 from ..schema import BotConfig, parse_bot_config
 from ..secrets import SecretResolver
-from .loaders import AsyncLoad, ConfigLoader, adapt_loader, load_config
+from .loaders import AsyncLoad, ConfigLoader, VersionedConfig, adapt_loader, load_config
 
 log = logging.getLogger("kubebots.runtime.manager")
 
@@ -123,21 +123,30 @@ class BotManager:
         """The factory that builds this manager's bots."""
         return self._factory
 
-    async def refresh(self, bot_id: str, *, revision: int) -> DynaBot | None:
-        """Reload a *loaded* bot whose config is older than store ``revision``.
+    async def refresh(
+        self, bot_id: str, update: VersionedConfig, *, load: bool = False
+    ) -> DynaBot | None:
+        """Move a loaded bot to ``update`` (a config its caller already validated, e.g. from a
+        store watch) if the bot runs an older revision; the loader is not asked again.
 
-        Returns the (possibly new) bot, or ``None`` when the bot is not loaded (it stays lazy).
-        Waits for a build of the same id in progress, so a bot being created while its config
-        changes is never left on the older version.
+        Returns the (possibly new) bot, or ``None`` when the bot is not loaded: it stays lazy,
+        unless ``load`` (preloading), when it is built from ``update``. Waits for a build of the
+        same id in progress, so a bot being created while its config changes is never left on
+        the older version.
         """
+        validate_bot_id(bot_id)
         async with self._locks.hold(bot_id):
             entry = self._bots.get(bot_id)
             if entry is None:
-                return None
+                if not load:
+                    return None
+                bot = await self._build(bot_id, update.config, update.version)
+                self._insert(bot_id, bot)
+                return bot
             current = entry.bot.version
-            if current is not None and current.revision >= revision:
+            if current is not None and current.revision >= update.version.revision:
                 return entry.bot
-            return await self._swap(bot_id, None)
+            return await self._swap(bot_id, update.config, update.version)
 
     def loaded_versions(self) -> dict[str, BotVersion | None]:
         """The version each loaded bot runs (``None`` for bots given an explicit config)."""
@@ -194,9 +203,14 @@ class BotManager:
         await self.close()
 
     # -- internals --------------------------------------------------------------------------
-    async def _swap(self, bot_id: str, config: BotConfig | Mapping[str, Any] | None) -> DynaBot:
+    async def _swap(
+        self,
+        bot_id: str,
+        config: BotConfig | Mapping[str, Any] | None,
+        version: BotVersion | None = None,
+    ) -> DynaBot:
         """Build first, then swap with no await in between; the old bot drains and closes."""
-        bot = await self._build(bot_id, config)
+        bot = await self._build(bot_id, config, version)
         old = self._bots.pop(bot_id, None)
         self._insert(bot_id, bot)
         self.stats.reloads += 1
@@ -204,8 +218,14 @@ class BotManager:
             self._retire(old.bot)
         return bot
 
-    async def _build(self, bot_id: str, config: BotConfig | Mapping[str, Any] | None) -> DynaBot:
-        version: BotVersion | None = None
+    async def _build(
+        self,
+        bot_id: str,
+        config: BotConfig | Mapping[str, Any] | None,
+        version: BotVersion | None = None,
+    ) -> DynaBot:
+        """Build from ``config`` (tagged ``version``, ``None`` for a caller's own config), else
+        from the loader's answer."""
         if config is not None:
             parsed = parse_bot_config(config, bot_id=bot_id)
         elif self._load is not None:

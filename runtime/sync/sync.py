@@ -2,7 +2,9 @@
 
 On start it lists the store, reconciles the loaded bots (reload changed, remove vanished) and
 records the revision; then it watches from there. A PUT for a loaded bot reloads it, a DELETE
-removes it; bots not loaded stay lazy (unless ``preload``). After a lost connection or a
+removes it; bots not loaded stay lazy (unless ``preload``). The entry a listing or the watch
+delivered is validated once here and handed to the manager as it is: a change costs no second
+read of the store and no second parse. After a lost connection or a
 "resync required" it lists and reconciles again, so no delete is ever missed. A config that
 fails to validate or build never replaces a good bot: the old one keeps serving and the error
 goes into the replica's report.
@@ -16,9 +18,9 @@ import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from ..errors import KubebotsError, UnknownBotError
-from ..manager import BotManager
-from ..schema import parse_bot_config
+from ..errors import KubebotsError
+from ..manager import BotManager, VersionedConfig
+from ..schema import BotConfig, parse_bot_config
 from ..store.base import (
     ConfigStore,
     ReplicaReport,
@@ -28,6 +30,7 @@ from ..store.base import (
     WatchEvent,
 )
 from .lastgood import LastGoodConfigs
+from .loader import version_of
 from .status import ServingStatus
 
 log = logging.getLogger("kubebots.runtime.sync")
@@ -60,7 +63,6 @@ class StoreSync:
         self._manager = manager
         self._settings = settings
         self._status = ServingStatus()
-        self._synced = asyncio.Condition()
         self._dirty = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self.ready = asyncio.Event()
@@ -93,11 +95,6 @@ class StoreSync:
 
     async def __aexit__(self, *_: object) -> None:
         await self.stop()
-
-    async def wait_for_revision(self, revision: int) -> None:
-        """Wait until every store event up to ``revision`` has been applied."""
-        async with self._synced:
-            await self._synced.wait_for(lambda: self.synced_revision >= revision)
 
     # -- the watch loop ---------------------------------------------------------------------
     async def _run(self) -> None:
@@ -135,23 +132,22 @@ class StoreSync:
         live = {entry.bot_id: entry for entry in entries}
         self._status.keep_only(set(live))
         self._last_good.keep_only(live)
+        loaded = self._manager.loaded_versions()
+        updates: list[tuple[str, VersionedConfig]] = []
         for i, entry in enumerate(entries, 1):
-            self._validate(entry)
+            config = self._validate(entry)
+            version = loaded.get(entry.bot_id)
+            stale = version is not None and version.revision != entry.revision
+            if config is not None and (stale or self._settings.preload):
+                updates.append((entry.bot_id, VersionedConfig(config, version_of(entry))))
             if i % YIELD_EVERY == 0:
-                await asyncio.sleep(0)  # 10k entries validate in ~0.3 s: keep serving meanwhile
-        for bot_id, version in self._manager.loaded_versions().items():
-            if version is None:
-                continue  # given an explicit config, not managed by the store
-            current = live.get(bot_id)
-            if current is None:
-                await self._manager.remove(bot_id)
-            elif version.revision != current.revision and self._status.problem(bot_id) is None:
-                await self._refresh(bot_id, current.revision)
-        if self._settings.preload:
-            for entry in entries:
-                if self._status.problem(entry.bot_id) is None:
-                    await self._load(entry.bot_id, entry.revision)
-        await self._advance(revision)
+                await asyncio.sleep(0)  # validating 10k entries takes a while: keep serving
+        for bot_id, version in loaded.items():
+            if version is not None and bot_id not in live:
+                await self._manager.remove(bot_id)  # (bots given an explicit config stay)
+        for bot_id, update in updates:
+            await self._refresh(bot_id, update)
+        self._advance(revision)
         return revision
 
     async def _apply(self, event: WatchEvent) -> None:
@@ -159,45 +155,37 @@ class StoreSync:
             await self._manager.remove(event.bot_id)
             self._status.ok(event.bot_id)
             self._last_good.discard(event.bot_id)
-        elif event.entry is not None and self._validate(event.entry):
-            if self._settings.preload:
-                await self._load(event.bot_id, event.revision)
-            await self._refresh(event.bot_id, event.revision)
+        elif event.entry is not None:
+            config = self._validate(event.entry)
+            if config is not None:
+                await self._refresh(event.bot_id, VersionedConfig(config, version_of(event.entry)))
         if event.entry is not None:
             lag = datetime.now(UTC) - event.entry.updated_at
             self.last_lag_seconds = max(0.0, lag.total_seconds())
-        await self._advance(event.revision)
+        self._advance(event.revision)
 
-    def _validate(self, entry: StoreEntry) -> bool:
+    def _validate(self, entry: StoreEntry) -> BotConfig | None:
+        """The entry's config, parsed once; ``None`` (and the error reported) if invalid."""
         try:
-            parse_bot_config(entry.config, bot_id=entry.bot_id)
+            config = parse_bot_config(entry.config, bot_id=entry.bot_id)
         except KubebotsError as exc:
             self._status.failed(entry.bot_id, exc.message, entry.revision)
             log.warning("bot %s revision %d is invalid: %s", entry.bot_id, entry.revision, exc)
-            return False
+            return None
         self._status.ok(entry.bot_id)
         self._last_good.put(entry)
-        return True
+        return config
 
-    async def _refresh(self, bot_id: str, revision: int) -> None:
+    async def _refresh(self, bot_id: str, update: VersionedConfig) -> None:
+        """Hand the manager the config already validated here (built at once if preloading)."""
         try:
-            await self._manager.refresh(bot_id, revision=revision)
-        except UnknownBotError:
-            await self._manager.remove(bot_id)
+            await self._manager.refresh(bot_id, update, load=self._settings.preload)
         except KubebotsError as exc:
-            self._status.failed(bot_id, exc.message, revision)
+            self._status.failed(bot_id, exc.message, update.version.revision)
             log.warning("bot %s: keeping the last good version: %s", bot_id, exc.message)
 
-    async def _load(self, bot_id: str, revision: int) -> None:
-        try:
-            await self._manager.get_or_create(bot_id)
-        except KubebotsError as exc:
-            self._status.failed(bot_id, exc.message, revision)
-
-    async def _advance(self, revision: int) -> None:
-        async with self._synced:
-            self.synced_revision = revision
-            self._synced.notify_all()
+    def _advance(self, revision: int) -> None:
+        self.synced_revision = revision
         self._dirty.set()
 
     # -- replica reports --------------------------------------------------------------------

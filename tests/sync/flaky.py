@@ -17,6 +17,7 @@ class FlakyStore:
         self.up = asyncio.Event()
         self.up.set()
         self.lists = 0
+        self.gets = 0
 
     def _check(self) -> None:
         if self.down:
@@ -46,6 +47,7 @@ class FlakyStore:
 
     async def get(self, bot_id: str) -> StoreEntry | None:
         self._check()
+        self.gets += 1
         return await self.inner.get(bot_id)
 
     async def list(self) -> tuple[list[StoreEntry], int]:

@@ -20,15 +20,11 @@ from kubebots.runtime.store import ConfigStore, SqliteConfigStore
 from kubebots.runtime.testing import FakeOpenAIServer
 
 from .conftest import make_runtime
+from .support import wait_synced
 
 
 def spec(prompt: str) -> dict[str, Any]:
     return {"llm": {"provider": "echo"}, "systemPrompt": prompt}
-
-
-async def wait_synced(store: ConfigStore, sync: Any) -> None:
-    async with asyncio.timeout(30):
-        await sync.wait_for_revision(await store.current_revision())
 
 
 async def assert_runtime_equals_store(store: ConfigStore, manager: Any) -> None:
@@ -87,7 +83,7 @@ async def test_pg_watcher_connection_killed_during_updates_and_deletes(
         async with asyncio.timeout(30):
             await sync.ready.wait()
         await asyncio.gather(write(), kill())
-        await wait_synced(writer, sync)
+        await wait_synced(await writer.current_revision(), sync, 30)
         await assert_runtime_equals_store(writer, manager)
         assert len(manager.list_bots()) == 50
         assert killed >= 1
@@ -115,7 +111,7 @@ async def test_burst_of_1000_updates_to_100_bots(
             i = rng.randrange(100)
             generations[i] += 1
             await writer.put(f"ns:b{i}", spec(f"u{n}"), generation=generations[i], uid="u")
-        await wait_synced(writer, sync)
+        await wait_synced(await writer.current_revision(), sync, 30)
         await assert_runtime_equals_store(writer, manager)
         duplicates = [key for key, count in Counter(factory.built).items() if count > 1]
         assert duplicates == []
@@ -166,7 +162,7 @@ async def test_200_concurrent_chats_during_reloads(pg_store_factory: Callable[..
             async with asyncio.timeout(30):
                 await sync.ready.wait()
             await asyncio.gather(reload_all(), *(chat(n) for n in range(200)))
-            await wait_synced(store, sync)
+            await wait_synced(await store.current_revision(), sync, 30)
         assert errors == []
         assert len(replies) == 200
         for i, msg, reply in replies:

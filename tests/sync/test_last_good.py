@@ -11,7 +11,8 @@ from kubebots.runtime.store import MemoryConfigStore, StoreError
 from kubebots.runtime.sync import LastGoodConfigs, StoreConfigLoader, StoreSync, SyncSettings
 
 from .flaky import FlakyStore
-from .test_sync import spec, wait_synced
+from .support import wait_synced
+from .test_sync import spec
 
 
 def runtime(store: FlakyStore) -> tuple[BotManager, StoreSync, LastGoodConfigs]:
@@ -57,7 +58,7 @@ async def test_the_record_follows_puts_and_deletes_and_keeps_the_last_valid_conf
         await inner.delete("ns:gone")
         # an invalid config never replaces the last good one
         await inner.put("ns:a", {"llm": {"provider": "nope"}}, generation=3, uid="u")
-        await wait_synced(inner, sync)
+        await wait_synced(await inner.current_revision(), sync)
         assert len(last_good) == 1
         good = last_good.get("ns:a")
         assert good is not None and good.version is not None
@@ -82,5 +83,5 @@ async def test_a_relist_forgets_bots_deleted_meanwhile() -> None:
         await inner.delete("ns:b")
         await inner.compact(0)  # only a re-list can tell
         flaky.up.set()
-        await wait_synced(inner, sync)
+        await wait_synced(await inner.current_revision(), sync)
         assert last_good.get("ns:b") is None and last_good.get("ns:a") is not None
