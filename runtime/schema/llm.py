@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from ._base import ENV_NAME_PATTERN, SchemaModel
+from .urls import HTTP_SECRET_PARAMS, url_credentials
 
 #: Keys that would carry a key value inline. They are rejected with a pointer to the safe fields.
 INLINE_KEY_FIELDS = frozenset({"apiKey", "api_key", "key", "token", "apiToken", "api_token"})
@@ -45,6 +46,17 @@ class LLMConfig(SchemaModel):
     max_tokens: int | None = Field(default=None, ge=1, le=1_000_000)
     timeout: float = Field(default=60.0, gt=0.0, le=3600.0, description="Seconds per attempt.")
     max_retries: int = Field(default=2, ge=0, le=10)
+
+    @field_validator("base_url")
+    @classmethod
+    def _no_credentials_in_url(cls, value: str | None) -> str | None:
+        found = url_credentials(value, secret_params=HTTP_SECRET_PARAMS) if value else []
+        if found:
+            raise ValueError(
+                f"must not hold credentials ({', '.join(found)}); "
+                "give the key by apiKeyEnv or apiKeySecretRef"
+            )
+        return value
 
     @model_validator(mode="before")
     @classmethod

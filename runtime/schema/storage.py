@@ -8,6 +8,7 @@ from urllib.parse import urlsplit
 from pydantic import Field, field_validator, model_validator
 
 from ._base import ENV_NAME_PATTERN, SchemaModel
+from .urls import POSTGRES_SECRET_PARAMS, url_credentials
 
 
 class MemoryStorageConfig(SchemaModel):
@@ -48,8 +49,11 @@ class PostgresStorageConfig(SchemaModel):
         parts = urlsplit(value)
         if parts.scheme not in ("postgresql", "postgres"):
             raise ValueError("must be a postgresql:// URL")
-        if parts.password is not None or "password=" in parts.query:
-            raise ValueError("must not contain a password; use urlEnv for credentials")
+        found = url_credentials(value, secret_params=POSTGRES_SECRET_PARAMS)
+        if found:
+            raise ValueError(
+                f"must not contain a password ({', '.join(found)}); use urlEnv for credentials"
+            )
         return value
 
     @model_validator(mode="after")

@@ -112,6 +112,61 @@ def test_both_key_sources_rejected() -> None:
         parse_bot_config({"llm": {"apiKeyEnv": "K", "apiKeySecretRef": {"name": "s", "key": "k"}}})
 
 
+SECRET = "S3CRET-value-never-echoed"
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        f"postgresql://u:{SECRET}@h/db",
+        f"postgresql://u@h/db?password={SECRET}",
+        f"postgresql://u@h/db?pass%77ord={SECRET}",  # libpq decodes the name: a password
+        f"postgresql://u@h/db?sslmode=require&sslpassword={SECRET}",
+        f"postgres://u:{SECRET}@h1:5432,h2:5432/db",
+        f"postgresql://u%3Ax:{SECRET}@h/db",
+    ],
+)
+def test_postgres_url_credentials_found_by_parsing(url: str) -> None:
+    spec = {"conversationStorage": {"backend": "postgres", "url": url}}
+    with pytest.raises(ConfigurationError) as info:
+        parse_bot_config(spec)
+    assert SECRET not in str(info.value) and SECRET not in repr(info.value.detail)
+    assert "conversationStorage.postgres.url" in info.value.fields
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        f"http://user:{SECRET}@vllm:8000/v1",
+        f"https://api.example/v1?api-key={SECRET}",
+        f"https://api.example/v1?API_KEY={SECRET}",
+        f"https://api.example/v1?api%2Dkey={SECRET}",
+        f"https://api.example/v1?x=1&token={SECRET}",
+        f"https://api.example/v1?sig={SECRET}",
+    ],
+)
+def test_base_url_credentials_rejected(url: str) -> None:
+    with pytest.raises(ConfigurationError) as info:
+        parse_bot_config({"llm": {"provider": "openai", "model": "m", "baseUrl": url}})
+    assert SECRET not in str(info.value) and SECRET not in repr(info.value.detail)
+    assert "llm.baseUrl" in info.value.fields
+    assert "apiKeyEnv" in str(info.value)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://vllm.llm.svc:8000/v1",
+        "https://my.openai.azure.com/openai/deployments/d?api-version=2024-06-01",
+        "http://user@ollama:11434/v1",
+        "https://host/v1?keyword=x",
+    ],
+)
+def test_base_url_without_credentials_accepted(url: str) -> None:
+    cfg = parse_bot_config({"llm": {"provider": "openai", "model": "m", "baseUrl": url}})
+    assert cfg.llm.base_url == url
+
+
 def test_postgres_url_with_password_rejected() -> None:
     with pytest.raises(ConfigurationError) as info:
         parse_bot_config(
