@@ -28,6 +28,9 @@ class BotVersion:
 
 
 _LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+#: C0 controls and DEL, except tab, line feed and carriage return (ESC would reach terminals and
+#: logs that render the stored text; none belongs in a chat message).
+_CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 
 
 class DynaBot:
@@ -167,8 +170,11 @@ class DynaBot:
     def _check(self, message: str) -> None:
         if not isinstance(message, str) or not message.strip():
             raise MessageRejectedError("message must be a non-empty string")
-        if "\x00" in message or _LONE_SURROGATE.search(message):
-            raise MessageRejectedError("message must not contain NUL or unpaired surrogates")
+        if _CONTROL.search(message) or _LONE_SURROGATE.search(message):
+            raise MessageRejectedError(
+                "message must not contain control characters (other than tab and line breaks) "
+                "or unpaired surrogates"
+            )
         limit = self.config.limits.max_message_chars
         if len(message) > limit:
             raise MessageRejectedError(

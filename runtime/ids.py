@@ -20,7 +20,9 @@ def validate_bot_id(bot_id: object) -> str:
     """Return ``bot_id`` if it is a valid bot id, else raise :class:`InvalidBotIdError`.
 
     Valid: 1-253 characters of ``A-Z a-z 0-9 . _ : @ -``, starting with a letter or digit and not
-    ending with ``.``, ``:``, ``@`` or ``-`` (so ``.`` and ``..`` are impossible).
+    ending with ``.``, ``:``, ``@`` or ``-`` (so ``.`` and ``..`` are impossible), with at most
+    one ``:`` (a Bot resource's id is ``NAMESPACE:NAME``; ``a:b:c`` can name no bot, so it is
+    a malformed id, not an unknown one).
     """
     if not isinstance(bot_id, str) or not bot_id:
         raise InvalidBotIdError("bot id must be a non-empty string", detail={"field": "bot_id"})
@@ -38,6 +40,10 @@ def validate_bot_id(bot_id: object) -> str:
             "bot id may hold only letters, digits and . _ : @ - and must start and end with a "
             "letter or digit",
             detail={"field": "bot_id"},
+        )
+    if bot_id.count(":") > 1:
+        raise InvalidBotIdError(
+            "bot id may hold at most one ':' (NAMESPACE:NAME)", detail={"field": "bot_id"}
         )
     return bot_id
 

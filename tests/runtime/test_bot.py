@@ -14,7 +14,7 @@ from kubebots.runtime import (
     MessageRejectedError,
     create_bot,
 )
-from kubebots.runtime.llm.base import LLMProvider
+from kubebots.runtime.llm.base import ChatMessage, LLMProvider
 from kubebots.runtime.schema import LLMConfig, parse_bot_config
 
 from .providers import RecordingProvider
@@ -119,6 +119,25 @@ async def test_message_limits() -> None:
         await bot.chat("c", ctx())
     assert len(await bot.get_history(ctx())) == 4
     assert len(provider.prompts) == 2
+
+
+@pytest.mark.parametrize("bad", ["\x1b[2Jcleared", "a\x01b", "bell\x07", "del\x7f", "nul\x00"])
+async def test_control_characters_are_rejected_before_anything_is_stored(bad: str) -> None:
+    bot, provider = await make_bot()
+    with pytest.raises(MessageRejectedError, match="control characters"):
+        await bot.chat(bad, ctx())
+    with pytest.raises(MessageRejectedError, match="control characters"):
+        await bot.complete_messages([ChatMessage("user", bad)])
+    assert await bot.get_history(ctx()) == []
+    assert provider.prompts == []
+
+
+async def test_tabs_and_line_breaks_are_text() -> None:
+    bot, _ = await make_bot()
+    text = "line 1\r\n\tline 2\n"
+    assert await bot.chat(text, ctx())
+    history = await bot.get_history(ctx())
+    assert [m.content for m in history] == [text, f"rec: {text}"]
 
 
 async def test_failed_llm_call_stores_nothing() -> None:

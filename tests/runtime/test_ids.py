@@ -13,7 +13,23 @@ def test_valid_bot_ids(good: str) -> None:
 
 @pytest.mark.parametrize(
     "bad",
-    ["", "x" * 254, "a/b", "..", ".", "a\\b", "a b", "a\nb", "a\x00", "-lead", "trail-", None, 5],
+    [
+        "",
+        "x" * 254,
+        "a/b",
+        "..",
+        ".",
+        "a\\b",
+        "a b",
+        "a\nb",
+        "a\x00",
+        "-lead",
+        "trail-",
+        "a:b:c",
+        "ns::b",
+        None,
+        5,
+    ],
 )
 def test_invalid_bot_ids(bad: object) -> None:
     with pytest.raises(InvalidBotIdError):
