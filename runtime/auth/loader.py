@@ -20,6 +20,11 @@ from ..schema.parse import describe, field_errors
 from .keys import ADMIN_CLIENT_ID, DIGEST_PREFIX, Principal, hash_key
 
 _HEX_DIGEST = re.compile(r"[0-9a-fA-F]{64}")
+#: The weakest plaintext key accepted: a guessable key defeats every other control. 16
+#: characters of a random base64 alphabet are 96 bits; `kubebots init-credentials` and
+#: `openssl rand -base64 32` give far more. (A digest's strength cannot be checked.)
+MIN_KEY_CHARS = 16
+MIN_DISTINCT_CHARS = 8
 _QUOTED = re.compile(r"'[^']*'|\"[^\"]*\"")
 
 
@@ -34,6 +39,10 @@ def to_digest(key: str) -> str:
         if not _HEX_DIGEST.fullmatch(hexdigest):
             raise ValueError("a sha256: digest must be followed by 64 hexadecimal characters")
         return DIGEST_PREFIX + hexdigest.lower()
+    if len(key) < MIN_KEY_CHARS:
+        raise ValueError(f"is too short: use at least {MIN_KEY_CHARS} random characters")
+    if len(set(key)) < MIN_DISTINCT_CHARS:
+        raise ValueError(f"is too weak: use at least {MIN_DISTINCT_CHARS} different characters")
     try:
         return hash_key(key)
     except UnicodeEncodeError:  # holds the key: not chained

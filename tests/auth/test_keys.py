@@ -105,10 +105,10 @@ def test_json_text_and_json_file(tmp_path: Path) -> None:
 
 
 def test_file_and_json_text_are_merged(tmp_path: Path) -> None:
-    extra = json.dumps({"clients": [{"clientId": "env-client", "keys": ["env-key-123"]}]})
+    extra = json.dumps({"clients": [{"clientId": "env-client", "keys": ["env-key-0123456789"]}]})
     ring = KeyRing.load(str(write(tmp_path, YAML_FILE)), json_text=extra)
     assert len(ring) == 4
-    found = ring.authenticate("env-key-123")
+    found = ring.authenticate("env-key-0123456789")
     assert found is not None and found.client_id == "env-client"
 
 
@@ -307,3 +307,23 @@ def test_cli_prints_digests() -> None:
         check=False,
     )
     assert empty.returncode == 2
+
+
+@pytest.mark.parametrize(
+    ("weak", "reason"),
+    [
+        ("x", "too short"),
+        ("abc123", "too short"),
+        ("a" * 40, "too weak"),
+        ("abababab" * 4, "too weak"),
+    ],
+)
+def test_weak_keys_are_refused_at_load(weak: str, reason: str) -> None:
+    doc = json.dumps({"clients": [{"clientId": "a", "keys": [weak]}]})
+    with pytest.raises(ConfigurationError, match=reason) as caught:
+        KeyRing.load(json_text=doc)
+    assert caught.value.fields == ["clients.0.keys.0"]
+    with pytest.raises(ConfigurationError, match=reason):
+        KeyRing.load(admin_key=weak)
+    # A digest's key cannot be judged: it is accepted as it is.
+    assert len(KeyRing.load(admin_key=hash_key(weak))) == 1
