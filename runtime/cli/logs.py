@@ -12,6 +12,11 @@ _STANDARD = set(logging.makeLogRecord({}).__dict__) | {"message", "asctime", "co
 #: ``extra`` values kept: plain JSON data. Objects (kopf passes its whole settings object with
 #: every line) would be dumped as their repr, kilobytes a line.
 _PLAIN = (str, int, float, bool, type(None), dict, list, tuple)
+#: Libraries whose DEBUG lines carry content: the openai client logs request bodies (the
+#: messages), aiosqlite the statements' parameters and results, psycopg and httpcore the
+#: traffic. They never log below INFO, whatever the level asked for: no message content or
+#: stored text reaches the logs at any level.
+CONTENT_LOGGERS = ("openai", "httpx", "httpcore", "aiosqlite", "psycopg", "hpack", "multipart")
 
 
 class JsonFormatter(logging.Formatter):
@@ -42,6 +47,9 @@ def configure_logging(level: str = "INFO") -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
+    floor = max(root.level, logging.INFO)
+    for name in CONTENT_LOGGERS:
+        logging.getLogger(name).setLevel(floor)
     for name in ("uvicorn", "uvicorn.error"):
         logging.getLogger(name).handlers[:] = []
         logging.getLogger(name).propagate = True
