@@ -39,23 +39,34 @@ def pick_document(docs: list[BotDocument], name: str | None) -> BotDocument:
 
 
 def effective_config(config: BotConfig, mode: str, env: Mapping[str, str]) -> tuple[BotConfig, str]:
-    """The config to run and a note to print when the LLM was swapped for ``echo``."""
+    """The config to run and a note to print when the LLM was swapped for ``echo``.
+
+    ``auto`` swaps only a Bot whose key is not at hand: one naming ``apiKeyEnv`` that is not set,
+    one naming a Secret (``apiKeySecretRef``: read in the cluster, not here) or one using OpenAI
+    itself (no ``baseUrl``) without ``OPENAI_API_KEY``. A ``baseUrl`` Bot naming no key source is
+    a keyless endpoint (vLLM, Ollama) and runs as it is.
+    """
     llm = config.llm
-    if mode == "echo" or (
-        mode == "auto"
-        and llm.provider == "openai"
-        and not env.get(llm.api_key_env or "OPENAI_API_KEY")
-    ):
-        note = (
-            ""
-            if llm.provider == "echo"
-            else (
-                f"note: {llm.api_key_env or 'OPENAI_API_KEY'} is not set; using the offline echo "
-                "provider (set it, or pass --llm config, to use the model)"
-            )
+    if mode == "config" or llm.provider == "echo":
+        return config, ""
+    if llm.api_key_secret_ref is not None:
+        missing = "its key is in a Kubernetes Secret (apiKeySecretRef)"
+    elif llm.api_key_env is not None or llm.base_url is None:
+        variable = llm.api_key_env or "OPENAI_API_KEY"
+        missing = "" if env.get(variable) else f"{variable} is not set"
+    else:
+        missing = ""  # a keyless endpoint
+    if mode == "auto" and not missing:
+        return config, ""
+    note = (
+        "note: --llm echo: using the offline echo provider"
+        if mode == "echo"
+        else (
+            f"note: {missing}; using the offline echo provider (--llm config uses the model "
+            "anyway)"
         )
-        return config.model_copy(update={"llm": LLMConfig(provider="echo")}), note
-    return config, ""
+    )
+    return config.model_copy(update={"llm": LLMConfig(provider="echo")}), note
 
 
 async def chat_loop(

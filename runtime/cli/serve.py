@@ -1,8 +1,10 @@
 """``kubebots serve``: the chat API. With no settings it runs the embedded local default.
 
-Embedded default: SQLite config store and conversations under ``--data-dir``, the Bots of
-``examples/bots/*.yaml`` applied to the store (with the offline ``echo`` LLM when their API key
-is not set), authentication off (with a warning), listening on 127.0.0.1:8000.
+Embedded default: SQLite config store and conversations under ``--data-dir``, the example Bots
+shipped in the package (``runtime/cli/bots/``, linked as ``examples/bots/``) applied to the store
+(with the offline ``echo`` LLM when their API key is not set), authentication off (with a
+warning), listening on 127.0.0.1:8000. The address is bound before anything is printed, so a
+port in use is an error, not a "serving on" line followed by a failure.
 """
 
 from __future__ import annotations
@@ -10,9 +12,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import dataclasses
+import errno
 import logging
+import socket
 import sys
 from collections.abc import Mapping
+from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +28,8 @@ from .chat import effective_config
 from .store import apply_documents
 
 log = logging.getLogger("kubebots.serve")
-EXAMPLES = Path("examples/bots")
+#: The example Bots shipped as package data, so the embedded default works outside a checkout.
+EXAMPLES = Path(str(files("kubebots.runtime.cli") / "bots"))
 
 
 def add_serve_parser(sub: Any) -> None:
@@ -35,16 +41,26 @@ def add_serve_parser(sub: Any) -> None:
     p.add_argument(
         "--examples",
         default=str(EXAMPLES),
-        help="Bot files applied to an embedded store at start (default examples/bots)",
+        help="directory of Bot files applied to an embedded store at start (default: the "
+        "example Bots shipped with kubebots, examples/bots in a checkout)",
+    )
+    p.add_argument(
+        "--llm",
+        choices=["auto", "config", "echo"],
+        default="auto",
+        help="for the Bots applied at start: auto uses each Bot's provider, or echo if the API "
+        "key it names is not set; config always uses the provider; echo always answers offline",
     )
     p.set_defaults(handler=run_serve)
 
 
-def embedded_documents(directory: Path, env: Mapping[str, str]) -> list[BotDocument]:
+def embedded_documents(
+    directory: Path, env: Mapping[str, str], llm: str = "auto"
+) -> list[BotDocument]:
     docs = []
     for path in sorted(directory.glob("*.yaml")):
         for doc in load_bot_documents(path):
-            spec, note = effective_config(doc.spec, "auto", env)
+            spec, note = effective_config(doc.spec, llm, env)
             if note:
                 log.warning("bot %s: %s", doc.bot_id, note)
             docs.append(dataclasses.replace(doc, spec=spec))
@@ -83,28 +99,66 @@ def run_serve(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     settings = RuntimeSettings(**overrides)
     configure_logging(settings.log_level)
     try:
-        if embedded and Path(args.examples).is_dir():
-            settings.data_dir.mkdir(parents=True, exist_ok=True)
-            docs = embedded_documents(Path(args.examples), env)
-            for line in asyncio.run(seed_store(settings.store_url(), docs)):
-                log.info(line)
-        app = create_app(settings, env=env)
-    except KubebotsError as exc:
-        print(f"error: {exc.message}", file=sys.stderr)
+        listener = listen(settings.host, settings.port)
+    except OSError as exc:
+        print(f"error: {cannot_listen(settings.host, settings.port, exc)}", file=sys.stderr)
         return 1
-    base = f"http://{settings.host}:{settings.port}"
-    print(f"kubebots is serving on {base}  (OpenAI-compatible: {base}/v1)", file=sys.stderr)
-    print(
-        f"try:  curl -s {base}/bots/default:support/chat -H 'content-type: application/json' "
-        """-d '{"message": "Hello!", "conversation_id": "c1"}'""",
-        file=sys.stderr,
-        flush=True,
-    )
-    config = uvicorn.Config(
-        app, host=settings.host, port=settings.port, log_config=None, access_log=False
-    )
-    try:
-        uvicorn.Server(config).run()  # graceful shutdown on SIGINT/SIGTERM, then re-raised
-    except KeyboardInterrupt:
-        return 130
+    with listener:
+        bots: list[str] = []
+        try:
+            if embedded and Path(args.examples).is_dir():
+                settings.data_dir.mkdir(parents=True, exist_ok=True)
+                docs = embedded_documents(Path(args.examples), env, args.llm)
+                for line in asyncio.run(seed_store(settings.store_url(), docs)):
+                    log.info(line)
+                bots = [doc.bot_id for doc in docs]
+            app = create_app(settings, env=env)
+        except KubebotsError as exc:
+            print(f"error: {exc.message}", file=sys.stderr)
+            return 1
+        base = f"http://{settings.host}:{settings.port}"
+        print(f"kubebots is serving on {base}  (OpenAI-compatible: {base}/v1)", file=sys.stderr)
+        print(try_line(base, bots[0] if bots else None, settings.auth), file=sys.stderr, flush=True)
+        config = uvicorn.Config(app, log_config=None, access_log=False)
+        try:
+            # graceful shutdown on SIGINT/SIGTERM, then re-raised
+            uvicorn.Server(config).run(sockets=[listener])
+        except KeyboardInterrupt:
+            return 130
     return 0
+
+
+def listen(host: str, port: int) -> socket.socket:
+    """The listening socket, bound now (uvicorn serves on it)."""
+    infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    family, kind, proto, _, address = infos[0]
+    sock = socket.socket(family, kind, proto)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)
+        sock.listen(2048)
+    except OSError:
+        sock.close()
+        raise
+    sock.set_inheritable(True)
+    return sock
+
+
+def cannot_listen(host: str, port: int, exc: OSError) -> str:
+    where = f"cannot listen on {host}:{port}"
+    if exc.errno == errno.EADDRINUSE:
+        return f"{where}: the address is already in use (another server?); choose --port"
+    if exc.errno == errno.EACCES:
+        return f"{where}: permission denied (ports below 1024 need privileges); choose --port"
+    return f"{where}: {exc.strerror or type(exc).__name__}"
+
+
+def try_line(base: str, bot_id: str | None, auth: bool) -> str:
+    """A curl to paste: a chat with the first Bot applied, else the list of Bots."""
+    header = ' -H "Authorization: Bearer $KUBEBOTS_API_KEY"' if auth else ""
+    if bot_id is None:
+        return f"try:  curl -s {base}/bots{header}"
+    return (
+        f"try:  curl -s {base}/bots/{bot_id}/chat{header} -H 'content-type: application/json' "
+        """-d '{"message": "Hello!", "conversation_id": "c1"}'"""
+    )

@@ -28,7 +28,10 @@ KUSTOMIZATIONS = sorted(
     p.parent
     for p in [*(ROOT / "deploy").rglob("kustomization.yaml"), ROOT / "crds" / "kustomization.yaml"]
 )
-EXAMPLES = sorted((ROOT / "examples").rglob("*.yaml"))
+#: (``examples/bots`` links to the Bots shipped as package data; ``rglob`` does not follow links.)
+EXAMPLES = sorted(
+    {*(ROOT / "examples").rglob("*.yaml"), *(ROOT / "examples" / "bots").glob("*.yaml")}
+)
 #: The quickstart's example Bots (shipped in the ConfigMap kubebots-example-bots).
 QUICKSTART_BOT = ROOT / "deploy" / "quickstart" / "bots" / "hello.yaml"
 
