@@ -62,8 +62,7 @@ def effective_config(config: BotConfig, mode: str, env: Mapping[str, str]) -> tu
         "note: --llm echo: using the offline echo provider"
         if mode == "echo"
         else (
-            f"note: {missing}; using the offline echo provider (--llm config uses the model "
-            "anyway)"
+            f"note: {missing}; using the offline echo provider (--llm config uses the model anyway)"
         )
     )
     return config.model_copy(update={"llm": LLMConfig(provider="echo")}), note

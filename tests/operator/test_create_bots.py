@@ -277,7 +277,7 @@ def test_every_invalid_document_is_named_with_its_fields(tmp_path: Path) -> None
         f"  {tmp_path / 'b.yaml'}#1: invalid: spec.systemPromt: unknown field (check its spelling)"
     )
     assert lines[3] == f"  {tmp_path / 'c.yaml'}#0: invalid: apiVersion: apiVersion must be" + (
-        " kubebots.io/v1alpha1"
+        " kubebots.io/v1alpha1; kind: kind must be Bot"  # every problem at once
     )
     assert lines[4] == f"  {tmp_path / 'd.yaml'}: not valid YAML (ParserError at line 2)"
     assert len(lines) == 5

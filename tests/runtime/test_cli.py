@@ -66,9 +66,59 @@ def test_validate(tmp_path: Path) -> None:
     assert done.returncode == 1
     assert "spec.conversationStorage" in done.stderr
     missing = kubebots("validate", "-f", str(tmp_path / "nope.yaml"), cwd=tmp_path)
-    assert missing.returncode == 1 and "cannot read" in missing.stderr
+    assert missing.returncode == 1 and "nope.yaml: no such file or directory" in missing.stderr
 
 
 def test_version_and_help(tmp_path: Path) -> None:
     assert kubebots("--version", cwd=tmp_path).stdout.startswith("kubebots ")
     assert kubebots(cwd=tmp_path).returncode == 2
+
+
+BOT = """apiVersion: kubebots.io/v1alpha1
+kind: Bot
+metadata:
+  name: {name}
+spec:
+  llm:
+    provider: echo
+{extra}"""
+
+
+def test_validate_reports_every_problem_of_every_file_at_once(tmp_path: Path) -> None:
+    (tmp_path / "bots" / "team" / "deep").mkdir(parents=True)
+    (tmp_path / "bots" / "ok.yaml").write_text(BOT.format(name="ok", extra=""))
+    two = BOT.format(name="a", extra="    temperature: 7\n    modle: x\n")
+    two += "---\n" + BOT.format(name="Bad_Name", extra="  systemPromt: hi\n")
+    (tmp_path / "bots" / "team" / "two.yaml").write_text(two)
+    (tmp_path / "bots" / "team" / "deep" / "broken.yml").write_text("kind: [unclosed\n")
+    (tmp_path / "bots" / ".hidden.yaml").write_text("not: read\n")
+    (tmp_path / "bots" / "notes.txt").write_text("not a Bot file")
+    single = tmp_path / "single.yaml"
+    single.write_text(BOT.format(name="single", extra="").replace("kind: Bot", "kind: Bott"))
+
+    flat = kubebots("validate", "-f", "bots", "-f", str(single), cwd=tmp_path)
+    assert flat.returncode == 1
+    assert "bots/ok.yaml: bot default/ok is valid" in flat.stdout
+    assert "two.yaml" not in flat.stdout + flat.stderr  # a subdirectory, without -R
+    assert f"{single}:2:1: default/single: kind: kind must be Bot" in flat.stderr
+
+    deep = kubebots("validate", "-R", "-f", "bots", "-f", str(single), cwd=tmp_path)
+    assert deep.returncode == 1
+    err = deep.stderr.splitlines()
+    two_path = "bots/team/two.yaml"
+    assert f"{two_path}:8:5: default/a: spec.llm.temperature: " in deep.stderr
+    assert f"{two_path}:9:5: default/a: spec.llm.modle: unknown field (check its spelling)" in err
+    assert any(
+        line.startswith(f"{two_path}:14:3: default/Bad_Name: metadata.name: ") for line in err
+    )
+    assert f"{two_path}:18:3: default/Bad_Name: spec.systemPromt: unknown field" in deep.stderr
+    assert "bots/team/deep/broken.yml:2:1: (yaml): not valid YAML" in deep.stderr
+    assert "6 problems in 4 file(s); 1 Bot(s) valid" in err[-1]
+    assert "hidden" not in deep.stdout + deep.stderr
+    assert "7" not in " ".join(line.split(": ", 1)[1] for line in err if "temperature" in line)
+
+
+def test_validate_reads_standard_input(tmp_path: Path) -> None:
+    done = kubebots("validate", "-f", "-", cwd=tmp_path, stdin=BOT.format(name="piped", extra=""))
+    assert done.returncode == 0, done.stderr
+    assert "<stdin>: bot default/piped is valid" in done.stdout
