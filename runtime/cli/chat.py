@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
-from collections.abc import Mapping
+import threading
+from collections.abc import AsyncIterator, Mapping
 from typing import Any, TextIO
 
 from ..context import BotContext
@@ -13,7 +14,8 @@ from ..errors import ConfigurationError, KubebotsError
 from ..manager import BotManager
 from ..schema import BotConfig, BotDocument, LLMConfig, load_bot_documents
 
-HELP = "commands: /new (start a new conversation), /history, /quit"
+HELP = "commands: /help, /new (start a new conversation), /history, /quit (or Ctrl-D, Ctrl-C)"
+WAITING = "waiting for the model"
 
 
 def add_chat_parser(sub: Any) -> None:
@@ -68,6 +70,59 @@ def effective_config(config: BotConfig, mode: str, env: Mapping[str, str]) -> tu
     return config.model_copy(update={"llm": LLMConfig(provider="echo")}), note
 
 
+class _Lines:
+    """Lines of ``stdin``, read by a daemon thread: a blocked ``readline`` never keeps the
+    process alive, so Ctrl-C at the prompt exits at once (a worker thread of the event loop's
+    executor would be waited for at shutdown until the next Enter)."""
+
+    def __init__(self, stdin: TextIO) -> None:
+        self._queue: asyncio.Queue[str] = asyncio.Queue()
+        loop = asyncio.get_running_loop()
+
+        def read() -> None:
+            while True:
+                line = stdin.readline()
+                loop.call_soon_threadsafe(self._queue.put_nowait, line)
+                if not line:
+                    return
+
+        threading.Thread(target=read, name="kubebots-chat-stdin", daemon=True).start()
+
+    async def next(self) -> str:
+        """The next line, ``""`` at the end of the input."""
+        return await self._queue.get()
+
+
+async def _answer(
+    stream: AsyncIterator[str], stdout: TextIO, *, patience: float, interactive: bool
+) -> None:
+    """Print the bot's answer as it streams; while the first words are late, say so (a spinner
+    on a terminal, one line otherwise) instead of looking hung."""
+    first = asyncio.ensure_future(anext(stream, None))
+    done, _ = await asyncio.wait({first}, timeout=patience)
+    if not done:
+        frames = "|/-\\"
+        tick = 0
+        if not interactive:
+            print("(waiting for the model...)", end="", file=stdout, flush=True)
+        while not done:
+            if interactive:
+                print(f"\r{WAITING} {frames[tick % 4]}", end="", file=stdout, flush=True)
+                tick += 1
+            done, _ = await asyncio.wait({first}, timeout=0.1)
+        print(
+            "\r" + " " * (len(WAITING) + 2) + "\rbot> " if interactive else "\nbot> ",
+            end="",
+            file=stdout,
+            flush=True,
+        )
+    delta = first.result()
+    while delta is not None:
+        print(delta, end="", file=stdout, flush=True)
+        delta = await anext(stream, None)
+    print(file=stdout)
+
+
 async def chat_loop(
     bot_id: str,
     config: BotConfig,
@@ -76,7 +131,11 @@ async def chat_loop(
     *,
     stdin: TextIO,
     stdout: TextIO,
+    patience: float = 1.0,
 ) -> int:
+    """The prompt loop. ``patience``: seconds before a slow model is said to be slow."""
+    interactive = stdout.isatty()
+    lines = _Lines(stdin)
     async with BotManager(env=env) as manager:
         bot = await manager.get_or_create(bot_id, config)
         conversation = args.conversation
@@ -86,8 +145,9 @@ async def chat_loop(
         )
         while True:
             print("you> ", end="", file=stdout, flush=True)
-            line = await asyncio.to_thread(stdin.readline)
+            line = await lines.next()
             if not line:
+                print(file=stdout)
                 return 0
             text = line.strip()
             if not text:
@@ -95,24 +155,32 @@ async def chat_loop(
             if text == "/quit":
                 return 0
             context = BotContext(conversation_id=conversation, client_id=args.client)
-            if text == "/new":
+            if text == "/help":
+                print(HELP, file=stdout)
+            elif text == "/new":
                 conversation = (
                     f"{args.conversation}-{len(await bot.list_conversations(args.client)) + 1}"
                 )
                 print(f"(new conversation {conversation})", file=stdout)
-                continue
-            if text == "/history":
-                for m in await bot.get_history(context):
+            elif text == "/history":
+                history = await bot.get_history(context)
+                for m in history:
                     print(f"  {m.seq:>4} {m.role}: {m.content}", file=stdout)
-                continue
-            print("bot> ", end="", file=stdout, flush=True)
-            try:
-                async for delta in bot.stream_chat(text, context):
-                    print(delta, end="", file=stdout, flush=True)
-            except KubebotsError as exc:
-                print(f"\n[error] {type(exc).__name__}: {exc.message}", file=stdout)
-                continue
-            print(file=stdout)
+                if not history:
+                    print(f"  (conversation {conversation} is empty)", file=stdout)
+            elif text.startswith("/") and " " not in text:
+                print(f"unknown command {text}; {HELP}", file=stdout)
+            else:
+                print("bot> ", end="", file=stdout, flush=True)
+                try:
+                    await _answer(
+                        bot.stream_chat(text, context),
+                        stdout,
+                        patience=patience,
+                        interactive=interactive,
+                    )
+                except KubebotsError as exc:
+                    print(f"\n[error] {type(exc).__name__}: {exc.message}", file=stdout)
 
 
 def run_chat(args: argparse.Namespace, env: Mapping[str, str]) -> int:
@@ -132,6 +200,7 @@ def run_chat(args: argparse.Namespace, env: Mapping[str, str]) -> int:
             chat_loop(doc.name, config, args, env, stdin=sys.stdin, stdout=sys.stdout)
         )
     except KeyboardInterrupt:
+        print(file=sys.stdout)
         return 130
     except KubebotsError as exc:
         print(f"error: {exc.message}", file=sys.stderr)

@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import os
+import select
 import shutil
+import signal
 import subprocess
+import time
 from pathlib import Path
+
+from kubebots.runtime.testing import FakeOpenAIServer
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "examples" / "bots" / "support.yaml"
@@ -122,3 +127,58 @@ def test_validate_reads_standard_input(tmp_path: Path) -> None:
     done = kubebots("validate", "-f", "-", cwd=tmp_path, stdin=BOT.format(name="piped", extra=""))
     assert done.returncode == 0, done.stderr
     assert "<stdin>: bot default/piped is valid" in done.stdout
+
+
+def test_chat_commands_help_history_and_unknown(tmp_path: Path) -> None:
+    done = kubebots(
+        "chat", "-f", str(EXAMPLE), cwd=tmp_path, stdin="/help\n/history\n/nope\nhi\n/history\n"
+    )
+    assert done.returncode == 0, done.stderr
+    out = done.stdout
+    assert "you> commands: /help, /new" in out
+    assert "(conversation terminal is empty)" in out
+    assert "unknown command /nope" in out
+    assert "bot> echo: hi" in out
+    assert "user: hi" in out and "assistant: echo: hi" in out
+    assert "user: /" not in out  # commands are never sent to the bot
+
+
+def test_chat_says_when_the_model_is_slow(tmp_path: Path) -> None:
+    with FakeOpenAIServer(latency=2.5) as fake:
+        bot = tmp_path / "slow.yaml"
+        bot.write_text(
+            "apiVersion: kubebots.io/v1alpha1\nkind: Bot\nmetadata: {name: slow}\n"
+            f"spec: {{llm: {{provider: openai, model: m, baseUrl: '{fake.base_url}'}}}}\n"
+        )
+        done = kubebots("chat", "-f", str(bot), cwd=tmp_path, stdin="hello\n")
+    assert done.returncode == 0, done.stderr
+    assert "bot> (waiting for the model...)\nbot> " in done.stdout
+    assert len(fake.requests) == 1
+
+
+def test_ctrl_c_at_the_prompt_exits(tmp_path: Path) -> None:
+    exe = shutil.which("kubebots", path=str(Path(os.sys.executable).parent))
+    assert exe
+    env = {k: v for k, v in os.environ.items() if k != "OPENAI_API_KEY"}
+    proc = subprocess.Popen(
+        [exe, "chat", "-f", str(EXAMPLE)],
+        cwd=tmp_path,
+        env=env,
+        stdin=subprocess.PIPE,  # kept open: the prompt waits for a line that never comes
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        assert proc.stdout is not None
+        seen = b""
+        deadline = time.monotonic() + 30
+        while b"you> " not in seen:
+            assert time.monotonic() < deadline, seen
+            ready, _, _ = select.select([proc.stdout], [], [], 0.5)
+            if ready:
+                seen += os.read(proc.stdout.fileno(), 4096)
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=10) == 130
+    finally:
+        proc.kill()
+        proc.wait()
