@@ -84,8 +84,7 @@ def bare_app() -> FastAPI:
 
 
 def ours_app(data_dir: Path, *, auth: bool) -> FastAPI:
-    from kubebots.runtime.api.app import create_app
-    from kubebots.runtime.api.settings import RuntimeSettings
+    from kubebots.runtime.api.app import RuntimeSettings, create_app
 
     settings = RuntimeSettings(
         data_dir=data_dir,

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from kubebots.runtime.storage import PostgresConversationStore
+from kubebots.runtime.conversations import PostgresConversationStore
 
 POSTGRES_URL = "postgresql://postgres@127.0.0.1:5432/test"
 BACKENDS = ("memory", "sqlite", "postgres")

@@ -52,7 +52,7 @@ from typing import Literal
 
 import httpx
 
-from kubebots.runtime.store import open_config_store
+from kubebots.runtime.configstore import open_config_store
 
 from . import litellm
 from ._http_apps import API_KEY

@@ -18,7 +18,7 @@ from pathlib import Path
 import psycopg
 
 from kubebots.runtime import BotManager, DynaBot
-from kubebots.runtime.store import ConfigStore, PostgresConfigStore, SqliteConfigStore
+from kubebots.runtime.configstore import ConfigStore, PostgresConfigStore, SqliteConfigStore
 from kubebots.runtime.sync import StoreConfigLoader, StoreSync, SyncSettings
 
 from .backends import POSTGRES_URL

@@ -36,8 +36,8 @@ import httpx
 import psycopg
 from psycopg import sql
 
+from kubebots.runtime.configstore import open_config_store
 from kubebots.runtime.schema import bot_id_for
-from kubebots.runtime.store import open_config_store
 
 from .http import free_port, pinning, stop, vm_rss_kib
 from .stats import median, percentile

@@ -8,11 +8,19 @@ from settings or a mounted Secret, never from a Bot, and is never logged.
 from __future__ import annotations
 
 from functools import partial
+from pathlib import Path
 
+import psycopg
+
+from ..persistence.postgres import postgres_error
+from ..persistence.prefix import DEFAULT_TABLE_PREFIX, TABLE_PREFIX_PATTERN
+from ..persistence.redaction import url_secrets, url_without_password
 from .base import (
     BotReport,
     ConfigStore,
     ReplicaReport,
+    ReplicaReports,
+    ReportingConfigStore,
     ResyncRequired,
     StoreEntry,
     StoreError,
@@ -23,23 +31,38 @@ from .memory import MemoryConfigStore
 from .postgres import PostgresConfigStore
 from .sqlite import SqliteConfigStore
 
-#: Where ``kubebots`` keeps its embedded store unless told otherwise.
-DEFAULT_STORE_URL = "sqlite:.kubebots/store.db"
+#: Where ``kubebots`` keeps its local data (the embedded store) unless told otherwise.
+DEFAULT_DATA_DIR = Path(".kubebots")
+
+
+def embedded_store_url(data_dir: Path) -> str:
+    """The URL of the SQLite config store kept in ``data_dir``."""
+    return f"sqlite:{data_dir / 'store.db'}"
+
+
+#: The config store unless told otherwise: the embedded one in the default data directory.
+DEFAULT_STORE_URL = embedded_store_url(DEFAULT_DATA_DIR)
 
 __all__ = [
+    "DEFAULT_DATA_DIR",
     "DEFAULT_STORE_URL",
+    "DEFAULT_TABLE_PREFIX",
+    "TABLE_PREFIX_PATTERN",
     "BotReport",
     "ConfigStore",
     "DeferredConfigStore",
     "MemoryConfigStore",
     "PostgresConfigStore",
     "ReplicaReport",
+    "ReplicaReports",
+    "ReportingConfigStore",
     "ResyncRequired",
     "SqliteConfigStore",
     "StoreEntry",
     "StoreError",
     "WatchEvent",
     "describe_store_url",
+    "embedded_store_url",
     "open_config_store",
 ]
 
@@ -56,21 +79,14 @@ def _sqlite_path(url: str) -> str | None:
 
 def check_postgres_url(url: str) -> None:
     """StoreError (naming no part of the URL) unless libpq can parse ``url``."""
-    import psycopg
-
-    from ..storage._sql import url_secrets
-    from ._pg import error
-
     try:
         psycopg.conninfo.conninfo_to_dict(url)
     except psycopg.Error as exc:
-        raise error("connection", exc, url_secrets(url)) from None
+        raise postgres_error(StoreError, "connection", exc, url_secrets(url)) from None
 
 
 def describe_store_url(url: str) -> str:
     """The URL with any password masked, for logs and messages."""
-    from ..storage._sql import url_without_password
-
     if url.startswith(("postgresql://", "postgres://")):
         return url_without_password(url)
     return url
@@ -79,10 +95,10 @@ def describe_store_url(url: str) -> str:
 async def open_config_store(
     url: str,
     *,
-    prefix: str = "kubebots_",
+    prefix: str = DEFAULT_TABLE_PREFIX,
     watch_application_name: str = "kubebots-store-watch",
     wait_for_server: bool = False,
-) -> ConfigStore:
+) -> ReportingConfigStore:
     """Open the store a URL names (see the module docstring); ``prefix`` prefixes its tables.
 
     ``wait_for_server``: a PostgreSQL store connects on first use instead of now (a

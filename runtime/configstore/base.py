@@ -6,7 +6,8 @@ resumes from revision ``r`` receives every later event exactly once, in order. D
 tombstone; ``compact`` forgets history older than a retention window, and a watch resuming from
 before the compacted revision raises :class:`ResyncRequired` instead of skipping events.
 
-Replica reports let the operator see which runtime replica serves which generation of a bot.
+Replica reports (:class:`ReplicaReports`, kept in the same database) let the operator see which
+runtime replica serves which generation of a bot.
 """
 
 from __future__ import annotations
@@ -18,9 +19,12 @@ from datetime import datetime
 from typing import Any, Literal, Protocol, runtime_checkable
 
 from ..errors import StorageError
-from ..ids import validate_bot_id
 
 EventType = Literal["PUT", "DELETE"]
+#: A Bot spec as written: a JSON object (camelCase keys).
+Spec = Mapping[str, Any]
+#: A write's annotations (facts beside the spec that must also trigger a reload), or None.
+Notes = Mapping[str, str] | None
 
 
 class StoreError(StorageError):
@@ -93,16 +97,11 @@ class ReplicaReport:
 
 @runtime_checkable
 class ConfigStore(Protocol):
-    """The store the operator writes and runtime replicas read. Errors are :class:`StoreError`."""
+    """Bot configs: what the operator writes and runtime replicas read. Errors are
+    :class:`StoreError`."""
 
     async def put(
-        self,
-        bot_id: str,
-        config: Mapping[str, Any],
-        *,
-        generation: int,
-        uid: str,
-        annotations: Mapping[str, str] | None = None,
+        self, bot_id: str, config: Spec, *, generation: int, uid: str, annotations: Notes = None
     ) -> int:
         """Write ``config``; return the entry's revision.
 
@@ -142,11 +141,19 @@ class ConfigStore(Protocol):
         revision (watches from before it raise :class:`ResyncRequired`)."""
         ...
 
+    async def close(self) -> None: ...
+
+
+@runtime_checkable
+class ReplicaReports(Protocol):
+    """Replica heartbeats: runtime replicas report, the operator reads. Errors are
+    :class:`StoreError`."""
+
     async def report(self, report: ReplicaReport) -> None:
         """Record a replica's heartbeat, replacing its previous bot reports."""
         ...
 
-    async def replica_reports(self, *, max_age_seconds: float) -> builtins.list[ReplicaReport]:
+    async def replica_reports(self, *, max_age_seconds: float) -> list[ReplicaReport]:
         """Reports of replicas whose heartbeat is younger than ``max_age_seconds``."""
         ...
 
@@ -154,58 +161,27 @@ class ConfigStore(Protocol):
         """Delete replicas (and their reports) with an older heartbeat; return how many."""
         ...
 
-    async def close(self) -> None: ...
 
+@runtime_checkable
+class ReportingConfigStore(ConfigStore, ReplicaReports, Protocol):
+    """Both sides in one database: what every backend is and :func:`open_config_store` returns.
 
-def check_write(
-    bot_id: str,
-    config: Mapping[str, Any],
-    generation: int,
-    uid: str,
-    annotations: Mapping[str, str] | None,
-) -> None:
-    """Shared argument checks of ``put`` (every backend accepts the same inputs)."""
-    validate_bot_id(bot_id)
-    if not isinstance(config, Mapping):
-        raise TypeError("config must be a mapping")
-    if annotations is not None and not all(
-        isinstance(k, str) and isinstance(v, str) for k, v in annotations.items()
-    ):
-        raise TypeError("annotations must map str to str")
-    if isinstance(generation, bool) or not isinstance(generation, int) or generation < 1:
-        raise ValueError("generation must be a positive int")
-    if not isinstance(uid, str) or not uid:
-        raise ValueError("uid must be a non-empty string")
-
-
-def is_noop(
-    live: StoreEntry | None,
-    config: Mapping[str, Any],
-    generation: int,
-    uid: str,
-    annotations: Mapping[str, str] | None,
-) -> bool:
-    """True when a put must not replace ``live``: a stale generation, or an exact repeat."""
-    if live is None or live.uid != uid:
-        return False
-    if generation < live.generation:
-        return True
-    return (
-        generation == live.generation
-        and dict(live.config) == dict(config)
-        and dict(live.annotations) == dict(annotations or {})
-    )
+    A caller that needs one side only (the CLI, the operator's writers: configs; the operator's
+    status: reports) is typed with that side.
+    """
 
 
 __all__ = [
     "BotReport",
     "ConfigStore",
     "EventType",
+    "Notes",
     "ReplicaReport",
+    "ReplicaReports",
+    "ReportingConfigStore",
     "ResyncRequired",
+    "Spec",
     "StoreEntry",
     "StoreError",
     "WatchEvent",
-    "check_write",
-    "is_noop",
 ]

@@ -1,4 +1,4 @@
-"""Helpers every config store shares: argument checks, JSON encoding and value conversion.
+"""What every config store accepts, and how stored rows become entries and events again.
 
 Every backend accepts exactly the same inputs: a config must be a JSON object whose strings are
 storable text (no NUL, no lone surrogates: PostgreSQL rejects both), numbers fit where they go,
@@ -9,42 +9,19 @@ from __future__ import annotations
 
 import json
 import math
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
-from ..storage._sql import check_text
-from .base import StoreEntry, StoreError, WatchEvent, check_write
+from ..ids import validate_bot_id
+from ..persistence.checks import check_text
+from ..persistence.times import to_utc
+from .base import Notes, Spec, StoreEntry, StoreError, WatchEvent
 
-#: The table prefix every SQL store uses unless told otherwise.
-DEFAULT_PREFIX: Final = "kubebots_"
 #: Events a watcher fetches per query.
 WATCH_BATCH: Final = 1000
 #: The largest generation or revision (a signed 64-bit column).
 MAX_INT64: Final = 2**63 - 1
-
-_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
-_MICROSECOND: Final = timedelta(microseconds=1)
-# The longest table suffix is "replica_bots" (12 characters); names stay within 63.
-_PREFIX = re.compile(r"[a-z_][a-z0-9_]{0,50}")
-
-
-def check_prefix(prefix: str) -> str:
-    """``prefix`` if it is a plain lowercase SQL identifier of at most 51 characters."""
-    if not isinstance(prefix, str) or not _PREFIX.fullmatch(prefix):
-        raise ValueError("prefix must match [a-z_][a-z0-9_]* and be at most 51 characters")
-    return prefix
-
-
-def check_seconds(what: str, value: float) -> float:
-    """``value`` as a float if it is a finite, non-negative number of seconds."""
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise TypeError(f"{what} must be a number of seconds")
-    if not math.isfinite(value) or value < 0:
-        raise ValueError(f"{what} must be finite and not negative")
-    return float(value)
 
 
 def check_revision(what: str, value: int | None, *, optional: bool = False) -> int | None:
@@ -80,36 +57,61 @@ def _plain(value: object, path: str) -> Any:
     raise TypeError(f"{path} holds a {type(value).__name__}, which is not JSON")
 
 
+def _json(value: object) -> str:
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+
+
 @dataclass(frozen=True, slots=True)
 class Write:
     """A checked ``put``: the plain config and annotations, and their JSON text."""
 
+    bot_id: str
+    generation: int
+    uid: str
     config: dict[str, Any]
     annotations: dict[str, str]
-    config_json: str
-    annotations_json: str
+
+    @property
+    def config_json(self) -> str:
+        return _json(self.config)
+
+    @property
+    def annotations_json(self) -> str:
+        return _json(self.annotations)
+
+    def repeats(self, live: StoreEntry) -> bool:
+        """True when this write must not replace ``live``: a stale generation of the same Bot
+        (same ``uid``), or an exact repeat."""
+        if live.uid != self.uid:
+            return False
+        if self.generation < live.generation:
+            return True
+        return (
+            self.generation == live.generation
+            and dict(live.config) == self.config
+            and dict(live.annotations) == self.annotations
+        )
 
 
-def encode_write(
-    bot_id: str,
-    config: Mapping[str, Any],
-    generation: int,
-    uid: str,
-    annotations: Mapping[str, str] | None,
-) -> Write:
-    """Check the arguments of ``put`` and encode them (raises TypeError/ValueError)."""
-    check_write(bot_id, config, generation, uid, annotations)
+def encode_write(bot_id: str, config: Spec, generation: int, uid: str, annotations: Notes) -> Write:
+    """The arguments of ``put``, checked (raises TypeError/ValueError) and made plain."""
+    validate_bot_id(bot_id)
+    if not isinstance(config, Mapping):
+        raise TypeError("config must be a mapping")
+    if annotations is not None and not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in annotations.items()
+    ):
+        raise TypeError("annotations must map str to str")
+    if isinstance(generation, bool) or not isinstance(generation, int) or generation < 1:
+        raise ValueError("generation must be a positive int")
     if generation > MAX_INT64:
         raise ValueError("generation must be at most 2**63-1")
+    if not isinstance(uid, str) or not uid:
+        raise ValueError("uid must be a non-empty string")
     check_text("uid", uid)
     plain_config: dict[str, Any] = _plain(config, "config")
     plain_annotations: dict[str, str] = _plain(annotations or {}, "annotations")
-    return Write(
-        config=plain_config,
-        annotations=plain_annotations,
-        config_json=json.dumps(plain_config, separators=(",", ":"), ensure_ascii=False),
-        annotations_json=json.dumps(plain_annotations, separators=(",", ":"), ensure_ascii=False),
-    )
+    return Write(bot_id, generation, uid, plain_config, plain_annotations)
 
 
 def decode_object(value: object) -> dict[str, Any]:
@@ -118,28 +120,6 @@ def decode_object(value: object) -> dict[str, Any]:
     if not isinstance(decoded, dict):
         raise TypeError("a stored config or annotations value is not a JSON object")
     return decoded
-
-
-def to_utc(value: datetime) -> datetime:
-    """``value`` in UTC; naive datetimes are taken to be UTC already."""
-    if value.tzinfo is None:
-        return value.replace(tzinfo=UTC)
-    return value.astimezone(UTC)
-
-
-def utc_now() -> datetime:
-    """The current time, timezone-aware UTC."""
-    return datetime.now(UTC)
-
-
-def to_micros(value: datetime) -> int:
-    """``value`` as integer microseconds since the epoch (how SQLite stores times)."""
-    return (to_utc(value) - _EPOCH) // _MICROSECOND
-
-
-def from_micros(value: int) -> datetime:
-    """Integer microseconds since the epoch as a UTC datetime."""
-    return _EPOCH + timedelta(microseconds=int(value))
 
 
 def make_entry(row: Sequence[Any]) -> StoreEntry:

@@ -9,59 +9,46 @@ operator's handlers retry.
 from __future__ import annotations
 
 import builtins
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
-from typing import Any
+from collections.abc import AsyncIterator, Sequence
 
-from ..storage._deferred import Deferred
-from .base import ConfigStore, ReplicaReport, StoreEntry, StoreError, WatchEvent
+from ..persistence.deferred import Deferred
+from .base import (
+    Notes,
+    ReplicaReport,
+    ReportingConfigStore,
+    Spec,
+    StoreEntry,
+    WatchEvent,
+)
 
 
-async def _close(store: ConfigStore) -> None:
-    await store.close()
+class DeferredConfigStore(Deferred[ReportingConfigStore]):
+    """A :class:`ReportingConfigStore` around ``open()``, which is awaited on the first call."""
 
-
-class DeferredConfigStore:
-    """A :class:`ConfigStore` around ``open()``, which is awaited on the first call."""
-
-    def __init__(
-        self, open: Callable[[], Awaitable[ConfigStore]], *, retry_interval: float = 1.0
-    ) -> None:
-        self._store = Deferred(open, _close, what="config store", retry_interval=retry_interval)
-
-    @property
-    def last_error(self) -> StoreError | None:
-        """Why the store could not be opened last time (None once it is open)."""
-        error = self._store.last_error
-        return error if isinstance(error, StoreError) else None
+    what = "config store"
 
     async def put(
-        self,
-        bot_id: str,
-        config: Mapping[str, Any],
-        *,
-        generation: int,
-        uid: str,
-        annotations: Mapping[str, str] | None = None,
+        self, bot_id: str, config: Spec, *, generation: int, uid: str, annotations: Notes = None
     ) -> int:
-        store = await self._store.get()
+        store = await self.opened()
         return await store.put(
             bot_id, config, generation=generation, uid=uid, annotations=annotations
         )
 
     async def delete(self, bot_id: str) -> int:
-        return await (await self._store.get()).delete(bot_id)
+        return await (await self.opened()).delete(bot_id)
 
     async def delete_many(self, bot_ids: Sequence[str]) -> int:
-        return await (await self._store.get()).delete_many(bot_ids)
+        return await (await self.opened()).delete_many(bot_ids)
 
     async def get(self, bot_id: str) -> StoreEntry | None:
-        return await (await self._store.get()).get(bot_id)
+        return await (await self.opened()).get(bot_id)
 
     async def list(self) -> tuple[builtins.list[StoreEntry], int]:
-        return await (await self._store.get()).list()
+        return await (await self.opened()).list()
 
     async def watch(self, from_revision: int) -> AsyncIterator[WatchEvent]:
-        events = (await self._store.get()).watch(from_revision)
+        events = (await self.opened()).watch(from_revision)
         try:
             async for event in events:
                 yield event
@@ -71,19 +58,16 @@ class DeferredConfigStore:
                 await aclose()
 
     async def current_revision(self) -> int:
-        return await (await self._store.get()).current_revision()
+        return await (await self.opened()).current_revision()
 
     async def compact(self, retention_seconds: float) -> int:
-        return await (await self._store.get()).compact(retention_seconds)
+        return await (await self.opened()).compact(retention_seconds)
 
     async def report(self, report: ReplicaReport) -> None:
-        await (await self._store.get()).report(report)
+        await (await self.opened()).report(report)
 
     async def replica_reports(self, *, max_age_seconds: float) -> builtins.list[ReplicaReport]:
-        return await (await self._store.get()).replica_reports(max_age_seconds=max_age_seconds)
+        return await (await self.opened()).replica_reports(max_age_seconds=max_age_seconds)
 
     async def expire_replicas(self, *, max_age_seconds: float) -> int:
-        return await (await self._store.get()).expire_replicas(max_age_seconds=max_age_seconds)
-
-    async def close(self) -> None:
-        await self._store.close()
+        return await (await self.opened()).expire_replicas(max_age_seconds=max_age_seconds)

@@ -5,30 +5,19 @@ from __future__ import annotations
 import asyncio
 import bisect
 import builtins
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import partial
-from typing import Any
 
 from ..ids import validate_bot_id
-from ._reports import check_report
-from ._sql import (
-    WATCH_BATCH,
-    check_revision,
-    check_seconds,
-    decode_object,
-    encode_write,
-    utc_now,
-)
-from .base import (
-    ReplicaReport,
-    ResyncRequired,
-    StoreEntry,
-    StoreError,
-    WatchEvent,
-    is_noop,
-)
+from ..persistence.checks import check_seconds
+from ..persistence.times import utc_now
+from .base import ReplicaReport, ResyncRequired, StoreEntry, StoreError, WatchEvent
+from .codec import WATCH_BATCH, Write, check_revision, make_entry, make_event
+from .reports import check_report
+from .writes import Writes
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,29 +29,69 @@ class _Record:
     at: datetime
     deleted: bool
     config_json: str = "{}"
-    annotations_json: str = "{}"
     generation: int = 0
     uid: str = ""
+    annotations_json: str = "{}"
+
+    @property
+    def _columns(self) -> tuple[str, int, str, str]:
+        return self.config_json, self.generation, self.uid, self.annotations_json
 
     def entry(self) -> StoreEntry:
-        return StoreEntry(
-            bot_id=self.bot_id,
-            config=decode_object(self.config_json),
-            generation=self.generation,
-            uid=self.uid,
-            revision=self.revision,
-            updated_at=self.at,
-            annotations=decode_object(self.annotations_json),
-        )
+        return make_entry((self.bot_id, *self._columns, self.revision, self.at))
 
     def event(self) -> WatchEvent:
-        if self.deleted:
-            return WatchEvent("DELETE", self.bot_id, self.revision)
-        return WatchEvent("PUT", self.bot_id, self.revision, self.entry())
+        kind = "DELETE" if self.deleted else "PUT"
+        return make_event((self.revision, kind, self.bot_id, *self._columns, self.at))
 
 
-class MemoryConfigStore:
-    """A :class:`~kubebots.runtime.store.base.ConfigStore` kept in dictionaries.
+@dataclass
+class _Log:
+    """Live entries, tombstones and the events, in revision order; the one write transaction.
+
+    Every write runs without awaiting before it is applied, so it is atomic with respect to
+    other coroutines; watchers wait on ``changed``.
+    """
+
+    clock: Callable[[], datetime]
+    state: dict[str, _Record] = field(default_factory=dict)  # live entries and tombstones
+    events: list[_Record] = field(default_factory=list)
+    current: int = 0
+    compacted: int = 0
+    changed: asyncio.Condition = field(default_factory=asyncio.Condition)
+
+    def live_record(self, bot_id: str) -> _Record | None:
+        record = self.state.get(validate_bot_id(bot_id))
+        return None if record is None or record.deleted else record
+
+    async def live(self, bot_id: str) -> tuple[int, StoreEntry | None]:
+        record = self.live_record(bot_id)
+        return self.current, None if record is None else record.entry()
+
+    async def put(self, write: Write) -> int:
+        w = write
+        columns = (w.config_json, w.generation, w.uid, w.annotations_json)
+        return await self._append(
+            _Record(w.bot_id, self.current + 1, self.clock(), False, *columns)
+        )
+
+    async def tombstone(self, bot_id: str) -> int:
+        return await self._append(_Record(bot_id, self.current + 1, self.clock(), True))
+
+    async def revision(self) -> int:
+        return self.current
+
+    async def _append(self, record: _Record) -> int:
+        self.state[record.bot_id] = record
+        self.events.append(record)
+        self.current = record.revision
+        async with self.changed:
+            self.changed.notify_all()
+        return record.revision
+
+
+class MemoryConfigStore(Writes):
+    """A :class:`~kubebots.runtime.configstore.base.ReportingConfigStore` kept in dictionaries.
 
     Every write runs without awaiting before it is applied, so it is atomic with respect to other
     coroutines; watchers wait on an :class:`asyncio.Condition`. ``clock`` (default: the UTC wall
@@ -72,12 +101,8 @@ class MemoryConfigStore:
 
     def __init__(self, *, clock: Callable[[], datetime] = utc_now) -> None:
         self._clock = clock
-        self._state: dict[str, _Record] = {}  # live entries and tombstones
-        self._events: list[_Record] = []  # ordered by revision
-        self._revision = 0
-        self._compacted = 0
+        self._log = _Log(clock)
         self._replicas: dict[str, ReplicaReport] = {}
-        self._changed = asyncio.Condition()
         self._closed = False
 
     @classmethod
@@ -89,75 +114,27 @@ class MemoryConfigStore:
         if self._closed:
             raise StoreError("the config store is closed")
 
-    def _live(self, bot_id: str) -> _Record | None:
+    @asynccontextmanager
+    async def _writing(self) -> AsyncIterator[_Log]:
         self._check_open()
-        record = self._state.get(validate_bot_id(bot_id))
-        return None if record is None or record.deleted else record
-
-    async def _append(self, record: _Record) -> int:
-        self._state[record.bot_id] = record
-        self._events.append(record)
-        self._revision = record.revision
-        async with self._changed:
-            self._changed.notify_all()
-        return record.revision
-
-    async def put(
-        self,
-        bot_id: str,
-        config: Mapping[str, Any],
-        *,
-        generation: int,
-        uid: str,
-        annotations: Mapping[str, str] | None = None,
-    ) -> int:
-        """Write ``config``; return the entry's revision (the live one for a no-op)."""
-        write = encode_write(bot_id, config, generation, uid, annotations)
-        live = self._live(bot_id)
-        if live is not None and is_noop(
-            live.entry(), write.config, generation, uid, write.annotations
-        ):
-            return live.revision
-        record = _Record(
-            bot_id,
-            self._revision + 1,
-            self._clock(),
-            False,
-            write.config_json,
-            write.annotations_json,
-            generation,
-            uid,
-        )
-        return await self._append(record)
-
-    async def delete(self, bot_id: str) -> int:
-        """Tombstone the bot; return the tombstone's revision (the current one if absent)."""
-        if self._live(bot_id) is None:
-            return self._revision
-        return await self._append(_Record(bot_id, self._revision + 1, self._clock(), True))
-
-    async def delete_many(self, bot_ids: Sequence[str]) -> int:
-        """Tombstone every live one of ``bot_ids``; return the revision after it."""
-        self._check_open()
-        for bot_id in bot_ids:
-            await self.delete(bot_id)
-        return self._revision
+        yield self._log
 
     async def get(self, bot_id: str) -> StoreEntry | None:
         """The live entry of ``bot_id``, or None (absent or deleted)."""
-        live = self._live(bot_id)
+        self._check_open()
+        live = self._log.live_record(bot_id)
         return None if live is None else live.entry()
 
     async def list(self) -> tuple[builtins.list[StoreEntry], int]:
         """Every live entry (sorted by bot id) and the current revision."""
         self._check_open()
-        live = [r.entry() for _, r in sorted(self._state.items()) if not r.deleted]
-        return live, self._revision
+        live = [r.entry() for _, r in sorted(self._log.state.items()) if not r.deleted]
+        return live, self._log.current
 
     async def current_revision(self) -> int:
         """The revision of the latest write (0 before the first)."""
         self._check_open()
-        return self._revision
+        return self._log.current
 
     def watch(self, from_revision: int) -> AsyncIterator[WatchEvent]:
         """Events with revision > ``from_revision``, in order, until cancelled or closed."""
@@ -166,36 +143,38 @@ class MemoryConfigStore:
         return self._watch(from_revision)
 
     async def _watch(self, cursor: int) -> AsyncIterator[WatchEvent]:
+        log = self._log
         while True:
             self._check_open()
-            if cursor < self._compacted:
-                raise ResyncRequired(cursor, self._compacted)
-            start = bisect.bisect_right(self._events, cursor, key=lambda r: r.revision)
-            batch = self._events[start : start + WATCH_BATCH]
+            if cursor < log.compacted:
+                raise ResyncRequired(cursor, log.compacted)
+            start = bisect.bisect_right(log.events, cursor, key=lambda r: r.revision)
+            batch = log.events[start : start + WATCH_BATCH]
             for record in batch:
                 yield record.event()
                 cursor = record.revision
             if batch:
                 continue
-            async with self._changed:
-                await self._changed.wait_for(partial(self._moved_past, cursor))
+            async with log.changed:
+                await log.changed.wait_for(partial(self._moved_past, cursor))
 
     def _moved_past(self, cursor: int) -> bool:
         """Whether a watcher at ``cursor`` has something to do (an event, or the close)."""
-        return self._closed or self._revision > cursor
+        return self._closed or self._log.current > cursor
 
     async def compact(self, retention_seconds: float) -> int:
         """Forget events and tombstones older than the window; return the compacted revision."""
         cutoff = self._clock() - timedelta(seconds=check_seconds("retention", retention_seconds))
         self._check_open()
-        old = [r.revision for r in self._events if r.at <= cutoff]
-        self._compacted = max(self._compacted, *old, 0)
-        start = bisect.bisect_right(self._events, self._compacted, key=lambda r: r.revision)
-        del self._events[:start]
-        for bot_id, record in builtins.list(self._state.items()):
-            if record.deleted and record.revision <= self._compacted:
-                del self._state[bot_id]
-        return self._compacted
+        log = self._log
+        old = [r.revision for r in log.events if r.at <= cutoff]
+        log.compacted = max(log.compacted, *old, 0)
+        start = bisect.bisect_right(log.events, log.compacted, key=lambda r: r.revision)
+        del log.events[:start]
+        for bot_id, record in builtins.list(log.state.items()):
+            if record.deleted and record.revision <= log.compacted:
+                del log.state[bot_id]
+        return log.compacted
 
     async def report(self, report: ReplicaReport) -> None:
         """Record a replica's heartbeat (stamped now), replacing its previous bot reports."""
@@ -227,6 +206,7 @@ class MemoryConfigStore:
     async def close(self) -> None:
         """Drop everything and end running watches (with :class:`StoreError`). Idempotent."""
         self._closed = True
-        self._state, self._events, self._replicas = {}, [], {}
-        async with self._changed:
-            self._changed.notify_all()
+        log = self._log
+        log.state, log.events, self._replicas = {}, [], {}
+        async with log.changed:
+            log.changed.notify_all()

@@ -16,9 +16,10 @@ from typing import Final
 
 import psycopg
 
-from ._pg import EVENTS, Conn, Statements
-from ._sql import WATCH_BATCH, make_event
+from ..persistence.postgres import Conn
 from .base import ResyncRequired, StoreError, WatchEvent
+from .codec import WATCH_BATCH, make_event
+from .postgres_schema import EVENTS, Statements
 
 #: Reconnect delays (seconds): the first, and the cap it doubles towards.
 BACKOFF_MIN: Final = 0.05
@@ -28,7 +29,7 @@ _log = logging.getLogger(__name__)
 
 
 class PgWatcher:
-    """Runs watches for one store: how to connect, what to run, and when the store closed."""
+    """Runs watches for one store: how to connect, what to run, and whether the store closed."""
 
     def __init__(
         self,
@@ -36,15 +37,18 @@ class PgWatcher:
         statements: Statements,
         *,
         poll_interval: float,
-        closing: asyncio.Event,
         describe: Callable[[psycopg.Error], StoreError],
     ) -> None:
         self._connect = connect
         self._statements = statements
         self._fetch = statements(EVENTS)
         self._poll_interval = poll_interval
-        self._closing = closing
         self._describe = describe
+        self._closing = asyncio.Event()
+
+    def close(self) -> None:
+        """End every running watch (with :class:`StoreError`) and refuse new ones."""
+        self._closing.set()
 
     def _check_open(self) -> None:
         if self._closing.is_set():

@@ -5,9 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 from ..ids import validate_bot_id
-from ..storage._sql import check_text
-from ._sql import check_revision, to_utc
+from ..persistence.checks import check_text
+from ..persistence.times import to_utc
 from .base import BotReport, ReplicaReport
+from .codec import check_revision
 
 
 def check_report(report: ReplicaReport) -> ReplicaReport:

@@ -12,9 +12,9 @@ import os
 from collections.abc import Mapping
 
 from ..errors import ConfigurationError
+from ..persistence.redaction import url_without_password
 from ..schema.storage import MemoryStorageConfig, PostgresStorageConfig, SqliteStorageConfig
-from ._sql import url_without_password
-from .base import ConversationKey, ConversationStore, MessageRole, StoredMessage
+from .base import ConversationKey, ConversationStore, MessageRole, Messages, StoredMessage
 from .deferred import DeferredConversationStore
 from .memory import MemoryConversationStore
 from .postgres import PostgresConversationStore
@@ -26,6 +26,7 @@ __all__ = [
     "DeferredConversationStore",
     "MemoryConversationStore",
     "MessageRole",
+    "Messages",
     "PostgresConversationStore",
     "SqliteConversationStore",
     "StoredMessage",

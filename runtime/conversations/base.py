@@ -13,6 +13,8 @@ from datetime import datetime
 from typing import Literal, NamedTuple, Protocol, runtime_checkable
 
 MessageRole = Literal["user", "assistant"]
+#: Messages to append: ``(role, content)`` pairs, in order.
+Messages = Sequence[tuple[MessageRole, str]]
 
 
 class ConversationKey(NamedTuple):
@@ -33,9 +35,7 @@ class StoredMessage:
 class ConversationStore(Protocol):
     """Append-only message storage. Errors are :class:`kubebots.runtime.errors.StorageError`s."""
 
-    async def append(
-        self, key: ConversationKey, messages: Sequence[tuple[MessageRole, str]]
-    ) -> int:
+    async def append(self, key: ConversationKey, messages: Messages) -> int:
         """Append ``messages`` atomically (all or none) in order; return the new message count."""
         ...
 
@@ -47,10 +47,6 @@ class ConversationStore(Protocol):
         self, key: ConversationKey, *, offset: int = 0, limit: int | None = None
     ) -> list[StoredMessage]:
         """Messages from position ``offset`` (0-based), oldest first, at most ``limit``."""
-        ...
-
-    async def count(self, key: ConversationKey) -> int:
-        """How many messages the conversation holds (0 if unknown)."""
         ...
 
     async def exists(self, key: ConversationKey) -> bool: ...

@@ -9,67 +9,34 @@ database is back, when the next call opens the pool.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
-
-from ..errors import StorageError
-from ._deferred import Deferred
-from .base import ConversationKey, ConversationStore, MessageRole, StoredMessage
+from ..persistence.deferred import Deferred
+from .base import ConversationKey, ConversationStore, Messages, StoredMessage
 
 
-async def _close(store: ConversationStore) -> None:
-    await store.close()
-
-
-class DeferredConversationStore:
+class DeferredConversationStore(Deferred[ConversationStore]):
     """A :class:`ConversationStore` around ``open()``, which is awaited on the first call."""
 
-    def __init__(
-        self, open: Callable[[], Awaitable[ConversationStore]], *, retry_interval: float = 1.0
-    ) -> None:
-        self._store = Deferred(
-            open, _close, what="conversation store", retry_interval=retry_interval
-        )
+    what = "conversation store"
 
-    @property
-    def last_error(self) -> StorageError | None:
-        """Why the store could not be opened last time (None once it is open)."""
-        return self._store.last_error
-
-    async def try_open(self) -> bool:
-        """Open now if possible; ``False`` (the error kept in :attr:`last_error`) if not."""
-        try:
-            await self._store.get()
-        except StorageError:
-            return False
-        return True
-
-    async def append(
-        self, key: ConversationKey, messages: Sequence[tuple[MessageRole, str]]
-    ) -> int:
-        return await (await self._store.get()).append(key, messages)
+    async def append(self, key: ConversationKey, messages: Messages) -> int:
+        return await (await self.opened()).append(key, messages)
 
     async def recent(self, key: ConversationKey, limit: int) -> list[StoredMessage]:
-        return await (await self._store.get()).recent(key, limit)
+        return await (await self.opened()).recent(key, limit)
 
     async def history(
         self, key: ConversationKey, *, offset: int = 0, limit: int | None = None
     ) -> list[StoredMessage]:
-        return await (await self._store.get()).history(key, offset=offset, limit=limit)
-
-    async def count(self, key: ConversationKey) -> int:
-        return await (await self._store.get()).count(key)
+        return await (await self.opened()).history(key, offset=offset, limit=limit)
 
     async def exists(self, key: ConversationKey) -> bool:
-        return await (await self._store.get()).exists(key)
+        return await (await self.opened()).exists(key)
 
     async def delete(self, key: ConversationKey) -> bool:
-        return await (await self._store.get()).delete(key)
+        return await (await self.opened()).delete(key)
 
     async def list_conversations(self, bot_id: str, client_id: str) -> list[str]:
-        return await (await self._store.get()).list_conversations(bot_id, client_id)
+        return await (await self.opened()).list_conversations(bot_id, client_id)
 
     async def delete_bot(self, bot_id: str) -> int:
-        return await (await self._store.get()).delete_bot(bot_id)
-
-    async def close(self) -> None:
-        await self._store.close()
+        return await (await self.opened()).delete_bot(bot_id)

@@ -2,19 +2,19 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from datetime import UTC, datetime
 
 from ..errors import StorageError
-from ._sql import check_count, check_key, check_messages
-from .base import ConversationKey, MessageRole, StoredMessage
+from ..persistence.checks import check_count
+from .base import ConversationKey, Messages, StoredMessage
+from .messages import check_key, check_messages
 
 # bot_id -> client_id -> conversation_id -> messages (seq i is at index i - 1)
 _Conversations = dict[str, dict[str, dict[str, list[StoredMessage]]]]
 
 
 class MemoryConversationStore:
-    """A :class:`~kubebots.runtime.storage.base.ConversationStore` kept in dictionaries.
+    """A :class:`~kubebots.runtime.conversations.base.ConversationStore` kept in dictionaries.
 
     Every method runs without awaiting anything, so each call is atomic with respect to other
     coroutines on the event loop. After :meth:`close` every call raises :class:`StorageError`.
@@ -35,9 +35,7 @@ class MemoryConversationStore:
         bot_id, client_id, conversation_id = check_key(key)
         return self._bots.get(bot_id, {}).get(client_id, {}).get(conversation_id)
 
-    async def append(
-        self, key: ConversationKey, messages: Sequence[tuple[MessageRole, str]]
-    ) -> int:
+    async def append(self, key: ConversationKey, messages: Messages) -> int:
         """Append ``messages`` atomically (all or none) in order; return the new message count."""
         existing = self._messages(key)
         checked = check_messages(messages)
@@ -67,14 +65,9 @@ class MemoryConversationStore:
     ) -> list[StoredMessage]:
         """Messages from position ``offset`` (0-based), oldest first, at most ``limit``."""
         check_count("offset", offset)
-        check_count("limit", limit)
+        end = None if limit is None else offset + check_count("limit", limit)
         existing = self._messages(key) or []
-        end = None if limit is None else offset + limit
         return existing[offset:end]
-
-    async def count(self, key: ConversationKey) -> int:
-        """How many messages the conversation holds (0 if unknown)."""
-        return len(self._messages(key) or ())
 
     async def exists(self, key: ConversationKey) -> bool:
         """Whether the conversation holds at least one message."""

@@ -1,4 +1,4 @@
-"""A resource opened on first use, and again on a later use after a failed open.
+"""A store opened on first use, and again on a later use after a failed open.
 
 So a process can start while its database is not up yet (a quick start where every pod starts
 at once): the first calls fail with the open's own error (a :class:`StorageError`, without
@@ -11,28 +11,36 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable
-from typing import Generic, TypeVar
+from typing import ClassVar, Generic, Protocol, TypeVar
 
 from ..errors import StorageError
 
-T = TypeVar("T")
+
+class Closable(Protocol):
+    async def close(self) -> None: ...
+
+
+T = TypeVar("T", bound=Closable)
 
 
 class Deferred(Generic[T]):
-    """Holds ``open()``'s result once it succeeded; ``close`` releases it with ``release``."""
+    """Holds ``open()``'s result once it succeeded (:meth:`opened`); :meth:`close` closes it.
+
+    A store's ``Deferred...`` wrapper subclasses it, names the store in :attr:`what` and forwards
+    each call to the store :meth:`opened` returns.
+    """
+
+    #: the store, as messages name it (``"the <what> is closed"``)
+    what: ClassVar[str] = "store"
 
     def __init__(
         self,
         open: Callable[[], Awaitable[T]],
-        release: Callable[[T], Awaitable[None]],
         *,
-        what: str,
         retry_interval: float = 1.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._open = open
-        self._release = release
-        self._what = what
         self._retry_interval = retry_interval
         self._clock = clock
         self._value: T | None = None
@@ -46,12 +54,13 @@ class Deferred(Generic[T]):
         """Why the last open failed (None once open)."""
         return self._error
 
-    async def get(self) -> T:
+    async def opened(self) -> T:
+        """The store, opened now unless it is already (or the last failure is too recent)."""
         if self._value is not None:
             return self._value
         async with self._lock:
             if self._closed:
-                raise StorageError(f"the {self._what} is closed")
+                raise StorageError(f"the {self.what} is closed")
             if self._value is not None:
                 return self._value
             if self._error is not None and self._clock() - self._failed_at < self._retry_interval:
@@ -64,9 +73,18 @@ class Deferred(Generic[T]):
             self._error = None
             return self._value
 
+    async def try_open(self) -> bool:
+        """Open now if possible; ``False`` (the error kept in :attr:`last_error`) if not."""
+        try:
+            await self.opened()
+        except StorageError:
+            return False
+        return True
+
     async def close(self) -> None:
+        """Close the store if it was opened; later calls fail. Idempotent."""
         async with self._lock:
             self._closed = True
             value, self._value = self._value, None
         if value is not None:
-            await self._release(value)
+            await value.close()

@@ -1,53 +1,180 @@
-"""Opening a PostgreSQL pool the one way every kubebots table owner does it.
+"""PostgreSQL the one way every kubebots table owner uses it: pools, errors, tables, lock ids.
 
-One direct connection comes first and runs ``setup`` (create tables): it fails fast with
-libpq's reason, where a pool would retry in the background until its timeout. Then the pool is
-opened and waited for. ``error`` turns a driver error into the caller's error type, without
-credentials; the driver exception is never chained (its text may quote the URL).
+Connections run in autocommit mode (transactions are explicit). A pool is opened after one
+direct connection that runs the owner's ``setup`` (create tables): it fails fast with libpq's
+reason, where a pool would retry in the background until its timeout. Driver errors become the
+owner's error class (a :class:`~kubebots.runtime.errors.StorageError`) holding the SQLSTATE and
+the primary message with every credential of the URL redacted; the driver exception is never
+chained, as its text may quote the URL or row values.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-from typing import Any
+import hashlib
+import json
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
+from contextlib import asynccontextmanager
+from typing import Any, Generic, TypedDict, TypeVar
 
 import psycopg
+from psycopg import sql
 from psycopg.rows import TupleRow
 from psycopg_pool import AsyncConnectionPool
 
+from ..errors import StorageError
+from .owner import Owner
+from .redaction import redact, url_secrets
+
 Conn = psycopg.AsyncConnection[TupleRow]
+E = TypeVar("E", bound=StorageError)
+
+
+def connect_options(connect_timeout: float) -> dict[str, Any]:
+    """Options of every connection: autocommit, and libpq's whole-second connect timeout."""
+    return {"autocommit": True, "connect_timeout": max(1, round(connect_timeout))}
+
+
+def postgres_error(error: type[E], what: str, exc: psycopg.Error, secrets: Sequence[str]) -> E:
+    """``error`` for ``exc``: ``PostgreSQL <what> failed [SQLSTATE]: <primary message>``.
+
+    libpq quotes a malformed connection string back, so that error gets a fixed text.
+    """
+    if what == "connection" and isinstance(exc, psycopg.ProgrammingError) and not exc.sqlstate:
+        return error(f"PostgreSQL {what} failed: the connection URL is malformed")
+    text = exc.diag.message_primary or str(exc).strip() or type(exc).__name__
+    state = f" [{exc.sqlstate}]" if exc.sqlstate else ""
+    return error(f"PostgreSQL {what} failed{state}: {redact(text, secrets)}")
+
+
+def lock_id(*parts: str) -> int:
+    """A stable signed 64-bit advisory-lock id for ``parts`` (the same in every process).
+
+    Replicas of different releases share a database, so the encoding (blake2b of the JSON list
+    of ``parts``) must never change: two encodings of one lock would not exclude each other.
+    """
+    digest = hashlib.blake2b(json.dumps(parts).encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big", signed=True)
+
+
+async def create_missing_tables(
+    conn: Conn, lock: int, tables: Sequence[str], ddl: Iterable[sql.Composed]
+) -> None:
+    """Run ``ddl`` unless every one of ``tables`` exists (so a role with only DML rights can use
+    tables made for it), holding the advisory lock ``lock``: ``CREATE ... IF NOT EXISTS`` alone
+    races between concurrent openers."""
+    async with conn.transaction():
+        await conn.execute("SELECT pg_advisory_xact_lock(%s)", (lock,))
+        cur = await conn.execute(
+            "SELECT count(to_regclass(t)) FROM unnest(%s::text[]) AS t", (list(tables),)
+        )
+        found = await cur.fetchone()
+        if found is not None and found[0] == len(tables):
+            return
+        for statement in ddl:
+            await conn.execute(statement)
+
+
+class Pool(Generic[E]):
+    """An open pool of one store: connections whose driver errors become the owner's error."""
+
+    def __init__(
+        self, pool: AsyncConnectionPool[Conn], owner: Owner[E], secrets: Sequence[str]
+    ) -> None:
+        """Wrap an open pool; use :func:`open_pool` instead. ``secrets``: the URL's."""
+        self._pool: AsyncConnectionPool[Conn] | None = pool
+        self._owner = owner
+        self._secrets = secrets
+
+    def error(self, what: str, exc: psycopg.Error) -> E:
+        """The owner's error for ``exc``, without credentials (see :func:`postgres_error`)."""
+        return postgres_error(self._owner.error, what, exc, self._secrets)
+
+    @property
+    def closed(self) -> bool:
+        return self._pool is None
+
+    @asynccontextmanager
+    async def connection(self) -> AsyncIterator[Conn]:
+        """A pooled connection; psycopg errors become the owner's error."""
+        if self._pool is None:
+            raise self._owner.closed()
+        try:
+            async with self._pool.connection() as conn:
+                yield conn
+        except psycopg.Error as exc:
+            raise self.error(self._owner.what, exc) from None
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[Conn]:
+        """A pooled connection inside a transaction (committed unless the block raises)."""
+        async with self.connection() as conn, conn.transaction():
+            yield conn
+
+    async def close(self) -> None:
+        """Close the pool (connections in use close when returned). Idempotent."""
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            await pool.close()
+
+
+class PostgresTable(Generic[E]):
+    """A store kept in one table of a pool; in its queries ``{t}`` stands for the table."""
+
+    def __init__(self, pool: Pool[E], table: str) -> None:
+        """Wrap an open pool whose table exists; use the store's ``open`` instead."""
+        self._pool = pool
+        self._table = table
+
+    def _sql(self, query: str) -> sql.Composed:
+        return sql.SQL(query).format(t=sql.Identifier(self._table))
+
+    async def close(self) -> None:
+        """Close the pool (connections in use close when returned). Idempotent."""
+        await self._pool.close()
+
+
+class PoolOptions(TypedDict, total=False):
+    """How a store's pool is sized: ``pool_size`` connections at most (default 5), and
+    ``connect_timeout`` seconds to connect or to wait for a pooled connection (default 10)."""
+
+    pool_size: int
+    connect_timeout: float
 
 
 async def open_pool(
     url: str,
+    owner: Owner[E],
     *,
-    options: dict[str, Any],
-    size: int,
-    name: str,
     setup: Callable[[Conn], Awaitable[None]],
-    error: Callable[[psycopg.Error], Exception],
-) -> AsyncConnectionPool[Conn]:
-    timeout = float(options["connect_timeout"])
+    pool_size: int = 5,
+    connect_timeout: float = 10.0,
+) -> Pool[E]:
+    """Run ``setup`` on a direct connection, then open a pool of at most ``pool_size``
+    connections (see the module docstring). ``connect_timeout`` (seconds) bounds connecting and
+    waiting for a pooled connection."""
+    secrets = url_secrets(url)
+    options = connect_options(connect_timeout)
     try:
         async with await psycopg.AsyncConnection.connect(url, **options) as conn:
             await setup(conn)
     except psycopg.Error as exc:
-        raise error(exc) from None
+        raise postgres_error(owner.error, "connection", exc, secrets) from None
+    wait = float(options["connect_timeout"])
     pool: AsyncConnectionPool[Conn] = AsyncConnectionPool(
         url,
         kwargs=options,
         min_size=1,
-        max_size=size,
+        max_size=pool_size,
         open=False,
         check=AsyncConnectionPool.check_connection,
-        timeout=timeout,
-        name=name,
+        timeout=wait,
+        name=owner.pool_name,
     )
     try:
-        await pool.open(wait=True, timeout=timeout)
+        await pool.open(wait=True, timeout=wait)
     except BaseException as exc:
         await pool.close()
         if isinstance(exc, psycopg.Error):
-            raise error(exc) from None
+            raise postgres_error(owner.error, "connection", exc, secrets) from None
         raise
-    return pool
+    return Pool(pool, owner, secrets)

@@ -1,6 +1,6 @@
 """Per-client sliding-window rate limits that hold across replicas.
 
-:class:`RateLimiter` is the protocol; :class:`MemoryRateLimiter` serves one process and
+:class:`RateLimiter` applies the rule; :class:`MemoryRateLimiter` serves one process and
 :class:`PostgresRateLimiter` any number of replicas sharing a database ("N replicas never admit N
 times the limit"). The admission rule, and how token budgets are checked (``acquire`` with
 ``cost=0``, then ``record``), are described in :mod:`kubebots.runtime.ratelimit.base`.
@@ -8,7 +8,7 @@ times the limit"). The admission rule, and how token budgets are checked (``acqu
 
 from __future__ import annotations
 
-from .base import MIN_RETRY_AFTER, Decision, RateLimiter
+from .base import MIN_RETRY_AFTER, Decision, RateLimiter, Window
 from .deferred import DeferredRateLimiter
 from .memory import MemoryRateLimiter
 from .postgres import PostgresRateLimiter
@@ -20,4 +20,5 @@ __all__ = [
     "MemoryRateLimiter",
     "PostgresRateLimiter",
     "RateLimiter",
+    "Window",
 ]

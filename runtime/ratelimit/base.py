@@ -1,4 +1,4 @@
-"""The :class:`RateLimiter` protocol, its :class:`Decision`, and the sliding-log rule they share.
+"""The :class:`RateLimiter` base, its :class:`Decision`, and the sliding-log rule it applies.
 
 Every backend keeps an exact sliding log per ``(scope, client_id)``: entries ``(time, cost)``,
 an entry counting while it is younger than ``window_seconds``. The rule, for a call at ``now``
@@ -23,9 +23,13 @@ latest call are pruned.
 from __future__ import annotations
 
 import math
+from abc import ABC, abstractmethod
 from collections.abc import Iterable
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
-from typing import Final, Protocol, runtime_checkable
+from typing import Final, Protocol
+
+from ..persistence.checks import check_count, check_text
 
 #: The smallest ``retry_after`` a denial reports, in seconds.
 MIN_RETRY_AFTER: Final = 0.01
@@ -45,9 +49,25 @@ class Decision:
     limit: int
 
 
-@runtime_checkable
-class RateLimiter(Protocol):
-    """Per-client sliding-window limits. Failures raise ``kubebots.runtime.errors.StorageError``."""
+class Window(Protocol):
+    """The log of one ``(scope, client_id)`` inside one atomic step of a backend, its entries
+    older than the window already dropped."""
+
+    async def ages(self) -> list[tuple[float, int]]:
+        """``(age_seconds, cost)`` of the live entries, oldest first."""
+        ...
+
+    async def add(self, cost: int) -> None:
+        """Record ``cost`` now."""
+        ...
+
+
+class RateLimiter(ABC):
+    """Per-client sliding-window limits. Failures raise ``kubebots.runtime.errors.StorageError``.
+
+    The rule (see the module docs) is applied here, the same for every backend; a backend
+    supplies where the log lives: :meth:`_window`, one atomic step on one key's log.
+    """
 
     async def acquire(
         self,
@@ -58,42 +78,49 @@ class RateLimiter(Protocol):
         window_seconds: float = 60.0,
         scope: str = "requests",
     ) -> Decision:
-        """Atomically admit and record ``cost`` if it fits ``limit`` (see the module docs)."""
-        ...
+        """Atomically admit and record ``cost`` iff ``used + max(cost, 1) <= limit``."""
+        check_args(client_id, scope, window_seconds, cost=cost, limit=limit)
+        async with self._window(scope, client_id, window_seconds) as log:
+            ages = await log.ages()
+            decision = decide(ages, limit=limit, cost=cost, window_seconds=window_seconds)
+            if decision.allowed and cost > 0:
+                await log.add(cost)
+        return decision
 
     async def record(
         self, client_id: str, *, cost: int, window_seconds: float = 60.0, scope: str = "tokens"
     ) -> None:
         """Record ``cost`` now without checking any limit."""
-        ...
+        check_args(client_id, scope, window_seconds, cost=cost)
+        async with self._window(scope, client_id, window_seconds) as log:
+            if cost > 0:
+                await log.add(cost)
 
+    @abstractmethod
+    def _window(
+        self, scope: str, client_id: str, window_seconds: float
+    ) -> AbstractAsyncContextManager[Window]:
+        """One atomic step on the log of ``(scope, client_id)``: no other step on that key
+        runs until it ends."""
+
+    @abstractmethod
     async def close(self) -> None:
-        """Release resources. Idempotent."""
-        ...
+        """Release resources; later calls raise ``StorageError``. Idempotent."""
 
 
-def _check_text(what: str, value: object) -> None:
-    if not isinstance(value, str):
-        raise TypeError(f"{what} must be a str")
-    if not value or "\x00" in value:
-        raise ValueError(f"{what} must be non-empty and free of NUL characters")
-
-
-def _check_int(what: str, value: object) -> None:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{what} must be an int")
-    if value < 0:
-        raise ValueError(f"{what} must not be negative")
+def _check_name(what: str, value: object) -> None:
+    if not check_text(what, value):
+        raise ValueError(f"{what} must not be empty")
 
 
 def check_args(
     client_id: str, scope: str, window_seconds: float, *, cost: int, limit: int = 0
 ) -> None:
     """Reject arguments no backend accepts (the same for all, so backends are swappable)."""
-    _check_text("client_id", client_id)
-    _check_text("scope", scope)
-    _check_int("cost", cost)
-    _check_int("limit", limit)
+    _check_name("client_id", client_id)
+    _check_name("scope", scope)
+    check_count("cost", cost)
+    check_count("limit", limit)
     if isinstance(window_seconds, bool) or not isinstance(window_seconds, int | float):
         raise TypeError("window_seconds must be a number")
     if not (math.isfinite(window_seconds) and window_seconds > 0):

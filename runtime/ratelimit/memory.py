@@ -4,22 +4,37 @@ from __future__ import annotations
 
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 
 from ..errors import StorageError
-from .base import Decision, check_args, decide
+from .base import RateLimiter
 
 # (scope, client_id) -> (time, cost) entries, oldest first
 _Logs = dict[tuple[str, str], deque[tuple[float, int]]]
 
 
-class MemoryRateLimiter:
+class _Log:
+    """One key's entries at one instant (``now``)."""
+
+    def __init__(self, entries: deque[tuple[float, int]], now: float) -> None:
+        self.entries = entries
+        self._now = now
+
+    async def ages(self) -> list[tuple[float, int]]:
+        return [(self._now - at, cost) for at, cost in self.entries]
+
+    async def add(self, cost: int) -> None:
+        self.entries.append((self._now, cost))
+
+
+class MemoryRateLimiter(RateLimiter):
     """Sliding logs in deques, keyed by ``(scope, client_id)``.
 
     Limits hold within this process only: N replicas would admit N times the limit (use
-    :class:`~kubebots.runtime.ratelimit.postgres.PostgresRateLimiter` there). Every method runs
-    without awaiting, so each call is atomic on the event loop. ``clock`` returns seconds
-    (monotonic by default; tests inject their own). After :meth:`close` calls raise
+    :class:`~kubebots.runtime.ratelimit.postgres.PostgresRateLimiter` there). A call never
+    awaits anything that suspends, so each is atomic on the event loop. ``clock`` returns
+    seconds (monotonic by default; tests inject their own). After :meth:`close` calls raise
     :class:`StorageError`.
     """
 
@@ -32,54 +47,22 @@ class MemoryRateLimiter:
         """A new, empty limiter (async for symmetry with the PostgreSQL limiter)."""
         return cls(clock=clock)
 
-    def _live(
+    @asynccontextmanager
+    async def _window(
         self, scope: str, client_id: str, window_seconds: float
-    ) -> tuple[float, deque[tuple[float, int]]]:
-        """The current time and the key's log with entries out of the window dropped."""
+    ) -> AsyncIterator[_Log]:
+        """The key's log with entries out of the window dropped; an empty one is forgotten."""
         if self._logs is None:
             raise StorageError("the rate limiter is closed")
-        now = self._clock()
-        log = self._logs.setdefault((scope, client_id), deque())
-        while log and log[0][0] <= now - window_seconds:
-            log.popleft()
-        return now, log
-
-    def _forget_if_empty(self, scope: str, client_id: str) -> None:
-        if self._logs is not None and not self._logs.get((scope, client_id)):
-            self._logs.pop((scope, client_id), None)
-
-    async def acquire(
-        self,
-        client_id: str,
-        *,
-        limit: int,
-        cost: int = 1,
-        window_seconds: float = 60.0,
-        scope: str = "requests",
-    ) -> Decision:
-        """Admit and record ``cost`` iff ``used + max(cost, 1) <= limit`` (see ``base``)."""
-        check_args(client_id, scope, window_seconds, cost=cost, limit=limit)
-        now, log = self._live(scope, client_id, window_seconds)
-        decision = decide(
-            ((now - at, c) for at, c in log),
-            limit=limit,
-            cost=cost,
-            window_seconds=window_seconds,
-        )
-        if decision.allowed and cost > 0:
-            log.append((now, cost))
-        self._forget_if_empty(scope, client_id)
-        return decision
-
-    async def record(
-        self, client_id: str, *, cost: int, window_seconds: float = 60.0, scope: str = "tokens"
-    ) -> None:
-        """Record ``cost`` now without checking any limit."""
-        check_args(client_id, scope, window_seconds, cost=cost)
-        now, log = self._live(scope, client_id, window_seconds)
-        if cost > 0:
-            log.append((now, cost))
-        self._forget_if_empty(scope, client_id)
+        logs, now = self._logs, self._clock()
+        entries = logs.setdefault((scope, client_id), deque())
+        while entries and entries[0][0] <= now - window_seconds:
+            entries.popleft()
+        try:
+            yield _Log(entries, now)
+        finally:
+            if not entries:
+                logs.pop((scope, client_id), None)
 
     async def close(self) -> None:
         """Forget every log. Idempotent."""

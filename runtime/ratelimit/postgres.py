@@ -9,28 +9,26 @@ key that left the window are deleted in the same transaction.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Unpack
 
-import psycopg
 from psycopg import sql
-from psycopg.rows import TupleRow
-from psycopg_pool import AsyncConnectionPool
 
 from ..errors import StorageError
-from ..storage._pool import open_pool
-from ..storage._sql import check_table, redact, url_secrets
-from .base import Decision, check_args, decide
-
-_Conn = psycopg.AsyncConnection[TupleRow]
+from ..persistence.owner import Owner
+from ..persistence.postgres import Conn, PoolOptions, PostgresTable, open_pool
+from ..persistence.prefix import DEFAULT_TABLE_PREFIX, check_table_prefix
+from .base import RateLimiter
 
 _DDL = (
     'CREATE TABLE IF NOT EXISTS {t} (scope text COLLATE "C" NOT NULL,'
     ' client_id text COLLATE "C" NOT NULL, at timestamptz NOT NULL, cost bigint NOT NULL);'
     " CREATE INDEX IF NOT EXISTS {i} ON {t} (scope, client_id, at)"
 )
+# The lock id is PostgreSQL's hash of a text key: replicas of every release must keep using it.
 _LOCK = "SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))"
 _NOW = "SELECT clock_timestamp()"  # read after the lock: stamps follow the lock order
 _PRUNE = "DELETE FROM {t} WHERE scope = %s AND client_id = %s AND at <= %s"
@@ -38,121 +36,59 @@ _LIVE = "SELECT at, cost FROM {t} WHERE scope = %s AND client_id = %s AND at > %
 _INSERT = "INSERT INTO {t} (scope, client_id, at, cost) VALUES (%s, %s, %s, %s)"
 
 
-def _error(what: str, exc: psycopg.Error, secrets: Sequence[str]) -> StorageError:
-    """A :class:`StorageError` for ``exc`` without credentials (libpq may quote a bad URL)."""
-    if what == "connection" and isinstance(exc, psycopg.ProgrammingError) and not exc.sqlstate:
-        return StorageError(f"PostgreSQL {what} failed: the connection URL is malformed")
-    text = exc.diag.message_primary or str(exc).strip() or type(exc).__name__
-    state = f" [{exc.sqlstate}]" if exc.sqlstate else ""
-    return StorageError(f"PostgreSQL {what} failed{state}: {redact(text, secrets)}")
+@dataclass(frozen=True, slots=True)
+class _Log:
+    """One key's rows inside the transaction holding its lock, at the database time ``now``."""
+
+    conn: Conn
+    sql: Callable[[str], sql.Composed]  # the limiter's queries, bound to its table
+    key: tuple[str, str]  # (scope, client_id)
+    now: datetime
+    cutoff: datetime  # rows at or before it left the window
+
+    async def ages(self) -> list[tuple[float, int]]:
+        cur = await self.conn.execute(self.sql(_LIVE), (*self.key, self.cutoff))
+        return [((self.now - at).total_seconds(), int(cost)) for at, cost in await cur.fetchall()]
+
+    async def add(self, cost: int) -> None:
+        await self.conn.execute(self.sql(_INSERT), (*self.key, self.now, cost))
 
 
-class PostgresRateLimiter:
+class PostgresRateLimiter(PostgresTable[StorageError], RateLimiter):
     """Sliding logs in the table ``<prefix>ratelimit``; open it with :meth:`open`."""
-
-    def __init__(self, pool: AsyncConnectionPool[_Conn], table: str, secrets: list[str]) -> None:
-        """Wrap an open pool whose table exists; use :meth:`open` instead."""
-        self._pool: AsyncConnectionPool[_Conn] | None = pool
-        self._table = table
-        self._secrets = secrets
 
     @classmethod
     async def open(
-        cls,
-        url: str,
-        *,
-        prefix: str = "kubebots_",
-        pool_size: int = 5,
-        connect_timeout: float = 10.0,
+        cls, url: str, *, prefix: str = DEFAULT_TABLE_PREFIX, **pool: Unpack[PoolOptions]
     ) -> PostgresRateLimiter:
         """Connect to ``url``, create the table and index if missing, open a pool.
 
-        ``connect_timeout`` (seconds) bounds connecting and waiting for a pooled connection.
+        ``pool`` sizes the pool and bounds connecting and waiting (:class:`PoolOptions`).
         Errors are :class:`StorageError`s that never quote the URL's user name or password.
         """
-        table, index = check_table(f"{prefix}ratelimit"), check_table(f"{prefix}ratelimit_key")
-        secrets = url_secrets(url)
-        options: dict[str, Any] = {
-            "autocommit": True,
-            "connect_timeout": max(1, round(connect_timeout)),
-        }
+        table = f"{check_table_prefix(prefix)}ratelimit"
+        index = f"{table}_key"
         ddl = sql.SQL(_DDL).format(t=sql.Identifier(table), i=sql.Identifier(index))
 
-        async def setup(conn: _Conn) -> None:
+        async def setup(conn: Conn) -> None:
             async with conn.transaction():
                 await conn.execute(_LOCK, (f"ddl:{table}",))  # IF NOT EXISTS alone races
                 await conn.execute(ddl)
 
-        pool = await open_pool(
-            url,
-            options=options,
-            size=pool_size,
-            name=f"kubebots-{table}",
-            setup=setup,
-            error=lambda exc: _error("connection", exc, secrets),
-        )
-        return cls(pool, table, secrets)
+        owner = Owner(StorageError, "rate limiter", f"kubebots-{table}")
+        return cls(await open_pool(url, owner, setup=setup, **pool), table)
 
     @asynccontextmanager
-    async def _locked(
+    async def _window(
         self, scope: str, client_id: str, window_seconds: float
-    ) -> AsyncIterator[tuple[_Conn, datetime]]:
+    ) -> AsyncIterator[_Log]:
         """A transaction holding the key's lock, its database time, the key's old rows pruned."""
-        if self._pool is None:
-            raise StorageError("the rate limiter is closed")
-        try:
-            async with self._pool.connection() as conn, conn.transaction():
-                key = f"{self._table}:{scope}:{client_id}"
-                await conn.execute(_LOCK, (key,))
-                row = await (await conn.execute(_NOW)).fetchone()
-                if row is None or not isinstance(row[0], datetime):
-                    raise StorageError("PostgreSQL returned no clock_timestamp()")
-                now = row[0]
-                cutoff = now - timedelta(seconds=window_seconds)
-                await conn.execute(self._sql(_PRUNE), (scope, client_id, cutoff))
-                yield conn, now
-        except psycopg.Error as exc:
-            raise _error("rate limiting", exc, self._secrets) from exc
-
-    def _sql(self, template: str) -> sql.Composed:
-        return sql.SQL(template).format(t=sql.Identifier(self._table))
-
-    async def acquire(
-        self,
-        client_id: str,
-        *,
-        limit: int,
-        cost: int = 1,
-        window_seconds: float = 60.0,
-        scope: str = "requests",
-    ) -> Decision:
-        """Admit and record ``cost`` iff ``used + max(cost, 1) <= limit`` (see ``base``)."""
-        check_args(client_id, scope, window_seconds, cost=cost, limit=limit)
-        async with self._locked(scope, client_id, window_seconds) as (conn, now):
+        async with self._pool.transaction() as conn:
+            await conn.execute(_LOCK, (f"{self._table}:{scope}:{client_id}",))
+            row = await (await conn.execute(_NOW)).fetchone()
+            if row is None or not isinstance(row[0], datetime):
+                raise StorageError("PostgreSQL returned no clock_timestamp()")
+            now = row[0]
             cutoff = now - timedelta(seconds=window_seconds)
-            cur = await conn.execute(self._sql(_LIVE), (scope, client_id, cutoff))
-            rows = await cur.fetchall()
-            decision = decide(
-                (((now - at).total_seconds(), int(c)) for at, c in rows),
-                limit=limit,
-                cost=cost,
-                window_seconds=window_seconds,
-            )
-            if decision.allowed and cost > 0:
-                await conn.execute(self._sql(_INSERT), (scope, client_id, now, cost))
-        return decision
-
-    async def record(
-        self, client_id: str, *, cost: int, window_seconds: float = 60.0, scope: str = "tokens"
-    ) -> None:
-        """Record ``cost`` now without checking any limit."""
-        check_args(client_id, scope, window_seconds, cost=cost)
-        async with self._locked(scope, client_id, window_seconds) as (conn, now):
-            if cost > 0:
-                await conn.execute(self._sql(_INSERT), (scope, client_id, now, cost))
-
-    async def close(self) -> None:
-        """Close the pool. Idempotent."""
-        pool, self._pool = self._pool, None
-        if pool is not None:
-            await pool.close()
+            await conn.execute(self._sql(_PRUNE), (scope, client_id, cutoff))
+            yield _Log(conn, self._sql, (scope, client_id), now, cutoff)

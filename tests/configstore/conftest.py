@@ -17,10 +17,10 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from kubebots.runtime.store.base import ConfigStore
-from kubebots.runtime.store.memory import MemoryConfigStore
-from kubebots.runtime.store.postgres import PostgresConfigStore
-from kubebots.runtime.store.sqlite import SqliteConfigStore
+from kubebots.runtime.configstore.base import ReportingConfigStore
+from kubebots.runtime.configstore.memory import MemoryConfigStore
+from kubebots.runtime.configstore.postgres import PostgresConfigStore
+from kubebots.runtime.configstore.sqlite import SqliteConfigStore
 
 from .util import StoreFactory
 
@@ -78,11 +78,11 @@ async def open_store(
 ) -> AsyncIterator[StoreFactory]:
     """Opens store instances on one location: the same SQLite file, the same PostgreSQL tables
     (as separate processes would); for memory, the one shared instance."""
-    opened: list[ConfigStore] = []
+    opened: list[ReportingConfigStore] = []
     memory = MemoryConfigStore()
 
-    async def open_one() -> ConfigStore:
-        store: ConfigStore
+    async def open_one() -> ReportingConfigStore:
+        store: ReportingConfigStore
         if backend == "memory":
             store = memory
         elif backend == "sqlite":
@@ -104,6 +104,6 @@ async def open_store(
 
 
 @pytest.fixture
-async def store(open_store: StoreFactory) -> ConfigStore:
+async def store(open_store: StoreFactory) -> ReportingConfigStore:
     """One open store of every backend in turn."""
     return await open_store()

@@ -13,10 +13,10 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from kubebots.runtime.store.base import ReplicaReport, ResyncRequired, StoreError, WatchEvent
-from kubebots.runtime.store.memory import MemoryConfigStore
-from kubebots.runtime.store.postgres import PostgresConfigStore
-from kubebots.runtime.store.sqlite import SqliteConfigStore
+from kubebots.runtime.configstore.base import ReplicaReport, ResyncRequired, StoreError, WatchEvent
+from kubebots.runtime.configstore.memory import MemoryConfigStore
+from kubebots.runtime.configstore.postgres import PostgresConfigStore
+from kubebots.runtime.configstore.sqlite import SqliteConfigStore
 
 from .util import WAIT, eventually, revisions, take, watching
 
@@ -226,7 +226,7 @@ async def test_sqlite_prefixes_keep_stores_apart(tmp_path: Path) -> None:
 _WRITER = textwrap.dedent(
     """
     import asyncio, sys
-    from kubebots.runtime.store.sqlite import SqliteConfigStore
+    from kubebots.runtime.configstore.sqlite import SqliteConfigStore
 
     async def main(path):
         store = await SqliteConfigStore.open(path)
@@ -281,7 +281,7 @@ async def test_memory_store_runs_on_an_injected_clock() -> None:
 async def test_sqlite_commit_changes_the_file_signature_that_gates_the_watch_poll(
     tmp_path: Path,
 ) -> None:
-    from kubebots.runtime.store._sqlite import file_signature
+    from kubebots.runtime.configstore.sqlite_watch import file_signature
 
     path = tmp_path / "store.db"
     store = await SqliteConfigStore.open(path)

@@ -9,14 +9,16 @@ from typing import Any
 
 import pytest
 
-from kubebots.runtime.errors import InvalidBotIdError
-from kubebots.runtime.store.base import (
+from kubebots.runtime.configstore.base import (
     BotReport,
     ConfigStore,
     ReplicaReport,
+    ReplicaReports,
+    ReportingConfigStore,
     StoreEntry,
     StoreError,
 )
+from kubebots.runtime.errors import InvalidBotIdError
 
 from .util import StoreFactory, take
 
@@ -31,11 +33,12 @@ def summary(entries: list[StoreEntry]) -> list[tuple[str, int, str, int]]:
     return [(e.bot_id, e.generation, e.uid, e.revision) for e in entries]
 
 
-async def test_implements_the_protocol(store: ConfigStore) -> None:
+async def test_implements_both_protocols(store: ReportingConfigStore) -> None:
     assert isinstance(store, ConfigStore)
+    assert isinstance(store, ReplicaReports)
 
 
-async def test_an_empty_store(store: ConfigStore) -> None:
+async def test_an_empty_store(store: ReportingConfigStore) -> None:
     assert await store.current_revision() == 0
     assert await store.list() == ([], 0)
     assert await store.get("nobody") is None
@@ -43,7 +46,7 @@ async def test_an_empty_store(store: ConfigStore) -> None:
     assert await store.current_revision() == 0
 
 
-async def test_put_get_list_delete(store: ConfigStore) -> None:
+async def test_put_get_list_delete(store: ReportingConfigStore) -> None:
     before = datetime.now(UTC) - timedelta(minutes=5)
     assert await store.put("beta", CONFIG, generation=3, uid="u-b") == 1
     assert await store.put("alpha", {"a": 1}, generation=1, uid="u-a", annotations={"s": "7"}) == 2
@@ -71,7 +74,7 @@ async def test_put_get_list_delete(store: ConfigStore) -> None:
     assert revision == 3 == await store.current_revision()
 
 
-async def test_delete_many_tombstones_every_live_one_in_one_go(store: ConfigStore) -> None:
+async def test_delete_many_tombstones_every_live_one_in_one_go(store: ReportingConfigStore) -> None:
     for name in ("a", "b", "c"):
         await store.put(name, {"v": name}, generation=1, uid=f"u-{name}")
     await store.delete("c")  # revision 4
@@ -87,7 +90,7 @@ async def test_delete_many_tombstones_every_live_one_in_one_go(store: ConfigStor
         await store.delete_many(["ok", "not a bot id!"])
 
 
-async def test_returned_configs_are_copies(store: ConfigStore) -> None:
+async def test_returned_configs_are_copies(store: ReportingConfigStore) -> None:
     config = {"nested": {"list": [1, 2]}}
     await store.put("bot", config, generation=1, uid="u")
     config["nested"]["list"].append(3)  # the caller's dict changes after the write
@@ -98,7 +101,7 @@ async def test_returned_configs_are_copies(store: ConfigStore) -> None:
     assert again is not None and again.config == {"nested": {"list": [1, 2]}}
 
 
-async def test_a_put_after_a_tombstone_recreates_the_bot(store: ConfigStore) -> None:
+async def test_a_put_after_a_tombstone_recreates_the_bot(store: ReportingConfigStore) -> None:
     assert await store.put("bot", {"v": 1}, generation=4, uid="u") == 1
     assert await store.delete("bot") == 2
     # The very same write again: the live entry is gone, so it is no repeat.
@@ -108,7 +111,7 @@ async def test_a_put_after_a_tombstone_recreates_the_bot(store: ConfigStore) -> 
     assert summary((await store.list())[0]) == [("bot", 4, "u", 3)]
 
 
-async def test_a_repeated_put_writes_nothing(store: ConfigStore) -> None:
+async def test_a_repeated_put_writes_nothing(store: ReportingConfigStore) -> None:
     assert await store.put("bot", CONFIG, generation=2, uid="u") == 1
     assert await store.put("other", {}, generation=1, uid="o") == 2
     assert await store.put("bot", dict(CONFIG), generation=2, uid="u") == 1
@@ -117,7 +120,7 @@ async def test_a_repeated_put_writes_nothing(store: ConfigStore) -> None:
     assert len(await take(store, 0, 2)) == 2
 
 
-async def test_a_stale_generation_is_ignored(store: ConfigStore) -> None:
+async def test_a_stale_generation_is_ignored(store: ReportingConfigStore) -> None:
     assert await store.put("bot", {"v": 5}, generation=5, uid="u") == 1
     assert await store.put("bot", {"v": 4}, generation=4, uid="u", annotations={"a": "b"}) == 1
     entry = await store.get("bot")
@@ -125,7 +128,7 @@ async def test_a_stale_generation_is_ignored(store: ConfigStore) -> None:
     assert await store.current_revision() == 1
 
 
-async def test_writes_that_change_something(store: ConfigStore) -> None:
+async def test_writes_that_change_something(store: ReportingConfigStore) -> None:
     assert await store.put("bot", {"v": 1}, generation=1, uid="u") == 1
     assert await store.put("bot", {"v": 2}, generation=1, uid="u") == 2  # same gen, new config
     assert await store.put("bot", {"v": 2}, generation=1, uid="u", annotations={"s": "1"}) == 3
@@ -159,7 +162,7 @@ async def test_writes_that_change_something(store: ConfigStore) -> None:
     ],
 )
 async def test_invalid_writes_are_rejected(
-    store: ConfigStore, kwargs: dict[str, Any], error: type[Exception]
+    store: ReportingConfigStore, kwargs: dict[str, Any], error: type[Exception]
 ) -> None:
     args: dict[str, Any] = {"bot_id": "bot", "config": {}, "generation": 1, "uid": "u"}
     args.update(kwargs)
@@ -168,7 +171,7 @@ async def test_invalid_writes_are_rejected(
     assert await store.current_revision() == 0
 
 
-async def test_invalid_reads_are_rejected(store: ConfigStore) -> None:
+async def test_invalid_reads_are_rejected(store: ReportingConfigStore) -> None:
     with pytest.raises(InvalidBotIdError):
         await store.get("../etc")
     with pytest.raises(InvalidBotIdError):
@@ -181,7 +184,7 @@ async def test_invalid_reads_are_rejected(store: ConfigStore) -> None:
         await store.replica_reports(max_age_seconds=float("inf"))
 
 
-async def test_revisions_are_gap_free_and_writes_return_them(store: ConfigStore) -> None:
+async def test_revisions_are_gap_free_and_writes_return_them(store: ReportingConfigStore) -> None:
     returned = [
         await store.put("a", {"n": 1}, generation=1, uid="u"),
         await store.put("b", {"n": 1}, generation=1, uid="u"),
@@ -198,7 +201,7 @@ def revisions_of(events: list[Any]) -> list[int]:
     return [e.revision for e in events]
 
 
-async def test_random_writes_match_a_model(store: ConfigStore) -> None:
+async def test_random_writes_match_a_model(store: ReportingConfigStore) -> None:
     """Random puts (fresh, repeated, stale, new uid) and deletes against a dict model."""
     rng = random.Random(20240611)
     model: dict[str, StoreEntry] = {}
@@ -279,7 +282,7 @@ async def test_list_is_one_snapshot(open_store: StoreFactory) -> None:
     assert seen == sorted(seen)
 
 
-async def test_close_is_idempotent_and_later_calls_fail(store: ConfigStore) -> None:
+async def test_close_is_idempotent_and_later_calls_fail(store: ReportingConfigStore) -> None:
     await store.put("bot", {}, generation=1, uid="u")
     await store.close()
     await store.close()

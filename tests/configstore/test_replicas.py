@@ -7,14 +7,14 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from kubebots.runtime.store.base import BotReport, ConfigStore, ReplicaReport
+from kubebots.runtime.configstore.base import BotReport, ReplicaReport, ReplicaReports
 
 from .util import StoreFactory
 
 LONG_AGO = datetime(2000, 1, 1, tzinfo=UTC)  # a report's own heartbeat_at is ignored
 
 
-async def test_reports_round_trip(store: ConfigStore) -> None:
+async def test_reports_round_trip(store: ReplicaReports) -> None:
     bots = (
         BotReport("zeta", 3, 17, error="provider refused the model", error_revision=18),
         BotReport("alpha", None, None, error="invalid config", error_revision=5),
@@ -51,7 +51,7 @@ async def test_a_report_replaces_the_previous_one(open_store: StoreFactory) -> N
     assert (await other.replica_reports(max_age_seconds=60))[0].bots == ()
 
 
-async def test_stale_replicas_are_hidden_then_expired(store: ConfigStore) -> None:
+async def test_stale_replicas_are_hidden_then_expired(store: ReplicaReports) -> None:
     await store.report(ReplicaReport("stale", 1, LONG_AGO, (BotReport("a", 1, 1),)))
     await asyncio.sleep(1.0)
     await store.report(ReplicaReport("fresh", 1, LONG_AGO, (BotReport("a", 1, 1),)))
@@ -85,7 +85,7 @@ async def test_stale_replicas_are_hidden_then_expired(store: ConfigStore) -> Non
         ReplicaReport("r", 0, LONG_AGO, (BotReport("a", 1, 1, error="nul\x00"),)),
     ],
 )
-async def test_invalid_reports_are_rejected(store: ConfigStore, report: ReplicaReport) -> None:
+async def test_invalid_reports_are_rejected(store: ReplicaReports, report: ReplicaReport) -> None:
     with pytest.raises(ValueError):
         await store.report(report)
     assert await store.replica_reports(max_age_seconds=3600) == []

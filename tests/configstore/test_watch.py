@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from kubebots.runtime.store.base import ConfigStore, ResyncRequired, StoreError, WatchEvent
+from kubebots.runtime.configstore.base import ConfigStore, ResyncRequired, StoreError, WatchEvent
 
 from .util import WAIT, StoreFactory, revisions, take, watching
 

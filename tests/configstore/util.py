@@ -6,17 +6,17 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 
-from kubebots.runtime.store.base import ConfigStore, WatchEvent
+from kubebots.runtime.configstore.base import ReportingConfigStore, WatchEvent
 
 #: Opens one more store on the same location (same SQLite file, same PostgreSQL tables).
-StoreFactory = Callable[[], Awaitable[ConfigStore]]
+StoreFactory = Callable[[], Awaitable[ReportingConfigStore]]
 
 #: Generous bound for anything a test waits for (a loaded 2-core machine is slow).
 WAIT = 10.0
 
 
 async def take(
-    store: ConfigStore,
+    store: ReportingConfigStore,
     from_revision: int,
     count: int,
     *,
@@ -38,7 +38,7 @@ async def take(
 
 @contextlib.asynccontextmanager
 async def watching(
-    store: ConfigStore, from_revision: int
+    store: ReportingConfigStore, from_revision: int
 ) -> AsyncIterator[AsyncIterator[WatchEvent]]:
     """A watch that is closed (its connection released) when the block ends."""
     watch = store.watch(from_revision)

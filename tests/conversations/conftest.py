@@ -13,7 +13,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from kubebots.runtime.storage import (
+from kubebots.runtime.conversations import (
     ConversationStore,
     MemoryConversationStore,
     PostgresConversationStore,

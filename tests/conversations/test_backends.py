@@ -13,7 +13,7 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from kubebots.runtime.storage import (
+from kubebots.runtime.conversations import (
     ConversationKey,
     PostgresConversationStore,
     SqliteConversationStore,
@@ -24,7 +24,7 @@ from .util import new_key
 _WRITER = textwrap.dedent(
     """
     import asyncio, sys
-    from kubebots.runtime.storage import ConversationKey, SqliteConversationStore
+    from kubebots.runtime.conversations import ConversationKey, SqliteConversationStore
 
     async def main(path, name):
         store = await SqliteConversationStore.open(path)
@@ -73,7 +73,7 @@ async def test_postgres_openers_racing_on_a_new_table_all_succeed(postgres_url: 
         )
         key = new_key()
         await asyncio.gather(*(s.append(key, [("user", "x")]) for s in stores))
-        assert await stores[0].count(key) == 6
+        assert len(await stores[0].history(key)) == 6
         for store in stores:
             await store.close()
     finally:

@@ -7,13 +7,13 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from kubebots.runtime.errors import StorageError
-from kubebots.runtime.storage import (
+from kubebots.runtime.conversations import (
     ConversationKey,
     ConversationStore,
     MessageRole,
     StoredMessage,
 )
+from kubebots.runtime.errors import StorageError
 
 from .util import StoreFactory, new_key
 
@@ -39,7 +39,6 @@ async def test_unknown_conversation_is_empty(store: ConversationStore) -> None:
     key = new_key()
     assert await store.recent(key, 10) == []
     assert await store.history(key) == []
-    assert await store.count(key) == 0
     assert await store.exists(key) is False
     assert await store.delete(key) is False
     assert await store.list_conversations(key.bot_id, key.client_id) == []
@@ -97,14 +96,14 @@ async def test_history_pages_by_offset_and_limit(store: ConversationStore) -> No
     assert await store.history(key, limit=0) == []
 
 
-async def test_count_exists_and_delete(store: ConversationStore) -> None:
+async def test_exists_and_delete(store: ConversationStore) -> None:
     key = new_key()
     await store.append(key, turns(3))
-    assert await store.count(key) == 3
+    assert len(await store.history(key)) == 3
     assert await store.exists(key) is True
     assert await store.delete(key) is True
     assert await store.exists(key) is False
-    assert await store.count(key) == 0
+    assert len(await store.history(key)) == 0
     assert await store.delete(key) is False
     # A deleted conversation starts again at seq 1.
     assert await store.append(key, [("user", "again")]) == 1
@@ -135,7 +134,7 @@ async def test_delete_bot_removes_only_that_bot(store: ConversationStore) -> Non
     assert await store.delete_bot(doomed.bot_id) == 5
     assert await store.exists(doomed) is False
     assert await store.list_conversations(doomed.bot_id, doomed.client_id) == []
-    assert await store.count(survivor) == 4
+    assert len(await store.history(survivor)) == 4
     assert await store.delete_bot(doomed.bot_id) == 0
 
 
@@ -153,8 +152,8 @@ async def test_same_conversation_id_never_mixes_across_clients_or_bots(
     assert contents(await store.recent(other_client, 5)) == ["client", "client2"]
     assert contents(await store.history(other_bot)) == ["bot"]
     assert await store.delete(other_client) is True
-    assert await store.count(base) == 1
-    assert await store.count(other_bot) == 1
+    assert len(await store.history(base)) == 1
+    assert len(await store.history(other_bot)) == 1
 
 
 async def test_ids_that_look_like_prefixes_do_not_collide(store: ConversationStore) -> None:
@@ -188,7 +187,7 @@ async def test_invalid_arguments_are_rejected_and_store_nothing(store: Conversat
     with pytest.raises(ValueError):
         await store.history(key, offset=-1)
     with pytest.raises(ValueError):
-        await store.count(key._replace(conversation_id="bad\x00id"))
+        await store.exists(key._replace(conversation_id="bad\x00id"))
     assert await store.exists(key) is False  # all or none: no partial batch
 
 
@@ -217,7 +216,7 @@ async def test_recent_on_a_long_conversation_returns_only_the_window(
     key = new_key()
     for batch in range(10):
         await store.append(key, turns(500, prefix=f"{batch}:"))
-    assert await store.count(key) == 5000
+    assert len(await store.history(key)) == 5000
     window = await store.recent(key, 20)
     assert seqs(window) == list(range(4981, 5001))
     assert contents(window)[-1] == "9:499"
@@ -255,7 +254,6 @@ async def test_two_instances_appending_concurrently_stay_consistent(
     for view in (first, second):
         stored = await view.history(key)
         assert seqs(stored) == list(range(1, 101))
-        assert await view.count(key) == 100
         for start in range(0, 100, 2):
             assert stored[start].content.endswith("-0") and stored[start + 1].content.endswith("-1")
 
@@ -277,7 +275,7 @@ async def test_one_instance_sees_the_others_writes(open_durable: StoreFactory) -
     writer, reader = await open_durable(), await open_durable()
     key = new_key()
     await writer.append(key, turns(3))
-    assert await reader.count(key) == 3
+    assert len(await reader.history(key)) == 3
     assert await reader.delete(key) is True
     assert await writer.exists(key) is False
 

@@ -11,12 +11,12 @@ from collections.abc import Iterator
 import pytest
 
 from kubebots.runtime import BotContext, BotManager, StorageError
-from kubebots.runtime.llm.base import ChatMessage
-from kubebots.runtime.schema import PostgresStorageConfig
-from kubebots.runtime.storage import (
+from kubebots.runtime.conversations import (
     DeferredConversationStore,
     open_conversation_store,
 )
+from kubebots.runtime.llm.base import ChatMessage
+from kubebots.runtime.schema import PostgresStorageConfig
 from tests.private_postgres import PrivatePostgres
 
 SECRET = "pw-deferred-never-quoted-51c2"

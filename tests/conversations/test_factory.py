@@ -7,13 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from kubebots.runtime.errors import ConfigurationError, StorageError
-from kubebots.runtime.schema import (
-    MemoryStorageConfig,
-    PostgresStorageConfig,
-    SqliteStorageConfig,
-)
-from kubebots.runtime.storage import (
+from kubebots.runtime.conversations import (
     ConversationStore,
     MemoryConversationStore,
     PostgresConversationStore,
@@ -21,7 +15,12 @@ from kubebots.runtime.storage import (
     open_conversation_store,
     storage_key,
 )
-from kubebots.runtime.storage._sql import redact, url_secrets, url_without_password
+from kubebots.runtime.errors import ConfigurationError, StorageError
+from kubebots.runtime.schema import (
+    MemoryStorageConfig,
+    PostgresStorageConfig,
+    SqliteStorageConfig,
+)
 
 from .util import new_key
 
@@ -140,26 +139,3 @@ def test_storage_key_names_the_physical_store(
     assert storage_key(PostgresStorageConfig(url=url, pool_size=3)) == f"postgres:{url}"
     assert storage_key(PostgresStorageConfig(url=url, pool_size=9)) == f"postgres:{url}"
     assert storage_key(PostgresStorageConfig(url_env="DB_URL")) == "postgres-env:DB_URL"
-
-
-@pytest.mark.parametrize(
-    ("url", "public"),
-    [
-        ("postgresql://u:pw@h:5432/db", "postgresql://u@h:5432/db"),
-        ("postgresql://u:p%40ss@h/db?sslmode=require", "postgresql://u@h/db?sslmode=require"),
-        ("postgresql://:pw@h/db", "postgresql://h/db"),
-        ("postgresql://h/db?password=pw&sslmode=x", "postgresql://h/db?sslmode=x"),
-        ("postgresql://h/db?password=pw", "postgresql://h/db"),
-        ("postgresql://u@h/db", "postgresql://u@h/db"),
-    ],
-)
-def test_url_without_password(url: str, public: str) -> None:
-    assert url_without_password(url) == public
-
-
-def test_redaction_covers_raw_and_decoded_secrets() -> None:
-    secrets = url_secrets("postgresql://al%69ce:p%40ss@h/db")
-    shown = redact('role "alice" / p@ss / al%69ce / p%40ss', secrets)
-    assert shown == 'role "***" / *** / *** / ***'
-    keyword = url_secrets("host=h user=bob password='s3 cret'")
-    assert redact("bob said s3 cret", keyword) == "*** said ***"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Awaitable, Callable
 
-from kubebots.runtime.storage import ConversationKey, ConversationStore
+from kubebots.runtime.conversations import ConversationKey, ConversationStore
 
 #: Opens one more store on the same location (same SQLite file, same PostgreSQL table).
 StoreFactory = Callable[[], Awaitable[ConversationStore]]

@@ -1,0 +1,82 @@
+"""The reads and deletes both SQL conversation stores run: one query text, two drivers.
+
+Queries name the table ``{t}`` and take ``%s`` placeholders; the SQLite store runs them with
+``?``. Each store supplies how a query runs and how a fetched row becomes a message.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from typing import Any, Final
+
+from ..persistence.checks import check_count
+from .base import ConversationKey, MessageRole, StoredMessage
+from .messages import check_key
+
+_KEY: Final = "bot_id = %s AND client_id = %s AND conversation_id = %s"
+_MESSAGES: Final = f"SELECT seq, role, content, created_at FROM {{t}} WHERE {_KEY}"
+#: The last seq of a conversation (0 for a new one); an append takes the next ones.
+LAST_SEQ: Final = f"SELECT COALESCE(MAX(seq), 0) FROM {{t}} WHERE {_KEY}"
+INSERT: Final = "INSERT INTO {t} VALUES (%s, %s, %s, %s, %s, %s, %s)"
+
+
+def new_rows(
+    key: ConversationKey, last: int, messages: list[tuple[MessageRole, str]], now: object
+) -> list[tuple[object, ...]]:
+    """The :data:`INSERT` rows of ``messages`` appended after seq ``last``, stamped ``now``."""
+    return [(*key, last + i, role, text, now) for i, (role, text) in enumerate(messages, start=1)]
+
+
+class SqlQueries(ABC):
+    """Every :class:`~kubebots.runtime.conversations.base.ConversationStore` method but
+    ``append`` and ``close``, over :meth:`_fetch` and :meth:`_rowcount`."""
+
+    @abstractmethod
+    async def _fetch(self, query: str, params: Sequence[Any]) -> list[Any]:
+        """The rows ``query`` returns."""
+
+    @abstractmethod
+    async def _rowcount(self, query: str, params: Sequence[Any]) -> int:
+        """How many rows the data-changing ``query`` touched."""
+
+    @abstractmethod
+    def _message(self, row: Sequence[Any]) -> StoredMessage:
+        """A fetched ``(seq, role, content, created_at)`` row as a message."""
+
+    async def recent(self, key: ConversationKey, limit: int) -> list[StoredMessage]:
+        """The last ``limit`` messages, oldest first (``[]`` for an unknown conversation)."""
+        check_count("limit", limit)
+        rows = await self._fetch(
+            f"{_MESSAGES} ORDER BY seq DESC LIMIT %s", (*check_key(key), limit)
+        )
+        return [self._message(row) for row in reversed(rows)]
+
+    async def history(
+        self, key: ConversationKey, *, offset: int = 0, limit: int | None = None
+    ) -> list[StoredMessage]:
+        """Messages from position ``offset`` (0-based), oldest first, at most ``limit``."""
+        query = f"{_MESSAGES} AND seq > %s ORDER BY seq"
+        params: tuple[object, ...] = (*check_key(key), check_count("offset", offset))
+        if limit is not None:
+            query, params = f"{query} LIMIT %s", (*params, check_count("limit", limit))
+        return [self._message(row) for row in await self._fetch(query, params)]
+
+    async def exists(self, key: ConversationKey) -> bool:
+        """Whether the conversation holds at least one message."""
+        return bool(await self._fetch(f"SELECT 1 FROM {{t}} WHERE {_KEY} LIMIT 1", check_key(key)))
+
+    async def delete(self, key: ConversationKey) -> bool:
+        """Delete the conversation; True if it existed."""
+        return await self._rowcount(f"DELETE FROM {{t}} WHERE {_KEY}", check_key(key)) > 0
+
+    async def list_conversations(self, bot_id: str, client_id: str) -> list[str]:
+        """Conversation ids of one client of one bot, sorted."""
+        bot_id, client_id, _ = check_key(ConversationKey(bot_id, client_id, ""))
+        query = "SELECT DISTINCT conversation_id FROM {t} WHERE bot_id = %s AND client_id = %s"
+        return sorted(str(row[0]) for row in await self._fetch(query, (bot_id, client_id)))
+
+    async def delete_bot(self, bot_id: str) -> int:
+        """Delete every conversation of a bot; return how many messages went."""
+        bot_id = check_key(ConversationKey(bot_id, "", "")).bot_id
+        return await self._rowcount("DELETE FROM {t} WHERE bot_id = %s", (bot_id,))
