@@ -9,11 +9,11 @@ from dataclasses import dataclass
 from ._lifecycle import Lifecycle
 from ._locks import KeyedLocks
 from .context import BotContext
+from .conversations.base import ConversationKey, ConversationStore, StoredMessage
 from .errors import MessageRejectedError
 from .ids import validate_bot_id
 from .llm.base import ChatMessage, Completion, LLMProvider
 from .schema import BotConfig
-from .storage.base import ConversationKey, ConversationStore, StoredMessage
 
 Release = Callable[[], Awaitable[None]]
 

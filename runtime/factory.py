@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
+from contextlib import asynccontextmanager
 from typing import Any
 
 from ._locks import KeyedLocks
 from .bot import BotVersion, DynaBot
+from .bot_conversations import StoredConversations
+from .conversations import ConversationStore, open_conversation_store, storage_key
 from .errors import BotCreationError, KubebotsError
 from .llm import LLMProvider, build_provider
 from .schema import BotConfig, LLMConfig, MemoryStorageConfig, parse_bot_config
 from .secrets import SecretResolver, resolve_api_key
-from .storage import ConversationStore, open_conversation_store, storage_key
 
 
 class _SharedStores:
@@ -80,11 +82,11 @@ class BotFactory:
         *,
         env: Mapping[str, str] | None = None,
         secrets: SecretResolver | None = None,
-        providers: ProviderFactory = _default_provider,
+        providers: ProviderFactory | None = None,
     ) -> None:
         self._env = env
         self._secrets = secrets
-        self._providers = providers
+        self._providers = providers or _default_provider
         self._stores = _SharedStores()
 
     @property
@@ -94,15 +96,10 @@ class BotFactory:
     async def build(
         self, bot_id: str, config: BotConfig, version: BotVersion | None = None
     ) -> DynaBot:
-        env = self._env if self._env is not None else os.environ
+        env = self._environment()
         llm_config = with_process_defaults(config.llm, env)
         api_key = await resolve_api_key(llm_config, bot_id=bot_id, env=env, secrets=self._secrets)
-        try:
-            key, store = await self._stores.acquire(bot_id, config, env)
-        except KubebotsError:
-            raise
-        except (OSError, RuntimeError) as exc:
-            raise BotCreationError(bot_id, f"storage failed ({type(exc).__name__})") from None
+        key, store = await self._acquire_store(bot_id, config, env)
         try:
             llm = self._providers(llm_config, api_key)
         except BaseException:
@@ -113,6 +110,32 @@ class BotFactory:
             await self._stores.release(key)
 
         return DynaBot(bot_id, config, llm=llm, storage=store, release=release, version=version)
+
+    @asynccontextmanager
+    async def conversations(
+        self, bot_id: str, config: BotConfig
+    ) -> AsyncIterator[StoredConversations]:
+        """The conversations of ``bot_id`` in the store ``config`` names, without building the
+        bot: no LLM client, no API key. The store is shared with the bots using it (opened if
+        none does) and released when the block ends."""
+        key, store = await self._acquire_store(bot_id, config, self._environment())
+        try:
+            yield StoredConversations(bot_id, store)
+        finally:
+            await self._stores.release(key)
+
+    def _environment(self) -> Mapping[str, str]:
+        return self._env if self._env is not None else os.environ
+
+    async def _acquire_store(
+        self, bot_id: str, config: BotConfig, env: Mapping[str, str]
+    ) -> tuple[str, ConversationStore]:
+        try:
+            return await self._stores.acquire(bot_id, config, env)
+        except KubebotsError:
+            raise
+        except (OSError, RuntimeError) as exc:
+            raise BotCreationError(bot_id, f"storage failed ({type(exc).__name__})") from None
 
 
 async def create_bot(

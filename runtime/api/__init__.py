@@ -1,7 +1,16 @@
-"""The HTTP API: the guide's FastAPI integration (manager dependency, errors, handlers)."""
+"""The guide's FastAPI integration: what the Bot Manager Guide imports from here.
 
-from .deps import BotManagerDep, get_bot_manager, init_bot_manager, reset_bot_manager
-from .errors import (
+* :mod:`.manager_registry`: the process-wide manager (``init_bot_manager``, ``get_bot_manager``,
+  ``reset_bot_manager``) and the route dependency ``BotManagerDep``;
+* :mod:`.http_errors`: the HTTP errors (``APIError`` and below), and the table that maps the
+  library's errors (:mod:`kubebots.runtime.errors`) to them: several names are in both trees;
+* :mod:`.exception_handlers`: ``register_exception_handlers``, the guide's error body.
+
+The runtime's own multi-tenant chat API (``kubebots serve``) is built on these, in :mod:`.app`.
+"""
+
+from .exception_handlers import register_exception_handlers
+from .http_errors import (
     APIError,
     AuthenticationError,
     BotCreationError,
@@ -17,7 +26,7 @@ from .errors import (
     UpstreamTimeoutError,
     ValidationError,
 )
-from .handlers import register_exception_handlers
+from .manager_registry import BotManagerDep, get_bot_manager, init_bot_manager, reset_bot_manager
 
 __all__ = [
     "APIError",

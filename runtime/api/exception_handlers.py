@@ -2,35 +2,11 @@
 
 ``{"error": str, "message": str, "detail": object | null, "timestamp": "...+00:00"}``
 
-Library errors (:mod:`kubebots.runtime.errors`) are translated by :func:`to_api_error`:
-
-================================  ======  ==========================================
-library error                     status  ``error``
-================================  ======  ==========================================
-UnknownBotError                   404     BotNotFoundError
-InvalidBotIdError                 422     ValidationError (field ``bot_id``)
-MessageRejectedError              422     ValidationError (field ``message``) [1]
-ConfigurationError                500     ConfigurationError (library message) [2]
-BotCreationError                  503     BotCreationError
-BotClosedError                    503     ServiceUnavailableError, ``Retry-After: 1``
-StorageError                      503     ServiceUnavailableError (generic message) [3]
-RateLimitError (upstream 429)     429     RateLimitError, ``Retry-After`` when known
-LLMTimeoutError                   504     UpstreamTimeoutError
-LLMUnavailableError               502     UpstreamError
-LLMRequestError                   502     UpstreamError
-any other KubebotsError           500     its class name, its message
-================================  ======  ==========================================
-
-[1] Also when the message is longer than the bot's ``max_message_chars`` (the detail carries
-    ``max_message_chars`` and ``length``): 413 is kept for bodies over the server's byte limit,
-    so clients can tell the two apart. [2] A broken config stays broken until someone fixes it,
-    so 500 rather than a retryable 503. Loaders that raise ``KeyError``/``LookupError`` or return
-    ``None`` for an unknown bot get a 404; any other loader exception (e.g. the guide's
-    ``ValueError("Unknown bot: x")``) is a configuration failure, hence 500. [3] Storage errors
-    can name files or servers, so the client gets a generic message and the log the real one.
-
-Unexpected exceptions answer 500 ``InternalServerError`` without their text (it is logged, with
-``request.state.request_id`` when a middleware set one; 5xx bodies carry it as ``request_id``).
+What an exception becomes (status, ``error``, message) is decided by
+:func:`~.http_errors.as_api_error` and its table in :mod:`.http_errors`; this module renders
+it. Unexpected exceptions answer 500 ``InternalServerError`` without their text (it is logged,
+with ``request.state.request_id`` when a middleware set one; 5xx bodies carry it as
+``request_id``).
 """
 
 from __future__ import annotations
@@ -38,7 +14,7 @@ from __future__ import annotations
 import http
 import json
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -49,77 +25,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from .. import errors as lib
-from .errors import (
-    APIError,
-    BotNotFoundError,
-    ConfigurationError,
-    RateLimitError,
-    ServiceUnavailableError,
-    UpstreamError,
-    UpstreamTimeoutError,
-    ValidationError,
-)
+from .http_errors import INTERNAL_MESSAGE, APIError, ValidationError, as_api_error
 
 log = logging.getLogger("kubebots.runtime.api")
-
-INTERNAL_MESSAGE = "An internal error occurred"
-
-# -- library errors -> API errors ------------------------------------------------------------
-
-
-def _unknown_bot(exc: lib.UnknownBotError) -> APIError:
-    bot_id = exc.detail.get("bot_id")
-    if isinstance(bot_id, str):
-        return BotNotFoundError(bot_id)
-    return APIError(exc.message, 404, exc.detail, error="BotNotFoundError")
-
-
-def _invalid(field: str) -> Callable[[lib.KubebotsError], APIError]:
-    def convert(exc: lib.KubebotsError) -> APIError:
-        extra = {k: v for k, v in exc.detail.items() if k != "field"}
-        return ValidationError(
-            exc.message, {"errors": [{"field": field, "reason": exc.message}], **extra}
-        )
-
-    return convert
-
-
-def _rate_limited(exc: lib.RateLimitError) -> APIError:
-    return RateLimitError(message=exc.message, retry_after=exc.retry_after)
-
-
-_MAPPERS: dict[type[lib.KubebotsError], Callable[[Any], APIError]] = {
-    lib.UnknownBotError: _unknown_bot,
-    lib.InvalidBotIdError: _invalid("bot_id"),
-    lib.InvalidContextError: lambda e: _invalid(str(e.detail.get("field", "body")))(e),
-    lib.MessageRejectedError: _invalid("message"),
-    lib.ConfigurationError: lambda e: ConfigurationError(e.message, e.detail),
-    lib.BotCreationError: lambda e: APIError(e.message, 503, e.detail, error="BotCreationError"),
-    lib.BotClosedError: lambda e: ServiceUnavailableError(e.message, e.detail, retry_after=1),
-    lib.StorageError: lambda e: ServiceUnavailableError("conversation storage is unavailable"),
-    lib.RateLimitError: _rate_limited,
-    lib.LLMTimeoutError: lambda e: UpstreamTimeoutError(e.message, e.detail),
-    lib.LLMUnavailableError: lambda e: UpstreamError(e.message, e.detail),
-    lib.LLMRequestError: lambda e: UpstreamError(e.message, e.detail),
-}
-
-
-def to_api_error(exc: lib.KubebotsError) -> APIError:
-    """The API error for a library error (the nearest mapped class in its MRO wins)."""
-    for cls in type(exc).__mro__:
-        mapper = _MAPPERS.get(cls)
-        if mapper is not None:
-            return mapper(exc)
-    return APIError(exc.message, 500, exc.detail, error=type(exc).__name__)
-
-
-def as_api_error(exc: BaseException) -> APIError:
-    """``exc`` itself, its translation, or the generic 500 that reveals nothing about it."""
-    if isinstance(exc, APIError):
-        return exc
-    if isinstance(exc, lib.KubebotsError):
-        return to_api_error(exc)
-    return APIError(INTERNAL_MESSAGE, 500, error="InternalServerError")
 
 
 # -- bodies and responses ---------------------------------------------------------------------

@@ -1,22 +1,55 @@
-"""The HTTP API's errors: each one knows its status code and renders as the guide's error body.
+"""The HTTP errors of ``kubebots.runtime.api``, and the one table mapping library errors to them.
 
-These are *not* the library errors of :mod:`kubebots.runtime.errors` (which know nothing about
-HTTP): several names are the same on purpose, because the guide's API exports them under these
-names. :mod:`.handlers` translates library errors into these.
+Two exception trees meet here, and several class names are in both on purpose (the guide
+imports ``BotCreationError``, ``ConfigurationError``, ``RateLimitError``... from
+``kubebots.runtime.api``):
 
-Status codes chosen where the guide leaves it open:
+* **library errors**, :mod:`kubebots.runtime.errors` (``KubebotsError`` and below): raised by
+  bots, the manager and the stores; they know nothing about HTTP.
+* **HTTP errors**, this module (:class:`APIError` and below): each knows its status code and
+  renders as the guide's error body. Routes raise them; :func:`as_api_error` turns anything
+  else into one, library errors by this table (the nearest class in the error's MRO wins):
 
-* :class:`BotCreationError` -- 503: building a bot fails for reasons other than its config
-  (storage, provider) that are usually transient, so clients may retry.
-* :class:`ConfigurationError` -- 500: a broken configuration is the server's fault and stays
-  broken until someone fixes it; 503 would only make clients and proxies retry in vain.
+================================  ======  ==========================================
+library error                     status  HTTP error (``error`` in the body)
+================================  ======  ==========================================
+UnknownBotError                   404     BotNotFoundError
+InvalidBotIdError                 422     ValidationError (field ``bot_id``)
+InvalidContextError               422     ValidationError (the field it names)
+MessageRejectedError              422     ValidationError (field ``message``) [1]
+ConfigurationError                500     ConfigurationError (library message) [2]
+BotCreationError                  503     BotCreationError [3]
+BotClosedError                    503     ServiceUnavailableError, ``Retry-After: 1``
+StorageError                      503     ServiceUnavailableError (generic message) [4]
+RateLimitError (upstream 429)     429     RateLimitError, ``Retry-After`` when known
+LLMTimeoutError                   504     UpstreamTimeoutError
+LLMUnavailableError               502     UpstreamError
+LLMRequestError                   502     UpstreamError
+any other KubebotsError           500     its class name, its message
+any other exception               500     InternalServerError, a fixed message
+================================  ======  ==========================================
+
+[1] Also when the message is longer than the bot's ``max_message_chars`` (the detail carries
+    ``max_message_chars`` and ``length``): 413 is kept for bodies over the server's byte limit,
+    so clients can tell the two apart. [2] A broken config stays broken until someone fixes it,
+    so 500 rather than a retryable 503. Loaders that raise ``KeyError``/``LookupError`` or return
+    ``None`` for an unknown bot get a 404; any other loader exception (e.g. the guide's
+    ``ValueError("Unknown bot: x")``) is a configuration failure, hence 500. [3] Building a bot
+    fails for reasons other than its config (storage, provider) that are usually transient, so
+    clients may retry. [4] Storage errors can name files or servers, so the client gets a
+    generic message and the log the real one.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
+
+from .. import errors as lib
+
+#: What a client is told about an exception that is not an error of ours (never its text).
+INTERNAL_MESSAGE = "An internal error occurred"
 
 
 class APIError(Exception):
@@ -97,7 +130,7 @@ class ValidationError(APIError):
 
 
 class ConfigurationError(APIError):
-    """500: a bot's (or the service's) configuration is missing or invalid; see module doc."""
+    """500: a bot's (or the service's) configuration is missing or invalid (see [2] above)."""
 
     status_code = 500
 
@@ -208,3 +241,61 @@ class UpstreamTimeoutError(APIError):
         detail: Mapping[str, Any] | None = None,
     ) -> None:
         super().__init__(message, detail=detail)
+
+
+# -- the table: library errors -> HTTP errors ---------------------------------------------------
+
+
+def _unknown_bot(exc: lib.UnknownBotError) -> APIError:
+    bot_id = exc.detail.get("bot_id")
+    if isinstance(bot_id, str):
+        return BotNotFoundError(bot_id)
+    return APIError(exc.message, 404, exc.detail, error="BotNotFoundError")
+
+
+def _invalid(field: str) -> Callable[[lib.KubebotsError], APIError]:
+    def convert(exc: lib.KubebotsError) -> APIError:
+        extra = {k: v for k, v in exc.detail.items() if k != "field"}
+        return ValidationError(
+            exc.message, {"errors": [{"field": field, "reason": exc.message}], **extra}
+        )
+
+    return convert
+
+
+def _rate_limited(exc: lib.RateLimitError) -> APIError:
+    return RateLimitError(message=exc.message, retry_after=exc.retry_after)
+
+
+_MAPPERS: dict[type[lib.KubebotsError], Callable[[Any], APIError]] = {
+    lib.UnknownBotError: _unknown_bot,
+    lib.InvalidBotIdError: _invalid("bot_id"),
+    lib.InvalidContextError: lambda e: _invalid(str(e.detail.get("field", "body")))(e),
+    lib.MessageRejectedError: _invalid("message"),
+    lib.ConfigurationError: lambda e: ConfigurationError(e.message, e.detail),
+    lib.BotCreationError: lambda e: APIError(e.message, 503, e.detail, error="BotCreationError"),
+    lib.BotClosedError: lambda e: ServiceUnavailableError(e.message, e.detail, retry_after=1),
+    lib.StorageError: lambda e: ServiceUnavailableError("conversation storage is unavailable"),
+    lib.RateLimitError: _rate_limited,
+    lib.LLMTimeoutError: lambda e: UpstreamTimeoutError(e.message, e.detail),
+    lib.LLMUnavailableError: lambda e: UpstreamError(e.message, e.detail),
+    lib.LLMRequestError: lambda e: UpstreamError(e.message, e.detail),
+}
+
+
+def to_api_error(exc: lib.KubebotsError) -> APIError:
+    """The API error for a library error (the nearest mapped class in its MRO wins)."""
+    for cls in type(exc).__mro__:
+        mapper = _MAPPERS.get(cls)
+        if mapper is not None:
+            return mapper(exc)
+    return APIError(exc.message, 500, exc.detail, error=type(exc).__name__)
+
+
+def as_api_error(exc: BaseException) -> APIError:
+    """``exc`` itself, its translation, or the generic 500 that reveals nothing about it."""
+    if isinstance(exc, APIError):
+        return exc
+    if isinstance(exc, lib.KubebotsError):
+        return to_api_error(exc)
+    return APIError(INTERNAL_MESSAGE, 500, error="InternalServerError")

@@ -2,7 +2,7 @@
 
 The guide's API is module functions with no app or manager argument, so the manager has to
 live in module state. It is kept in one registry object (never a rebindable global), which is
-the only module state of the API. Apps that own their manager (our own :func:`create_app`) set
+the only module state of the API. Apps that own their manager (ours, :func:`.app.create_app`) set
 ``app.state.bot_manager`` instead, and :data:`BotManagerDep` prefers that.
 """
 
@@ -17,7 +17,7 @@ from fastapi import Depends
 from starlette.requests import HTTPConnection
 
 from ..manager import BotManager, ConfigLoader
-from .errors import BotManagerNotInitialisedError
+from .http_errors import BotManagerNotInitialisedError
 
 log = logging.getLogger("kubebots.runtime.api")
 

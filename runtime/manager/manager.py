@@ -6,12 +6,14 @@ import asyncio
 import logging
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
 from .._locks import KeyedLocks
 from ..bot import BotVersion, DynaBot
+from ..bot_conversations import BotConversations
 from ..errors import ConfigurationError
 from ..factory import BotFactory
 from ..ids import validate_bot_id
@@ -183,6 +185,24 @@ class BotManager:
             self._retire(entry.bot)
         return idle
 
+    @asynccontextmanager
+    async def conversations(self, bot_id: str) -> AsyncIterator[BotConversations]:
+        """The bot's stored conversations, without building it: no LLM client is made.
+
+        A loaded bot lends its own (counted as a use; a delete waits for a turn in progress on
+        that conversation). Otherwise the store its config names is borrowed from the factory's
+        shared stores until the block ends. As for :meth:`get_or_create`, a bad id raises
+        ``InvalidBotIdError`` and a bot the loader does not know ``UnknownBotError``.
+        """
+        entry = self._bots.get(bot_id)
+        if entry is not None:
+            yield self._touch(bot_id, entry)
+            return
+        validate_bot_id(bot_id)
+        config, _ = await self._config(bot_id, None)
+        async with self._factory.conversations(bot_id, config) as stored:
+            yield stored
+
     async def wait_retired(self) -> None:
         """Wait until every dropped bot has finished closing."""
         while self._retiring:
@@ -226,16 +246,7 @@ class BotManager:
     ) -> DynaBot:
         """Build from ``config`` (tagged ``version``, ``None`` for a caller's own config), else
         from the loader's answer."""
-        if config is not None:
-            parsed = parse_bot_config(config, bot_id=bot_id)
-        elif self._load is not None:
-            parsed, version = await load_config(self._load, bot_id)
-        else:
-            raise ConfigurationError(
-                f"no configuration for bot '{bot_id}': pass config= or give the manager a "
-                "config_loader",
-                bot_id=bot_id,
-            )
+        parsed, version = await self._config(bot_id, config, version)
         try:
             bot = await self._factory.build(bot_id, parsed, version)
         except BaseException:
@@ -243,6 +254,23 @@ class BotManager:
             raise
         self.stats.builds += 1
         return bot
+
+    async def _config(
+        self,
+        bot_id: str,
+        config: BotConfig | Mapping[str, Any] | None,
+        version: BotVersion | None = None,
+    ) -> tuple[BotConfig, BotVersion | None]:
+        """``config`` parsed (tagged ``version``), else the loader's answer."""
+        if config is not None:
+            return parse_bot_config(config, bot_id=bot_id), version
+        if self._load is not None:
+            return await load_config(self._load, bot_id)
+        raise ConfigurationError(
+            f"no configuration for bot '{bot_id}': pass config= or give the manager a "
+            "config_loader",
+            bot_id=bot_id,
+        )
 
     def _touch(self, bot_id: str, entry: _Entry) -> DynaBot:
         entry.last_used = self._clock()

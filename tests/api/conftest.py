@@ -6,12 +6,12 @@ from collections.abc import Iterator
 
 import pytest
 
-from kubebots.runtime.api import deps
+from kubebots.runtime.api import manager_registry
 
 
 @pytest.fixture(autouse=True)
 def no_singleton_manager() -> Iterator[None]:
-    deps._REGISTRY.manager = None
+    manager_registry._REGISTRY.manager = None
     yield
     # A test that left a manager behind: drop it without closing (its loop may be gone).
-    deps._REGISTRY.manager = None
+    manager_registry._REGISTRY.manager = None

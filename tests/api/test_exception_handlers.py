@@ -27,8 +27,8 @@ from kubebots.runtime.api import (
     ValidationError,
     register_exception_handlers,
 )
-from kubebots.runtime.api.errors import APIError
-from kubebots.runtime.api.handlers import error_body, http_error_name, to_api_error
+from kubebots.runtime.api.exception_handlers import error_body, http_error_name
+from kubebots.runtime.api.http_errors import APIError, to_api_error
 
 from .support import assert_error_body, client_for
 

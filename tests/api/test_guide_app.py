@@ -143,7 +143,7 @@ def test_the_guide_example_end_to_end(served: ServerThread, fake: FakeOpenAIServ
     with pytest.raises(RuntimeError, match="not initialised"):
         get_bot_manager()
     # Whether ``rebuilt`` got closed depends on how soon uvicorn stops its loop after the hook:
-    # see test_deps.test_reset_without_await_closes_the_bots_even_when_the_loop_stops.
+    # see test_manager_registry.test_reset_without_await_closes_the_bots_even_when_the_loop_stops.
 
 
 def test_upstream_failures_in_the_guide_example(

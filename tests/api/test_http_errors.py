@@ -26,7 +26,7 @@ from kubebots.runtime.api import (
     UpstreamTimeoutError,
     ValidationError,
 )
-from kubebots.runtime.api.errors import retry_after_header
+from kubebots.runtime.api.http_errors import retry_after_header
 
 
 def test_the_guide_names_are_exported() -> None:

@@ -12,9 +12,9 @@ from kubebots.runtime import BotContext, BotManager
 from kubebots.runtime.api import (
     BotManagerDep,
     BotManagerNotInitialisedError,
-    deps,
     get_bot_manager,
     init_bot_manager,
+    manager_registry,
     register_exception_handlers,
     reset_bot_manager,
 )
@@ -71,10 +71,10 @@ async def test_reset_without_await_still_closes_the_bots() -> None:
     await asyncio.wait_for(bot.wait_closed(), timeout=5)
     assert bot.closed
     for _ in range(100):  # the registry forgets the task once it is done
-        if not deps._REGISTRY.closing:
+        if not manager_registry._REGISTRY.closing:
             break
         await asyncio.sleep(0.01)
-    assert not deps._REGISTRY.closing
+    assert not manager_registry._REGISTRY.closing
 
 
 def test_reset_without_a_loop_closes_before_returning() -> None:
@@ -109,7 +109,7 @@ async def test_a_failing_close_is_logged(caplog: pytest.LogCaptureFixture) -> No
         async def close(self) -> None:
             raise OSError("disk gone")
 
-    deps._REGISTRY.manager = Failing()
+    manager_registry._REGISTRY.manager = Failing()
     with pytest.raises(OSError, match="disk gone"):
         await reset_bot_manager()
     await asyncio.sleep(0)  # the done callback runs

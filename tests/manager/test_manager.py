@@ -18,8 +18,7 @@ from kubebots.runtime.bot import BotVersion
 from kubebots.runtime.errors import InvalidBotIdError
 from kubebots.runtime.llm.base import LLMProvider
 from kubebots.runtime.schema import BotConfig, LLMConfig
-
-from .providers import RecordingProvider
+from tests.runtime.support import RecordingProvider
 
 CFG = {"llm": {"provider": "echo"}, "system_prompt": "v1"}
 CTX = BotContext(conversation_id="c1", client_id="tenant-a")

@@ -18,15 +18,16 @@ from pathlib import Path
 
 from fastapi import FastAPI
 
-from ..auth import KeyRing
-from ..kube_config import ClusterAccess
-from ..kube_secrets import KubernetesSecretResolver
-from ..manager import BotManager
-from ..ratelimit import DeferredRateLimiter, MemoryRateLimiter, PostgresRateLimiter, RateLimiter
-from ..secrets import DirectorySecretResolver, SecretResolver
-from ..store import ConfigStore, open_config_store
-from ..sync import LastGoodConfigs, StoreConfigLoader, StoreSync, SyncSettings
-from .handlers import register_exception_handlers
+from ...auth import KeyRing
+from ...configstore import ReportingConfigStore, open_config_store
+from ...factory import BotFactory, ProviderFactory
+from ...kube_config import ClusterAccess
+from ...kube_secrets import KubernetesSecretResolver
+from ...manager import BotManager
+from ...ratelimit import DeferredRateLimiter, MemoryRateLimiter, PostgresRateLimiter, RateLimiter
+from ...secrets import DirectorySecretResolver, SecretResolver
+from ...sync import LastGoodConfigs, StoreConfigLoader, StoreSync, SyncSettings
+from ..exception_handlers import register_exception_handlers
 from .metrics import Metrics
 from .middleware import RequestContextMiddleware
 from .routers import bots, chat, conversations, health, openai
@@ -83,11 +84,13 @@ def create_app(
     settings: RuntimeSettings | None = None,
     *,
     env: Mapping[str, str] | None = None,
-    store: ConfigStore | None = None,
+    store: ReportingConfigStore | None = None,
     limiter: RateLimiter | None = None,
     keyring: KeyRing | None = None,
+    providers: ProviderFactory | None = None,
 ) -> FastAPI:
-    """The runtime app. ``env`` is where bots find ``apiKeyEnv`` variables (default: process)."""
+    """The runtime app. ``env`` is where bots find ``apiKeyEnv`` variables (default: process);
+    ``providers`` builds the bots' LLM clients (default: from each Bot's ``llm``)."""
     settings = settings or RuntimeSettings()
     keys = keyring if keyring is not None else load_keyring(settings)  # fail fast on bad keys
     metrics = Metrics()
@@ -116,8 +119,7 @@ def create_app(
                 config_loader=StoreConfigLoader(config_store, last_good),
                 max_bots=settings.max_bots,
                 idle_ttl=settings.idle_ttl,
-                env=env,
-                secrets=secrets,
+                factory=BotFactory(env=env, secrets=secrets, providers=providers),
             )
             stack.push_async_callback(manager.close)
             sync = StoreSync(

@@ -16,7 +16,7 @@ from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from .handlers import format_error
+from ..exception_handlers import format_error
 from .metrics import Metrics
 
 log = logging.getLogger("kubebots.runtime.api.access")

@@ -1,4 +1,4 @@
-"""Who is calling (API key -> client), which bots they may use, and their rate limits."""
+"""Who is calling: the API key's client (or nobody, with authentication off), and admins."""
 
 from __future__ import annotations
 
@@ -7,10 +7,9 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
-from ..auth import Principal
-from ..bot import DynaBot
-from .errors import AuthenticationError, BotNotFoundError, PermissionDeniedError, RateLimitError
-from .state import RuntimeState, StateDep
+from ...auth import Principal
+from ..http_errors import AuthenticationError, PermissionDeniedError
+from .state import StateDep
 
 #: The client id used when authentication is off and the request names none.
 ANONYMOUS = "anonymous"
@@ -72,25 +71,3 @@ async def require_admin(caller: CallerDep) -> Caller:
 
 
 AdminDep = Annotated[Caller, Depends(require_admin)]
-
-
-async def limit_requests(state: RuntimeState, caller: Caller, client_id: str) -> None:
-    """Count one request against the client's per-minute limit (shared across replicas)."""
-    limit = caller.principal.requests_per_minute if caller.principal else None
-    limit = limit or state.settings.requests_per_minute
-    if limit is None:
-        return
-    decision = await state.limiter.acquire(client_id, limit=limit, scope="requests")
-    if not decision.allowed:
-        state.metrics.rate_limited.labels(scope="requests").inc()
-        raise RateLimitError(
-            message=f"rate limit of {limit} requests per minute exceeded",
-            retry_after=decision.retry_after,
-        )
-
-
-async def open_bot(state: RuntimeState, caller: Caller, bot_id: str) -> DynaBot:
-    """The bot, if this caller may use it; bots outside the allow-list do not exist for it."""
-    if not caller.may_use(bot_id):
-        raise BotNotFoundError(bot_id)
-    return await state.manager.get_or_create(bot_id)

@@ -13,7 +13,13 @@ from typing import Literal
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from ..kube_config import SERVICE_ACCOUNT_DIR
+from ...configstore import (
+    DEFAULT_DATA_DIR,
+    DEFAULT_TABLE_PREFIX,
+    TABLE_PREFIX_PATTERN,
+    embedded_store_url,
+)
+from ...kube_config import SERVICE_ACCOUNT_DIR
 
 
 class RuntimeSettings(BaseSettings):
@@ -23,14 +29,14 @@ class RuntimeSettings(BaseSettings):
 
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=0, le=65535)
-    data_dir: Path = Path(".kubebots")
+    data_dir: Path = DEFAULT_DATA_DIR
     store: str | None = Field(
         default=None,
         description="Config store URL (default: sqlite:<data_dir>/store.db). May hold a password.",
     )
     table_prefix: str = Field(
-        default="kubebots_",
-        pattern=r"^[a-z_][a-z0-9_]{0,30}$",
+        default=DEFAULT_TABLE_PREFIX,
+        pattern=TABLE_PREFIX_PATTERN,
         description="Prefix of every table kubebots creates (several installations, one DB).",
     )
     replica_id: str | None = Field(default=None, description="Default: <hostname>-<pid>.")
@@ -70,7 +76,7 @@ class RuntimeSettings(BaseSettings):
     )
 
     def store_url(self) -> str:
-        return self.store or f"sqlite:{self.data_dir / 'store.db'}"
+        return self.store or embedded_store_url(self.data_dir)
 
     def effective_replica_id(self) -> str:
         return self.replica_id or f"{socket.gethostname()}-{os.getpid()}"

@@ -7,11 +7,11 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
-from ..auth import KeyRing
-from ..manager import BotManager
-from ..ratelimit import RateLimiter
-from ..store import ConfigStore
-from ..sync import StoreSync
+from ...auth import KeyRing
+from ...configstore import ConfigStore
+from ...manager import BotManager
+from ...ratelimit import RateLimiter
+from ...sync import StoreSync
 from .metrics import Metrics
 from .settings import RuntimeSettings
 

@@ -14,12 +14,12 @@ from typing import Any
 import httpx
 import pytest
 
-from kubebots.runtime.api.app import create_app
-from kubebots.runtime.api.settings import RuntimeSettings
-from kubebots.runtime.store import open_config_store
+from kubebots.runtime.api.app import RuntimeSettings, create_app
+from kubebots.runtime.configstore import open_config_store
+from kubebots.runtime.factory import ProviderFactory
 from kubebots.runtime.testing import FakeOpenAIServer, ThreadedServer
 
-from ..sync.conftest import drop_prefix
+from ...sync.conftest import drop_prefix
 
 KEYS = {
     "clients": [
@@ -67,18 +67,25 @@ def default_bots(fake: FakeOpenAIServer) -> dict[str, dict[str, Any]]:
 
 @contextmanager
 def running_app(
-    store_url: str, *, prefix: str = "kubebots_", auth: bool = True, **settings: Any
+    store_url: str,
+    *,
+    prefix: str = "kubebots_",
+    auth: bool = True,
+    keys: dict[str, Any] | None = None,
+    providers: ProviderFactory | None = None,
+    **settings: Any,
 ) -> Iterator[ThreadedServer]:
+    """The app on real uvicorn: ``keys`` replace :data:`KEYS`, ``providers`` build the LLMs."""
     config = RuntimeSettings(
         store=store_url,
         table_prefix=prefix,
         auth=auth,
-        api_keys=json.dumps(KEYS) if auth else None,
+        api_keys=json.dumps(keys or KEYS) if auth else None,
         replica_id=f"test-{uuid.uuid4().hex[:8]}",
         heartbeat_interval=0.5,
         **settings,
     )
-    with ThreadedServer(create_app(config, env={})) as server:
+    with ThreadedServer(create_app(config, env={}, providers=providers)) as server:
         wait_ready(server.url)
         yield server
 

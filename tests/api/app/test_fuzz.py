@@ -34,8 +34,7 @@ from hypothesis import strategies as st
 from schemathesis import GenerationMode
 from schemathesis.checks import not_a_server_error
 
-from kubebots.runtime.api.app import create_app
-from kubebots.runtime.api.settings import RuntimeSettings
+from kubebots.runtime.api.app import RuntimeSettings, create_app
 from kubebots.runtime.auth import KeyRing
 from kubebots.runtime.testing import FakeOpenAIServer, ThreadedServer
 

@@ -6,7 +6,7 @@ from typing import Any
 
 from fastapi import APIRouter
 
-from ..errors import BotNotFoundError
+from ...http_errors import BotNotFoundError
 from ..security import AdminDep, CallerDep
 from ..state import StateDep
 

@@ -4,37 +4,45 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator
+from typing import Annotated
 
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, Depends, Response
 from fastapi.responses import StreamingResponse
 
-from ...context import BotContext
-from ...errors import KubebotsError
-from ..handlers import error_body
+from ....context import BotContext
+from ....errors import KubebotsError
+from ...exception_handlers import error_body
+from ..access import BotTurn, open_turn
 from ..models import ChatRequest, ChatResponse, Usage
-from ..security import CallerDep, limit_requests, open_bot
+from ..security import CallerDep
 from ..state import StateDep
-from ..tokens import charge_tokens, check_tokens
 
 router = APIRouter(tags=["chat"])
 
 
+async def chat_turn(
+    bot_id: str, body: ChatRequest, state: StateDep, caller: CallerDep
+) -> BotTurn[ChatRequest]:
+    """The turn of ``body`` (a ``client_id`` in it must be the caller's) with bot ``bot_id``."""
+    return await open_turn(state, caller, bot_id, body, claimed_client_id=body.client_id)
+
+
+ChatTurnDep = Annotated[BotTurn[ChatRequest], Depends(chat_turn)]
+
+
 @router.post("/bots/{bot_id}/chat", response_model=ChatResponse)
-async def chat(bot_id: str, body: ChatRequest, state: StateDep, caller: CallerDep) -> Response:
+async def chat(turn: ChatTurnDep) -> Response:
     """Send a message; the turn is stored in the caller's conversation.
 
     The reply is serialised here by pydantic-core: returned as a model, FastAPI would validate
     it again and walk it through ``jsonable_encoder`` (the schema still comes from
     ``response_model``)."""
-    client_id = caller.client_id(body.client_id)
-    await check_tokens(state, caller, client_id)
-    await limit_requests(state, caller, client_id)
-    bot = await open_bot(state, caller, bot_id)
-    context = BotContext(body.conversation_id, client_id, body.user_id)
-    completion = await bot.complete(body.message, context)
+    body = turn.body
+    context = BotContext(body.conversation_id, turn.client_id, body.user_id)
+    completion = await turn.bot.complete(body.message, context)
     usage = None
     if completion.usage is not None:
-        await charge_tokens(state, caller, client_id, completion.usage.total_tokens)
+        await turn.charge(completion.usage.total_tokens)
         usage = Usage(
             prompt_tokens=completion.usage.prompt_tokens,
             completion_tokens=completion.usage.completion_tokens,
@@ -43,7 +51,7 @@ async def chat(bot_id: str, body: ChatRequest, state: StateDep, caller: CallerDe
     reply = ChatResponse(
         response=completion.content,
         conversation_id=body.conversation_id,
-        bot_id=bot_id,
+        bot_id=turn.bot.bot_id,
         usage=usage,
     )
     return Response(reply.model_dump_json(), media_type="application/json")
@@ -58,16 +66,11 @@ def sse(event: str, data: object) -> str:
     response_class=StreamingResponse,
     responses={200: {"content": {"text/event-stream": {}}}},
 )
-async def chat_stream(
-    bot_id: str, body: ChatRequest, state: StateDep, caller: CallerDep
-) -> StreamingResponse:
+async def chat_stream(turn: ChatTurnDep) -> StreamingResponse:
     """Like ``/chat``, as Server-Sent Events: ``delta`` events, then ``done`` (or ``error``)."""
-    client_id = caller.client_id(body.client_id)
-    await check_tokens(state, caller, client_id)
-    await limit_requests(state, caller, client_id)
-    bot = await open_bot(state, caller, bot_id)
-    context = BotContext(body.conversation_id, client_id, body.user_id)
-    stream = bot.stream_chat(body.message, context)
+    body, bot_id = turn.body, turn.bot.bot_id
+    context = BotContext(body.conversation_id, turn.client_id, body.user_id)
+    stream = turn.bot.stream_chat(body.message, context)
     first = await anext(stream, None)  # errors before the first delta are plain HTTP errors
 
     async def events() -> AsyncIterator[str]:

@@ -1,15 +1,20 @@
-"""A client's conversations: list, read and delete. Other clients' conversations do not exist."""
+"""A client's conversations: list, read and delete. Other clients' conversations do not exist.
+
+None of these builds the bot or its LLM client: they reach the bot's conversation store only.
+"""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Depends, Query
 
-from ...context import BotContext
-from ..errors import ConversationNotFoundError
+from ...http_errors import ConversationNotFoundError
+from ..access import ConversationAccess, open_conversations
 from ..models import ConversationOut, MessageOut
-from ..security import CallerDep, limit_requests, open_bot
+from ..security import CallerDep
 from ..state import StateDep
 
 router = APIRouter(tags=["conversations"])
@@ -21,38 +26,63 @@ ClientQuery = Annotated[
 ]
 
 
-@router.get("/bots/{bot_id}/conversations")
-async def list_conversations(
+async def conversation_access(
     bot_id: str, state: StateDep, caller: CallerDep, client_id: ClientQuery = None
-) -> dict[str, Any]:
-    client = caller.client_id(client_id)
-    await limit_requests(state, caller, client)
-    bot = await open_bot(state, caller, bot_id)
-    ids = await bot.list_conversations(client)
-    return {"bot_id": bot_id, "conversations": ids, "count": len(ids)}
+) -> AsyncIterator[ConversationAccess]:
+    """The caller's conversations with bot ``bot_id``, while the route runs."""
+    async with open_conversations(state, caller, bot_id, claimed_client_id=client_id) as access:
+        yield access
 
 
-@router.get("/bots/{bot_id}/conversations/{conversation_id:path}", response_model=ConversationOut)
-async def get_conversation(
+ConversationAccessDep = Annotated[
+    ConversationAccess, Depends(conversation_access, scope="function")
+]
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryRead:
+    """A read of one page of a conversation's history."""
+
+    access: ConversationAccess
+    offset: int
+    limit: int | None
+
+
+async def history_read(
     bot_id: str,
-    conversation_id: str,
     state: StateDep,
     caller: CallerDep,
     client_id: ClientQuery = None,
     offset: Annotated[int, Query(ge=0, le=2**31 - 1)] = 0,
     limit: Annotated[int | None, Query(ge=1, le=10_000)] = None,
+) -> AsyncIterator[HistoryRead]:
+    """Like :func:`conversation_access`, for one page (a bad page is refused before that)."""
+    async with open_conversations(state, caller, bot_id, claimed_client_id=client_id) as access:
+        yield HistoryRead(access, offset, limit)
+
+
+HistoryReadDep = Annotated[HistoryRead, Depends(history_read, scope="function")]
+
+
+@router.get("/bots/{bot_id}/conversations")
+async def list_conversations(access: ConversationAccessDep) -> dict[str, Any]:
+    ids = await access.conversations.list_conversations(access.client_id)
+    return {"bot_id": access.bot_id, "conversations": ids, "count": len(ids)}
+
+
+@router.get("/bots/{bot_id}/conversations/{conversation_id:path}", response_model=ConversationOut)
+async def get_conversation(
+    bot_id: str, conversation_id: str, read: HistoryReadDep
 ) -> ConversationOut:
-    client = caller.client_id(client_id)
-    await limit_requests(state, caller, client)
-    bot = await open_bot(state, caller, bot_id)
-    context = BotContext(conversation_id, client)
-    if not await bot.conversation_exists(context):
+    access = read.access
+    context = access.context(conversation_id)
+    if not await access.conversations.conversation_exists(context):
         raise ConversationNotFoundError(conversation_id)
-    messages = await bot.get_history(context, offset=offset, limit=limit)
+    messages = await access.conversations.get_history(context, offset=read.offset, limit=read.limit)
     return ConversationOut(
         bot_id=bot_id,
         conversation_id=conversation_id,
-        client_id=client,
+        client_id=access.client_id,
         messages=[
             MessageOut(seq=m.seq, role=m.role, content=m.content, created_at=m.created_at)
             for m in messages
@@ -62,15 +92,8 @@ async def get_conversation(
 
 @router.delete("/bots/{bot_id}/conversations/{conversation_id:path}")
 async def delete_conversation(
-    bot_id: str,
-    conversation_id: str,
-    state: StateDep,
-    caller: CallerDep,
-    client_id: ClientQuery = None,
+    bot_id: str, conversation_id: str, access: ConversationAccessDep
 ) -> dict[str, Any]:
-    client = caller.client_id(client_id)
-    await limit_requests(state, caller, client)
-    bot = await open_bot(state, caller, bot_id)
-    if not await bot.delete_conversation(BotContext(conversation_id, client)):
+    if not await access.conversations.delete_conversation(access.context(conversation_id)):
         raise ConversationNotFoundError(conversation_id)
     return {"deleted": True, "bot_id": bot_id, "conversation_id": conversation_id}

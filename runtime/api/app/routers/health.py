@@ -12,7 +12,7 @@ from fastapi import APIRouter
 from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from ..errors import ServiceUnavailableError
+from ...http_errors import ServiceUnavailableError
 from ..state import StateDep
 
 router = APIRouter(tags=["health"])

@@ -12,20 +12,21 @@ import json
 import time
 import uuid
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Header
+from fastapi import APIRouter, Depends, Header
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from ...context import BotContext
-from ...errors import KubebotsError
-from ...llm.base import ChatMessage, Completion
-from ..errors import ValidationError
-from ..handlers import error_body
-from ..security import CallerDep, limit_requests, open_bot
+from ....context import BotContext
+from ....errors import KubebotsError
+from ....llm.base import ChatMessage, Completion
+from ...exception_handlers import error_body
+from ...http_errors import ValidationError
+from ..access import BotTurn, open_turn
+from ..security import CallerDep
 from ..state import StateDep
-from ..tokens import charge_tokens, check_tokens
 
 router = APIRouter(prefix="/v1", tags=["openai"])
 
@@ -103,23 +104,37 @@ def _chunk(cid: str, created: int, model: str, delta: dict[str, Any], finish: st
     return f"data: {json.dumps(payload, separators=(',', ':'))}\n\n"
 
 
-@router.post("/chat/completions", response_model=None)
-async def chat_completions(
+@dataclass(frozen=True, slots=True)
+class CompletionCall:
+    """What a client sends: the request, and the stored conversation to use (or ``None``)."""
+
+    request: CompletionRequest
+    conversation_id: str | None
+
+
+async def completion_turn(
     body: CompletionRequest,
     state: StateDep,
     caller: CallerDep,
     conversation_id: Annotated[
         str | None, Header(alias="X-Conversation-Id", max_length=256)
     ] = None,
-) -> JSONResponse | StreamingResponse:
-    client_id = caller.client_id(None)
-    await check_tokens(state, caller, client_id)
-    await limit_requests(state, caller, client_id)
-    bot = await open_bot(state, caller, body.model)
+) -> BotTurn[CompletionCall]:
+    """The turn of ``body`` with the bot it names as ``model``; the client is the key's."""
+    call = CompletionCall(body, conversation_id)
+    return await open_turn(state, caller, body.model, call, claimed_client_id=None)
+
+
+CompletionTurnDep = Annotated[BotTurn[CompletionCall], Depends(completion_turn)]
+
+
+@router.post("/chat/completions", response_model=None)
+async def chat_completions(turn: CompletionTurnDep) -> JSONResponse | StreamingResponse:
+    body, bot, conversation_id = turn.body.request, turn.bot, turn.body.conversation_id
     messages = _messages(body)
     cid = f"chatcmpl-{uuid.uuid4().hex}"
     created = int(time.time())
-    context = BotContext(conversation_id, client_id, body.user) if conversation_id else None
+    context = BotContext(conversation_id, turn.client_id, body.user) if conversation_id else None
     if not body.stream:
         if context is not None:
             completion = await bot.complete(messages[-1].content, context)
@@ -127,7 +142,7 @@ async def chat_completions(
             completion = await bot.complete_messages(messages)
         usage = _usage(completion)
         if usage:
-            await charge_tokens(state, caller, client_id, usage["total_tokens"])
+            await turn.charge(usage["total_tokens"])
         return JSONResponse(
             {
                 "id": cid,
