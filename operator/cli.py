@@ -19,6 +19,7 @@ from kubebots.runtime.kube_config import ClusterAccess, ClusterAccessError
 from .handlers import build_registry
 from .liveness import ApiLiveness, VersionCheck
 from .peering import PeeringSetupError, ensure_peering, peering_refs
+from .services import OperatorContext, OperatorMemo
 from .settings import OperatorSettings
 
 log = logging.getLogger("kubebots.operator")
@@ -78,12 +79,16 @@ def run_operator(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     liveness = ApiLiveness(
         VersionCheck(api_client, cfg.api_probe_timeout), timeout=cfg.api_liveness_timeout
     )
-    memo = kopf.Memo(
-        cfg=cfg, namespaces=namespaces, cluster=access, api_client=api_client, liveness=liveness
+    context = OperatorContext(
+        settings=cfg,
+        namespaces=namespaces,
+        cluster=access,
+        api_client=api_client,
+        liveness=liveness,
     )
     kopf.run(
-        registry=build_registry(cfg),
-        memo=memo,
+        registry=build_registry(),
+        memo=OperatorMemo(context=context),
         clusterwide=args.all_namespaces,
         namespaces=namespaces or (),
         standalone=args.standalone,

@@ -10,41 +10,30 @@ repairs drift; nothing runs per Bot at idle). Found at start with its status cur
 adopted, checked in one batch. Deleted -> tombstoned by the one writer of :mod:`.tombstones`,
 then the finalizer is released. Secret events re-write the Bots that reference a rotated
 Secret. kopf logs in through :mod:`.login` (a bounded connection pool); ``/healthz`` runs the
-probes of :mod:`.liveness`.
+two probes here, decided by :mod:`.liveness`. What the handlers share comes typed from kopf's
+memo (:mod:`.services`).
 """
 
 from __future__ import annotations
 
 import asyncio
-import logging
-import time
 from collections.abc import Mapping
-from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Protocol, cast
+from typing import Any
 
 import kopf
 from kubernetes import client
 
+from kubebots.runtime.configstore import StoreError
 from kubebots.runtime.schema import API_GROUP, API_VERSION, PLURAL, bot_id_for
-from kubebots.runtime.store import StoreError, open_config_store
 
-from .kube import (
-    KubeFinalizers,
-    KubeSecretVersions,
-    KubeStatusPatcher,
-    describe_api_error,
-    list_bot_ids,
-)
-from .liveness import api_probe, progress_probe
+from .kopf_settings import tune
+from .kube import FINALIZER, describe_failure, list_bot_ids, secret_keys
+from .liveness import ApiUnreachableError, Lagging, OperatorStalledError, progress
 from .login import login
 from .reconcile import Applied, BotRef, apply, forget_orphans, rotate_secret
-from .settings import OperatorSettings
-from .status import ReportsCache, Serving, serving, status_patch
-from .status_feed import StatusFeed, StatusPatcher, Timing
-from .tombstones import Tombstones
+from .services import OperatorMemo, OperatorServices, open_services
+from .status import status_patch, wait_served
 
-FINALIZER = "kubebots.io/finalizer"
-KOPF_FINALIZER = "kopf.kubebots.io/unused"
 #: The diff-base annotation kopf kept on every Bot while the operator used its change handlers
 #: (a second copy of the spec in each object); removed in the first patch of a Bot that has it.
 LEGACY_DIFF_BASE = "last-handled-configuration"
@@ -61,107 +50,21 @@ def bot_ref(meta: Mapping[str, Any], spec: Mapping[str, Any]) -> BotRef:
     )
 
 
-def make_feed(memo: Any, patcher: StatusPatcher) -> StatusFeed:
-    """The status controller of this operator (in ``memo.status_feed``)."""
-    cfg: OperatorSettings = memo.cfg
-    timing = Timing(
-        fast=cfg.status_interval,
-        idle=cfg.status_idle_interval,
-        drift=cfg.drift_interval,
-        replica_max_age=cfg.replica_max_age,
-        concurrency=cfg.status_patch_concurrency,
-        retry=cfg.retry_interval,
-    )
-    feed = StatusFeed(memo.store, patcher, memo.secrets, timing, clock=time.monotonic)
-    memo.status_feed = feed
-    return feed
-
-
-def reports_of(memo: Any) -> ReportsCache:
-    """The operator's shared replica-report cache (made on first use, for the current store)."""
-    cache: ReportsCache | None = getattr(memo, "reports", None)
-    if cache is None or cache.store is not memo.store:
-        cache = memo.reports = ReportsCache(memo.store, ttl=memo.cfg.reports_ttl)
-    return cache
-
-
-#: How often a waiting handler reads the replica reports: often while few wait (an edit is Ready
-#: sooner), less often in a burst (one read serves every waiter; reads are CPU the burst needs).
-POLL_FEW, POLL_MANY, MANY = 0.01, 0.05, 8
-
-
-async def wait_served(memo: Any, bot_id: str, revision: int, cfg: OperatorSettings) -> Serving:
-    """Serving state, waiting up to ``ready_wait`` for every live replica to catch up."""
-    deadline = time.monotonic() + cfg.ready_wait
-    cache = reports_of(memo)
-    cache.waiting += 1
-    try:
-        while True:
-            asked = time.monotonic()
-            live = await serving(cache, bot_id, revision, cfg.replica_max_age, newer_than=asked)
-            if (live.replicas and live.served == live.replicas) or live.errors:
-                return live
-            if time.monotonic() >= deadline:
-                return live
-            await asyncio.sleep(POLL_FEW if cache.waiting <= MANY else POLL_MANY)
-    finally:
-        cache.waiting -= 1
-
-
-class NoDiffBase(kopf.DiffBaseStorage):
-    """No diff-base: with no change handlers kopf needs none, and its default builds one (a deep
-    copy of the object) on every event only to compare it with nothing."""
-
-    def build(self, *, body: kopf.Body, extra_fields: Any = None) -> kopf.BodyEssence:
-        return cast(kopf.BodyEssence, {})
-
-    def fetch(self, *, body: kopf.Body) -> kopf.BodyEssence | None:
-        return None
-
-    def store(self, *, body: kopf.Body, patch: kopf.Patch, essence: kopf.BodyEssence) -> None:
-        return None
-
-
-def tune(settings: kopf.OperatorSettings, cfg: OperatorSettings) -> None:
-    """kopf settings: no diff-base, our annotation prefix, sane timeouts, event level."""
-    # kopf removes *its* finalizer from any object no handler of its needs one for: ours is
-    # handled by bot_event, so kopf's is given a name of its own (never set on any object).
-    settings.persistence.finalizer = KOPF_FINALIZER
-    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(
-        prefix=cfg.annotation_prefix
-    )
-    settings.persistence.diffbase_storage = NoDiffBase()
-    settings.posting.level = logging.WARNING  # events for problems, not for every step
-    settings.watching.server_timeout = 300
-    settings.watching.client_timeout = 330
-    settings.watching.connect_timeout = 10
-    settings.networking.request_timeout = 30
-    settings.execution.max_workers = 8
-
-
 async def startup(
-    *, settings: kopf.OperatorSettings, memo: kopf.Memo, logger: Any, **_: Any
+    *, settings: kopf.OperatorSettings, memo: OperatorMemo, logger: Any, **_: Any
 ) -> None:
-    cfg: OperatorSettings = memo.cfg
-    tune(settings, cfg)
-    # the official client's calls (finalizers, status patches, Secret reads) run in threads
-    memo.api_pool = ThreadPoolExecutor(cfg.api_threads, thread_name_prefix="kubebots-api")
-    asyncio.get_running_loop().set_default_executor(memo.api_pool)
-    # PostgreSQL connects on first use: with the database not up yet the operator still starts
-    # (and answers /healthz); its handlers retry until the store answers.
-    memo.store = await open_config_store(cfg.store, prefix=cfg.table_prefix, wait_for_server=True)
-    memo.secrets = KubeSecretVersions(client.CoreV1Api(memo.api_client))
-    memo.finalizers = KubeFinalizers(client.CustomObjectsApi(memo.api_client), FINALIZER)
-    feed = make_feed(memo, KubeStatusPatcher(client.CustomObjectsApi(memo.api_client)))
-    memo.tombstones = Tombstones(memo.store, retry=cfg.retry_interval)
-    memo.tasks = [
-        asyncio.create_task(feed.run(), name="kubebots-status"),
-        asyncio.create_task(memo.tombstones.run(), name="kubebots-tombstones"),
-    ]
-    namespaces: list[str] | None = memo.namespaces
+    """kopf's settings, then the services (in the memo) and their tasks; then store entries
+    whose Bot is gone are tombstoned."""
+    context = memo.context
+    tune(settings, context.settings)
+    if not memo.started:  # (kopf retries a startup handler that raised)
+        memo.services = await open_services(context)
+        memo.services.start()
+    services = memo.services
+    namespaces = context.namespaces
     try:
-        live = await list_bot_ids(client.CustomObjectsApi(memo.api_client), namespaces)
-        gone = await forget_orphans(memo.store, live, set(namespaces) if namespaces else None)
+        live = await list_bot_ids(client.CustomObjectsApi(context.api_client), namespaces)
+        gone = await forget_orphans(services.store, live, set(namespaces) if namespaces else None)
     except StoreError as exc:
         logger.warning(f"orphan check skipped: config store unavailable ({exc.message})")
         return
@@ -169,26 +72,9 @@ async def startup(
         logger.info(f"tombstoned {len(gone)} store entries whose Bot is gone: {gone}")
 
 
-async def cleanup(*, memo: kopf.Memo, **_: Any) -> None:
-    tasks: list[asyncio.Task[None]] = getattr(memo, "tasks", [])
-    for task in tasks:
-        task.cancel()
-    await asyncio.gather(*tasks, return_exceptions=True)
-    store = getattr(memo, "store", None)
-    if store is not None:
-        await store.close()
-    pool: ThreadPoolExecutor | None = getattr(memo, "api_pool", None)
-    if pool is not None:
-        pool.shutdown(wait=False, cancel_futures=True)
-
-
-class Finalizers(Protocol):
-    """Our finalizer on a Bot, as of the object ``meta`` shows; False when the object changed
-    since (or is gone): its next event tries again."""
-
-    async def add(self, namespace: str, name: str, meta: Mapping[str, Any]) -> bool: ...
-
-    async def remove(self, namespace: str, name: str, meta: Mapping[str, Any]) -> bool: ...
+async def cleanup(*, memo: OperatorMemo, **_: Any) -> None:
+    if memo.started:
+        await memo.services.close()
 
 
 async def bot_event(
@@ -198,7 +84,7 @@ async def bot_event(
     spec: Mapping[str, Any],
     status: Mapping[str, Any],
     patch: kopf.Patch,
-    memo: kopf.Memo,
+    memo: OperatorMemo,
     logger: Any,
     **_: Any,
 ) -> None:
@@ -210,25 +96,25 @@ async def bot_event(
     released; anything else only shows the status controller the status that landed. kopf keeps
     no diff-base or progress annotation.
     """
-    feed: StatusFeed = memo.status_feed
+    services = memo.services
+    feed, tombstones, fin = services.status_feed, services.tombstones, services.finalizers
     namespace, name, uid = str(meta["namespace"]), str(meta["name"]), str(meta["uid"])
     if type == "DELETED":
         # Normally tombstoned (below) and forgotten already. Still tracked: gone without our
         # finalizer (removed by hand): its own entry only, never one of a Bot recreated since.
         if feed.forget(namespace, name, uid):
-            await memo.tombstones.write(bot_id_for(namespace, name), uid=uid)
+            await tombstones.write(bot_id_for(namespace, name), uid=uid)
         return
     finalizers = list(meta.get("finalizers") or [])
-    fin: Finalizers = memo.finalizers
     if meta.get("deletionTimestamp"):
         if FINALIZER in finalizers:
             feed.forget(namespace, name, uid)
-            await memo.tombstones.write(bot_id_for(namespace, name))
+            await tombstones.write(bot_id_for(namespace, name))
             await fin.remove(namespace, name, meta)
         return
     if FINALIZER not in finalizers and not await fin.add(namespace, name, meta):
         return  # changed since this event (or gone): the next event comes with the change
-    legacy = f"{memo.cfg.annotation_prefix}/{LEGACY_DIFF_BASE}"
+    legacy = f"{services.settings.annotation_prefix}/{LEGACY_DIFF_BASE}"
     if legacy in (meta.get("annotations") or {}):
         patch.meta.annotations[legacy] = None  # kopf's copy of the spec, from before 0.2
     ref = bot_ref(meta, spec)
@@ -237,25 +123,35 @@ async def bot_event(
     elif type is None and status.get("observedGeneration") == ref.generation:
         feed.adopt(ref, status)  # handled before this operator started: checked in a batch
     else:
-        await reconcile(ref, status, patch, memo, logger)
+        await reconcile(ref, status, patch, services, logger)
 
 
 async def reconcile(
-    ref: BotRef, status: Mapping[str, Any], patch: kopf.Patch, memo: kopf.Memo, logger: Any
+    ref: BotRef,
+    status: Mapping[str, Any],
+    patch: kopf.Patch,
+    services: OperatorServices,
+    logger: Any,
 ) -> None:
     """Write a new generation and patch its status (after waiting briefly for the replicas);
     the status controller takes it from there. A failed write is retried by the controller."""
-    feed: StatusFeed = memo.status_feed
+    feed, settings = services.status_feed, services.settings
     feed.begin(ref)
     try:
-        applied = await apply(memo.store, ref, memo.secrets)
+        applied = await apply(services.store, ref, services.secrets)
         live = (
-            await wait_served(memo, ref.bot_id, applied.revision, memo.cfg)
+            await wait_served(
+                services.reports,
+                ref.bot_id,
+                applied.revision,
+                wait=settings.ready_wait,
+                max_age=settings.replica_max_age,
+            )
             if applied.revision is not None
             else None
         )
     except Exception as exc:  # noqa: BLE001 - store down, Secret read failed: retried
-        reason = exc.message if isinstance(exc, StoreError) else describe_api_error(exc)
+        reason = describe_failure(exc)
         logger.warning(f"not written yet, retrying: {reason}")
         failed = Applied(unavailable=reason)
         new = status_patch(ref, failed, None, status)
@@ -274,29 +170,69 @@ async def reconcile(
 
 
 async def secret_changed(
-    *, type: str, meta: Mapping[str, Any], memo: kopf.Memo, logger: Any, **_: Any
+    *,
+    type: str | None,
+    meta: Mapping[str, Any],
+    body: Mapping[str, Any],
+    memo: OperatorMemo,
+    logger: Any,
+    **_: Any,
 ) -> None:
-    if type not in (None, "ADDED", "MODIFIED") or getattr(memo, "store", None) is None:
+    """A Secret listed, created or changed: the Bots that name it follow (no store read unless
+    a tracked Bot of its namespace names it)."""
+    if type not in (None, "ADDED", "MODIFIED"):
         return
-    if not memo.status_feed.references_secret(str(meta["namespace"]), str(meta["name"])):
+    services = memo.services
+    feed = services.status_feed
+    namespace, name = str(meta["namespace"]), str(meta["name"])
+    if not feed.references_secret(namespace, name):
         return  # no Bot names it: no store read for the Secrets of the cluster
     try:
-        touched = await rotate_secret(
-            memo.store, str(meta["namespace"]), str(meta["name"]), str(meta["resourceVersion"])
+        rotation = await rotate_secret(
+            services.store, namespace, name, str(meta["resourceVersion"]), secret_keys(body)
         )
-        entries = [await memo.store.get(bot_id) for bot_id in touched]
-        written = await memo.status_feed.retry_secret_missing(str(meta["namespace"]))
+        entries = [await services.store.get(bot_id) for bot_id in rotation.rewritten]
+        written = await feed.retry_secret_missing(namespace)
+        lost = await feed.recheck(rotation.lacking)
     except StoreError as exc:
         logger.warning(f"secret rotation not recorded yet: {exc.message}")
         return
-    if touched:
-        logger.info(f"Secret {meta['name']} changed: reloading {touched}")
-        memo.status_feed.secrets_rotated({e.bot_id: e.revision for e in entries if e})
+    if rotation.rewritten:
+        logger.info(f"Secret {name} changed: reloading {rotation.rewritten}")
+        feed.secrets_rotated({e.bot_id: e.revision for e in entries if e})
     if written:
-        logger.info(f"Secret {meta['name']} appeared: wrote {written}")
+        logger.info(f"Secret {name} appeared: wrote {written}")
+    if lost:
+        logger.warning(f"Secret {name} lacks the key of {lost}: they keep their last good config")
 
 
-def build_registry(cfg: OperatorSettings) -> kopf.OperatorRegistry:
+async def api_probe(*, memo: OperatorMemo, **_: Any) -> dict[str, Any]:
+    """``/healthz``: has the API answered lately? (registered with errors=PERMANENT: kopf
+    answers 500 at once, no retries)."""
+    try:
+        return await memo.context.liveness.probe()
+    except ApiUnreachableError as exc:
+        raise kopf.PermanentError(str(exc)) from None
+
+
+async def progress_probe(*, memo: OperatorMemo, **_: Any) -> dict[str, Any]:
+    """``/healthz``: is the operator keeping up? (its parts exist once started)."""
+    lags: dict[str, Any] = {}
+    if memo.started:
+        services = memo.services
+        parts: dict[str, Lagging] = {
+            "status": services.status_feed,
+            "tombstones": services.tombstones,
+        }
+        try:
+            lags = progress(parts, timeout=services.settings.stall_timeout)
+        except OperatorStalledError as exc:
+            raise kopf.PermanentError(str(exc)) from None
+    # asyncio tasks alive: a handful at idle whatever the number of Bots (none per Bot)
+    return {**lags, "tasks": len(asyncio.all_tasks())}
+
+
+def build_registry() -> kopf.OperatorRegistry:
     """Every handler, on a registry of its own (no import-time registration)."""
     registry = kopf.OperatorRegistry()
     # A registry of our own gets no implicit login: ours uses the pod's service host/port (not

@@ -15,10 +15,14 @@ from typing import Any
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
+from kubebots.runtime.configstore import StoreError
 from kubebots.runtime.kube_config import ClusterAccess
 from kubebots.runtime.schema import API_GROUP, API_VERSION, PLURAL, bot_id_for
 
 from .reconcile import SecretMissingError
+
+#: Our finalizer: a Bot holds it while the config store may hold its entry.
+FINALIZER = "kubebots.io/finalizer"
 
 
 def load_client_config(env: Mapping[str, str] | None = None) -> None:
@@ -41,6 +45,12 @@ def describe_api_error(exc: BaseException) -> str:
     return (f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__)[:300]
 
 
+def describe_failure(exc: BaseException) -> str:
+    """Why a write did not happen, in one line: the config store's own message (it never quotes
+    the URL's password), else the failed API call's (:func:`describe_api_error`)."""
+    return exc.message if isinstance(exc, StoreError) else describe_api_error(exc)
+
+
 def status_kind(exc: ApiException) -> str | None:
     """``details.kind`` of the apiserver's Status body (what was not found), if any."""
     details = _status_body(exc).get("details")
@@ -54,6 +64,11 @@ def _status_body(exc: ApiException) -> dict[str, Any]:
     except (TypeError, ValueError):
         return {}
     return body if isinstance(body, dict) else {}
+
+
+def secret_keys(secret: Mapping[str, Any]) -> frozenset[str]:
+    """The keys a Secret object (a watch event's body) holds."""
+    return frozenset(secret.get("data") or {}) | frozenset(secret.get("stringData") or {})
 
 
 class KubeSecretVersions:

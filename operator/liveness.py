@@ -23,8 +23,6 @@ from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from typing import Any, Protocol
 
-import kopf
-
 from .kube import describe_api_error
 
 #: An API round trip: returns when the API answered, raises when it did not.
@@ -90,15 +88,6 @@ class VersionCheck:
         await asyncio.wait_for(call, self._timeout + 1)
 
 
-async def api_probe(*, memo: kopf.Memo, **_: Any) -> dict[str, Any]:
-    """The ``@kopf.on.probe`` handler (registered with errors=PERMANENT: no retries)."""
-    liveness: ApiLiveness = memo.liveness
-    try:
-        return await liveness.probe()
-    except ApiUnreachableError as exc:
-        raise kopf.PermanentError(str(exc)) from None
-
-
 class Lagging(Protocol):
     """A part of the operator that can fall behind: its lag in seconds and what it means."""
 
@@ -119,21 +108,3 @@ def progress(parts: Mapping[str, Lagging], *, timeout: float) -> dict[str, Any]:
         if lag > timeout:
             raise OperatorStalledError(f"{name} behind: {what} (limit {timeout:g}s)")
     return {name: round(lag, 1) for name, (lag, _) in lags.items()}
-
-
-async def progress_probe(*, memo: kopf.Memo, **_: Any) -> dict[str, Any]:
-    """The second ``@kopf.on.probe`` handler: is the operator keeping up?"""
-    parts: dict[str, Lagging] = {
-        name: part
-        for name, part in (
-            ("status", memo.get("status_feed")),
-            ("tombstones", memo.get("tombstones")),
-        )
-        if part is not None  # made at startup
-    }
-    try:
-        lags = progress(parts, timeout=memo.cfg.stall_timeout)
-    except OperatorStalledError as exc:
-        raise kopf.PermanentError(str(exc)) from None
-    # asyncio tasks alive: a handful at idle whatever the number of Bots (none per Bot)
-    return {**lags, "tasks": len(asyncio.all_tasks())}

@@ -21,7 +21,9 @@ from typing import Any
 import aiohttp
 import kopf
 
-from kubebots.runtime.kube_config import ClusterAccess, ClusterAccessError
+from kubebots.runtime.kube_config import ClusterAccessError
+
+from .services import OperatorMemo
 
 
 def connection_info(configuration: Any, *, trust_env: bool = False) -> kopf.ConnectionInfo:
@@ -65,13 +67,14 @@ def bounded_session(info: kopf.ConnectionInfo, connections: int) -> kopf.Aiohttp
 
 
 async def login(
-    *, memo: kopf.Memo, settings: kopf.OperatorSettings, logger: Any, **_: Any
+    *, memo: OperatorMemo, settings: kopf.OperatorSettings, logger: Any, **_: Any
 ) -> kopf.AiohttpSession:
-    access: ClusterAccess = memo.cluster
+    context = memo.context
+    access = context.cluster
     try:
         configuration = access.configuration()
     except ClusterAccessError as exc:
         raise kopf.LoginError(exc.message) from None
     logger.debug(f"logging in through the {access.describe()}")
     info = connection_info(configuration, trust_env=settings.networking.trust_env)
-    return bounded_session(info, pool_size(memo.cfg.api_connections, memo.namespaces))
+    return bounded_session(info, pool_size(context.settings.api_connections, context.namespaces))

@@ -6,13 +6,22 @@ Secret's resourceVersion) and patch what these functions return.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from functools import cached_property
+from typing import Any, Protocol, TypeGuard
 
+from pydantic import ValidationError
+
+from kubebots.runtime.configstore import ConfigStore, StoreEntry
 from kubebots.runtime.errors import ConfigurationError
-from kubebots.runtime.schema import BotConfig, bot_id_for, parse_bot_config
-from kubebots.runtime.store import ConfigStore, StoreEntry
+from kubebots.runtime.schema import (
+    BotConfig,
+    LLMConfig,
+    SecretKeyRef,
+    bot_id_for,
+    parse_bot_config,
+)
 
 SECRET_VERSION = "secretVersion"
 
@@ -40,6 +49,12 @@ class BotRef:
     @property
     def bot_id(self) -> str:
         return bot_id_for(self.namespace, self.name)
+
+    @cached_property
+    def secret(self) -> SecretKeyRef | None:
+        """The Secret key the spec names for its API key (read once: every Secret event of the
+        cluster asks each tracked Bot)."""
+        return secret_of(self.spec)
 
 
 @dataclass(frozen=True)
@@ -87,33 +102,57 @@ async def apply(store: ConfigStore, ref: BotRef, secrets: SecretVersions) -> App
     return Applied(revision=revision, annotations=annotations)
 
 
-def secret_of(spec: Mapping[str, Any]) -> str | None:
-    """The name of the Secret a Bot's spec references, if any (unvalidated: a plain read)."""
-    llm = spec.get("llm")
-    ref = llm.get("apiKeySecretRef") if isinstance(llm, Mapping) else None
-    name = ref.get("name") if isinstance(ref, Mapping) else None
-    return name if isinstance(name, str) else None
+def secret_of(spec: Mapping[str, Any]) -> SecretKeyRef | None:
+    """The Secret key a Bot's spec names for its API key, read through the schema.
+
+    A spec invalid elsewhere still names its Secret when its ``llm`` section is valid: the store
+    may hold the Bot's last good config, which a rotation of that Secret must reach.
+    """
+    try:
+        return parse_bot_config(dict(spec)).llm.api_key_secret_ref
+    except ConfigurationError:
+        llm = spec.get("llm")
+    try:
+        return LLMConfig.model_validate(llm if llm is not None else {}).api_key_secret_ref
+    except ValidationError:
+        return None
+
+
+def holds(entry: StoreEntry | None, ref: BotRef) -> TypeGuard[StoreEntry]:
+    """Whether ``entry`` was written for this object (its uid) at this generation or a newer one."""
+    return entry is not None and entry.uid == ref.uid and entry.generation >= ref.generation
 
 
 def is_current(entry: StoreEntry | None, ref: BotRef, annotations: Mapping[str, str]) -> bool:
     """Whether the store already holds this generation (with these annotations)."""
-    return (
-        entry is not None
-        and entry.uid == ref.uid
-        and entry.generation >= ref.generation
-        and dict(entry.annotations) == dict(annotations)
-    )
+    return holds(entry, ref) and dict(entry.annotations) == dict(annotations)
 
 
-async def rotate_secret(store: ConfigStore, namespace: str, secret: str, version: str) -> list[str]:
-    """Re-write every Bot of ``namespace`` that references ``secret`` with its new version, so
-    runtimes reload and re-read the key. Returns the bot ids touched."""
+@dataclass(frozen=True)
+class Rotation:
+    """What a Secret's change did to the store entries of its namespace."""
+
+    rewritten: list[str]  # bot ids re-written with the Secret's new version
+    lacking: list[str]  # bot ids naming a key the Secret no longer holds: left as they are
+
+
+async def rotate_secret(
+    store: ConfigStore, namespace: str, secret: str, version: str, keys: Collection[str]
+) -> Rotation:
+    """Re-write every Bot of ``namespace`` whose key is in ``secret`` (which now holds ``keys``)
+    with the Secret's new ``version``, so runtimes reload and re-read the key. A Bot whose key
+    the Secret lacks is not re-written (its replicas would fail to read it): as a write would
+    (:func:`apply`), the store keeps its last good config."""
     entries, _ = await store.list()
-    touched = []
+    rewritten, lacking = [], []
     for entry in entries:
         if not entry.bot_id.startswith(f"{namespace}:"):
             continue
-        if secret_of(entry.config) != secret:
+        named = secret_of(entry.config)
+        if named is None or named.name != secret:
+            continue
+        if named.key not in keys:
+            lacking.append(entry.bot_id)
             continue
         if entry.annotations.get(SECRET_VERSION) == version:
             continue
@@ -125,8 +164,8 @@ async def rotate_secret(store: ConfigStore, namespace: str, secret: str, version
             uid=entry.uid,
             annotations=annotations,
         )
-        touched.append(entry.bot_id)
-    return touched
+        rewritten.append(entry.bot_id)
+    return Rotation(rewritten, lacking)
 
 
 async def forget_orphans(

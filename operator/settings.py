@@ -7,6 +7,11 @@ from pathlib import Path
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from kubebots.runtime.configstore import (
+    DEFAULT_STORE_URL,
+    DEFAULT_TABLE_PREFIX,
+    TABLE_PREFIX_PATTERN,
+)
 from kubebots.runtime.kube_config import SERVICE_ACCOUNT_DIR
 
 
@@ -14,10 +19,10 @@ class OperatorSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="KUBEBOTS_", extra="ignore")
 
     store: str = Field(
-        default="sqlite:.kubebots/store.db",
+        default=DEFAULT_STORE_URL,
         description="Config store URL (postgresql://... in a cluster; from a Secret).",
     )
-    table_prefix: str = Field(default="kubebots_", pattern=r"^[a-z_][a-z0-9_]{0,30}$")
+    table_prefix: str = Field(default=DEFAULT_TABLE_PREFIX, pattern=TABLE_PREFIX_PATTERN)
     replica_max_age: float = Field(
         default=15.0, gt=0, description="A runtime replica is live while its heartbeat is younger."
     )

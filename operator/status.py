@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from kubebots.runtime.store import ConfigStore, ReplicaReport
+from kubebots.runtime.configstore import ReplicaReport, ReplicaReports
 
 from .conditions import Condition, render
 from .reconcile import Applied, BotRef
@@ -74,7 +74,7 @@ class ReportsCache:
     asked: it gets a fresh read (never data up to ``ttl`` old, which made every update wait
     ~0.1 s longer), shared with every waiter that asked before that read began."""
 
-    def __init__(self, store: ConfigStore, *, ttl: float = 0.1) -> None:
+    def __init__(self, store: ReplicaReports, *, ttl: float = 0.1) -> None:
         self.store = store
         self._ttl = ttl
         self._read_at = -1.0  # when the last read began: its data is at least this new
@@ -102,6 +102,32 @@ async def serving(
     newer_than: float | None = None,
 ) -> Serving:
     return serving_from(await reports.get(max_age, newer_than=newer_than), bot_id, revision)
+
+
+#: How often a waiting handler reads the replica reports: often while few wait (an edit is Ready
+#: sooner), less often in a burst (one read serves every waiter; reads are CPU the burst needs).
+POLL_FEW, POLL_MANY, MANY = 0.01, 0.05, 8
+
+
+async def wait_served(
+    reports: ReportsCache, bot_id: str, revision: int, *, wait: float, max_age: float
+) -> Serving:
+    """Serving state, waiting up to ``wait`` seconds for every live replica to catch up (or
+    one to report an error); replicas are live while their heartbeat is younger than
+    ``max_age``."""
+    deadline = time.monotonic() + wait
+    reports.waiting += 1
+    try:
+        while True:
+            asked = time.monotonic()
+            live = await serving(reports, bot_id, revision, max_age, newer_than=asked)
+            if (live.replicas and live.served == live.replicas) or live.errors:
+                return live
+            if time.monotonic() >= deadline:
+                return live
+            await asyncio.sleep(POLL_FEW if reports.waiting <= MANY else POLL_MANY)
+    finally:
+        reports.waiting -= 1
 
 
 def _ready(applied: Applied, live: Serving | None) -> tuple[Condition, bool, bool]:

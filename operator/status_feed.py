@@ -26,7 +26,7 @@ import random
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol
 
-from kubebots.runtime.store import ConfigStore, ReplicaReport, StoreError
+from kubebots.runtime.configstore import ReplicaReport, ReportingConfigStore, StoreError
 
 from .reconcile import SecretVersions
 from .status import differs, serving_from, status_patch
@@ -50,9 +50,11 @@ def _signature(reports: Sequence[ReplicaReport]) -> dict[str, tuple[Any, ...]]:
 
 
 class StatusFeed(BotWrites):
+    store: ReportingConfigStore  # the writes need configs, the follow-up replica reports
+
     def __init__(
         self,
-        store: ConfigStore,
+        store: ReportingConfigStore,
         patcher: StatusPatcher,
         secrets: SecretVersions,
         timing: Timing,

@@ -13,7 +13,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
-from .reconcile import Applied, BotRef, secret_of
+from .reconcile import Applied, BotRef
 from .status import differs
 
 Key = tuple[str, str]  # (namespace, name)
@@ -53,6 +53,11 @@ class BotIndex:
         self._next_resolve = clock()
         self.beat = clock()  # when the loop last made progress (a step, a patch, a write)
 
+    def _superseded(self, ref: BotRef) -> bool:
+        """Whether a newer generation of ``ref``'s object is tracked (a handler's late call)."""
+        bot = self.bots.get((ref.namespace, ref.name))
+        return bot is not None and bot.ref.uid == ref.uid and bot.ref.generation > ref.generation
+
     def knows(self, ref: BotRef) -> bool:
         """Whether this generation of ``ref`` (or a newer one) is handled or tracked already."""
         bot = self.bots.get((ref.namespace, ref.name))
@@ -74,35 +79,35 @@ class BotIndex:
     def failed(self, ref: BotRef, applied: Applied, status: Mapping[str, Any]) -> None:
         """The handler could not write ``ref`` (``applied.unavailable`` says why; ``status`` is
         what it patches): the feed retries every ``retry`` seconds."""
-        key = (ref.namespace, ref.name)
-        old = self.bots.get(key)
-        if old is not None and old.ref.uid == ref.uid and old.ref.generation > ref.generation:
+        if self._superseded(ref):
             return
-        self.bots[key] = Tracked(ref, applied, status, pending=False, unresolved=True)
+        self.bots[(ref.namespace, ref.name)] = Tracked(
+            ref, applied, status, pending=False, unresolved=True
+        )
         self._next_resolve = min(self._next_resolve, self._clock() + self._timing.retry)
         self._wake.set()
 
     def references_secret(self, namespace: str, secret: str) -> bool:
         """Whether a Bot of ``namespace`` names ``secret`` in its spec (in memory, no I/O)."""
         return any(
-            k[0] == namespace and secret_of(b.ref.spec) == secret for k, b in self.bots.items()
+            k[0] == namespace and b.ref.secret is not None and b.ref.secret.name == secret
+            for k, b in self.bots.items()
         )
 
     def begin(self, ref: BotRef) -> None:
         """A handler works on ``ref``'s generation: the feed keeps off it until ``track``."""
-        old = self.bots.get((ref.namespace, ref.name))
-        if old is not None and old.ref.uid == ref.uid and old.ref.generation > ref.generation:
+        if self._superseded(ref):
             return
+        old = self.bots.get((ref.namespace, ref.name))
         self.bots[(ref.namespace, ref.name)] = Tracked(
             ref, None, old.status if old else None, since=self._clock()
         )
 
     def track(self, ref: BotRef, applied: Applied, status: Mapping[str, Any]) -> None:
         """The handler is done: ``status`` is what it patches; the feed takes over."""
-        key = (ref.namespace, ref.name)
-        old = self.bots.get(key)
-        if old is not None and old.ref.uid == ref.uid and old.ref.generation > ref.generation:
+        if self._superseded(ref):
             return  # a newer generation is already being handled
+        key = (ref.namespace, ref.name)
         self.bots[key] = Tracked(ref, applied, status, pending=applied.revision is not None)
         self._dirty.add(key)  # the replicas may have moved since the handler looked
         self._wake.set()

@@ -7,11 +7,12 @@ A Bot whose write fails stays (or becomes) unresolved and is retried every ``ret
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 
-from kubebots.runtime.store import ConfigStore, StoreEntry, StoreError
+from kubebots.runtime.configstore import ConfigStore, StoreEntry, StoreError
 
-from .reconcile import Applied, SecretVersions, apply, is_current, secret_of
+from .kube import describe_failure
+from .reconcile import Applied, SecretVersions, apply, holds, is_current
 from .status_index import BotIndex, Key, Timing
 
 log = logging.getLogger("kubebots.operator.status")
@@ -43,6 +44,12 @@ class BotWrites(BotIndex):
         ]
         return await self._rewrite(waiting)
 
+    async def recheck(self, bot_ids: Collection[str]) -> list[str]:
+        """Write these Bots again (their Secret changed under them: a key they name is gone, so
+        each becomes ``SecretMissing``). Returns the bot ids whose outcome changed."""
+        wanted = set(bot_ids)
+        return await self._rewrite([k for k, b in self.bots.items() if b.ref.bot_id in wanted])
+
     async def resolve(self) -> list[str]:
         """Check the unresolved Bots against one store listing: an entry of their uid and
         generation is taken as it is (no write); the others are written. Returns the bot ids
@@ -56,12 +63,8 @@ class BotWrites(BotIndex):
             if not bot.unresolved:
                 continue
             entry = stored.get(bot.ref.bot_id)
-            if (
-                entry is not None
-                and entry.uid == bot.ref.uid
-                and entry.generation >= bot.ref.generation
-                and secret_of(bot.ref.spec) is None  # else re-read: it may have rotated
-            ):
+            # a Bot naming a Secret is written again: the Secret may have rotated meanwhile
+            if holds(entry, bot.ref) and bot.ref.secret is None:
                 annotations = dict(entry.annotations)
                 bot.applied = Applied(revision=entry.revision, annotations=annotations)
                 bot.unresolved, bot.pending = False, True
@@ -104,8 +107,7 @@ class BotWrites(BotIndex):
             try:
                 new = await apply(self.store, bot.ref, self._secrets)
             except Exception as exc:  # noqa: BLE001 - store down, Secret read failed: retried
-                reason = exc.message if isinstance(exc, StoreError) else str(exc)
-                log.warning(f"writing {bot.ref.bot_id} failed, will retry: {reason}")
+                log.warning(f"writing {bot.ref.bot_id} failed, will retry: {describe_failure(exc)}")
                 if self.bots.get(key) is bot:
                     bot.unresolved = True
                     self._next_resolve = min(self._next_resolve, self._clock() + self._timing.retry)
@@ -116,7 +118,8 @@ class BotWrites(BotIndex):
             if self.bots.get(key) is not bot or (bot.applied is None and not bot.unresolved):
                 continue  # a handler took it over meanwhile
             if new.revision != applied.revision or new.secret_missing != applied.secret_missing:
-                log.info(f"{bot.ref.bot_id}: written to the config store")
+                outcome = new.secret_missing or "written to the config store"
+                log.info(f"{bot.ref.bot_id}: {outcome}")
                 fixed.append(bot.ref.bot_id)
             bot.applied, bot.pending, bot.unresolved = new, new.revision is not None, False
             self._dirty.add(key)

@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from kubebots.runtime.store import ConfigStore, StoreError
+from kubebots.runtime.configstore import ConfigStore, StoreError
 
 log = logging.getLogger("kubebots.operator.tombstones")
 

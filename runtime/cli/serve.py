@@ -21,9 +21,9 @@ from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
+from ..configstore import open_config_store
 from ..errors import KubebotsError
 from ..schema import BotDocument, load_bot_documents
-from ..store import open_config_store
 from .chat import effective_config
 from .store import apply_documents
 
@@ -78,8 +78,7 @@ async def seed_store(url: str, docs: list[BotDocument]) -> list[str]:
 def run_serve(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     import uvicorn
 
-    from ..api.app import create_app
-    from ..api.settings import RuntimeSettings
+    from ..api.app import RuntimeSettings, create_app
     from .logs import configure_logging
 
     overrides = {

@@ -15,9 +15,9 @@ from typing import Any
 
 import yaml
 
+from ..configstore import DEFAULT_STORE_URL, ConfigStore, StoreEntry, open_config_store
 from ..errors import ConfigurationError, KubebotsError
 from ..schema import FULL_API_VERSION, KIND, BotDocument, load_bot_documents, split_bot_id
-from ..store import DEFAULT_STORE_URL, ConfigStore, StoreEntry, open_config_store
 
 
 def add_store_parser(sub: Any) -> None:

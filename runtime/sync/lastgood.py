@@ -14,8 +14,8 @@ import json
 from collections.abc import Iterable
 
 from ..bot import BotVersion
+from ..configstore.base import StoreEntry
 from ..manager import VersionedConfig
-from ..store.base import StoreEntry
 
 
 def _pack(entry: StoreEntry) -> bytes:

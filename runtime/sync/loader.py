@@ -5,9 +5,9 @@ from __future__ import annotations
 import logging
 
 from ..bot import BotVersion
+from ..configstore.base import ConfigStore, StoreEntry, StoreError
 from ..errors import UnknownBotError
 from ..manager import VersionedConfig
-from ..store.base import ConfigStore, StoreEntry, StoreError
 from .lastgood import LastGoodConfigs
 
 log = logging.getLogger("kubebots.runtime.sync")

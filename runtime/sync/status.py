@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..store.base import BotReport
+from ..configstore.base import BotReport
 
 
 @dataclass(frozen=True, slots=True)

@@ -18,17 +18,17 @@ import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from ..errors import KubebotsError
-from ..manager import BotManager, VersionedConfig
-from ..schema import BotConfig, parse_bot_config
-from ..store.base import (
-    ConfigStore,
+from ..configstore.base import (
     ReplicaReport,
+    ReportingConfigStore,
     ResyncRequired,
     StoreEntry,
     StoreError,
     WatchEvent,
 )
+from ..errors import KubebotsError
+from ..manager import BotManager, VersionedConfig
+from ..schema import BotConfig, parse_bot_config
 from .lastgood import LastGoodConfigs
 from .loader import version_of
 from .status import ServingStatus
@@ -52,7 +52,7 @@ class StoreSync:
 
     def __init__(
         self,
-        store: ConfigStore,
+        store: ReportingConfigStore,
         manager: BotManager,
         settings: SyncSettings,
         last_good: LastGoodConfigs | None = None,

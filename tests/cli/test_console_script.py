@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import select
-import shutil
 import signal
 import subprocess
 import time
@@ -12,26 +11,7 @@ from pathlib import Path
 
 from kubebots.runtime.testing import FakeOpenAIServer
 
-ROOT = Path(__file__).resolve().parents[2]
-EXAMPLE = ROOT / "examples" / "bots" / "support.yaml"
-
-
-def kubebots(
-    *args: str, cwd: Path, stdin: str = "", env: dict[str, str] | None = None
-) -> subprocess.CompletedProcess[str]:
-    exe = shutil.which("kubebots", path=str(Path(os.sys.executable).parent))
-    assert exe, "the kubebots console script is not installed"
-    base = {k: v for k, v in os.environ.items() if k != "OPENAI_API_KEY"}
-    return subprocess.run(
-        [exe, *args],
-        cwd=cwd,
-        input=stdin,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env={**base, **(env or {})},
-        check=False,
-    )
+from .support import EXAMPLE, kubebots, kubebots_exe
 
 
 def test_chat_with_the_example_falls_back_to_echo_and_persists(tmp_path: Path) -> None:
@@ -157,8 +137,7 @@ def test_chat_says_when_the_model_is_slow(tmp_path: Path) -> None:
 
 
 def test_ctrl_c_at_the_prompt_exits(tmp_path: Path) -> None:
-    exe = shutil.which("kubebots", path=str(Path(os.sys.executable).parent))
-    assert exe
+    exe = kubebots_exe()
     env = {k: v for k, v in os.environ.items() if k != "OPENAI_API_KEY"}
     proc = subprocess.Popen(
         [exe, "chat", "-f", str(EXAMPLE)],

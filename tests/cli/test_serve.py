@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import socket
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -19,18 +17,11 @@ from kubebots.runtime.cli.chat import effective_config
 from kubebots.runtime.cli.serve import EXAMPLES, try_line
 from kubebots.runtime.testing import FakeOpenAIServer
 
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+from .support import ROOT, free_port, kubebots_exe
 
 
 def test_serve_embedded_default(tmp_path: Path) -> None:
-    exe = shutil.which("kubebots", path=str(Path(sys.executable).parent))
-    assert exe
+    exe = kubebots_exe()
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("KUBEBOTS_", "OPENAI_"))}
     proc = subprocess.Popen(
@@ -81,8 +72,7 @@ def test_the_example_bots_are_package_data_and_examples_bots_links_to_them() -> 
 
 
 def test_a_port_in_use_is_an_error_before_serving_is_announced(tmp_path: Path) -> None:
-    exe = shutil.which("kubebots", path=str(Path(sys.executable).parent))
-    assert exe
+    exe = kubebots_exe()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("KUBEBOTS_", "OPENAI_"))}
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
@@ -105,8 +95,7 @@ def test_a_port_in_use_is_an_error_before_serving_is_announced(tmp_path: Path) -
 
 def test_a_keyless_base_url_bot_is_served_by_its_endpoint(tmp_path: Path) -> None:
     """vLLM/Ollama Bots name a baseUrl and no key: the embedded default runs them as they are."""
-    exe = shutil.which("kubebots", path=str(Path(sys.executable).parent))
-    assert exe
+    exe = kubebots_exe()
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     env = {k: v for k, v in os.environ.items() if not k.startswith(("KUBEBOTS_", "OPENAI_"))}

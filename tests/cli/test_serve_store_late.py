@@ -11,10 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import os
-import shutil
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -23,9 +21,10 @@ from typing import Any, TypeVar
 import httpx
 import pytest
 
-from kubebots.runtime.store import open_config_store
+from kubebots.runtime.configstore import open_config_store
 from tests.private_postgres import PrivatePostgres
-from tests.runtime.test_serve import free_port
+
+from .support import free_port, kubebots_exe
 
 SECRET = "pw-never-in-readyz-7f3a"
 BOT = {"llm": {"provider": "echo", "model": "echo-1"}, "systemPrompt": "You are terse."}
@@ -67,8 +66,7 @@ def pg() -> Iterator[PrivatePostgres]:
 def test_serve_starts_before_postgres_and_becomes_ready_by_itself(
     tmp_path: Path, pg: PrivatePostgres
 ) -> None:
-    exe = shutil.which("kubebots", path=str(Path(sys.executable).parent))
-    assert exe
+    exe = kubebots_exe()
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     env = {k: v for k, v in os.environ.items() if not k.startswith(("KUBEBOTS_", "OPENAI_"))}

@@ -2,17 +2,13 @@
 
 from __future__ import annotations
 
-import os
-import shutil
-import subprocess
-import sys
 import uuid
 from pathlib import Path
 
 import yaml
 
-ROOT = Path(__file__).resolve().parents[2]
-EXAMPLE = ROOT / "examples" / "bots" / "support.yaml"
+from .support import EXAMPLE, kubebots
+
 TWO = """
 apiVersion: kubebots.io/v1alpha1
 kind: Bot
@@ -24,22 +20,6 @@ kind: Bot
 metadata: {name: two, namespace: team}
 spec: {systemPrompt: second}
 """
-
-
-def kubebots(
-    *args: str, cwd: Path, env: dict[str, str] | None = None
-) -> subprocess.CompletedProcess[str]:
-    exe = shutil.which("kubebots", path=str(Path(sys.executable).parent))
-    assert exe
-    return subprocess.run(
-        [exe, *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env={**os.environ, **(env or {})},
-        check=False,
-    )
 
 
 def test_apply_get_ls_delete_on_the_embedded_store(tmp_path: Path) -> None:

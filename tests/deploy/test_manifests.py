@@ -20,7 +20,7 @@ import yaml
 from kubebots.operator import create_bots, credentials
 from kubebots.runtime.cli import build_parser
 from tests.deploy.render import ROOT, render
-from tests.operator.test_credentials import FakeSecrets
+from tests.operator.support import FakeSecrets
 
 DEPLOY = ROOT / "deploy"
 NAMESPACE = "kubebots-system"

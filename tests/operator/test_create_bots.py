@@ -39,6 +39,8 @@ from kubebots.operator.create_bots import (
 )
 from kubebots.runtime.cli import build_parser
 
+from .support import api_error
+
 ROOT = Path(__file__).resolve().parents[2]
 HELLO = ROOT / "deploy" / "quickstart" / "bots" / "hello.yaml"
 
@@ -83,12 +85,6 @@ def crd(*, established: bool = True, served: bool = True, message: str = "") -> 
             "acceptedNames": {"kind": "Bot", "plural": "bots"},
         },
     }
-
-
-def api_error(status: int, reason: str, body: dict[str, Any] | str | None = None) -> ApiException:
-    exc = ApiException(status=status, reason=reason)
-    exc.body = body if isinstance(body, str) else json.dumps(body or {"kind": "Status"})
-    return exc
 
 
 class Clock:

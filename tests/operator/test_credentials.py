@@ -12,7 +12,6 @@ import argparse
 import base64
 import io
 import itertools
-import json
 import subprocess
 import sys
 from collections.abc import Callable, Mapping
@@ -41,38 +40,9 @@ from kubebots.operator.credentials import (
 from kubebots.runtime.auth import KeyRing
 from kubebots.runtime.cli import build_parser
 
+from .support import FakeCoreV1Api, FakeSecrets, api_error
+
 NS = "kubebots-system"
-
-
-class FakeSecrets:
-    """Secrets in memory, answering as the apiserver does; ``before_create`` runs inside each
-    create before it takes effect (a concurrent writer)."""
-
-    def __init__(self) -> None:
-        self.secrets: dict[tuple[str, str], dict[str, bytes]] = {}
-        self.labels: dict[tuple[str, str], dict[str, str]] = {}
-        self.calls: list[tuple[str, str]] = []
-        self.before_create: Callable[[str, str], None] | None = None
-
-    def read(self, namespace: str, name: str) -> Mapping[str, bytes] | None:
-        self.calls.append(("read", name))
-        found = self.secrets.get((namespace, name))
-        return None if found is None else dict(found)
-
-    def create(
-        self, namespace: str, name: str, data: Mapping[str, str], labels: Mapping[str, str]
-    ) -> bool:
-        self.calls.append(("create", name))
-        if self.before_create is not None:
-            self.before_create(namespace, name)
-        if (namespace, name) in self.secrets:
-            return False
-        self.secrets[(namespace, name)] = {k: v.encode() for k, v in data.items()}
-        self.labels[(namespace, name)] = dict(labels)
-        return True
-
-    def text(self, name: str, key: str, namespace: str = NS) -> str:
-        return self.secrets[(namespace, name)][key].decode()
 
 
 def counter() -> Callable[[], str]:
@@ -303,7 +273,7 @@ def test_the_command_fails_with_the_reason_on_stderr() -> None:
             self, namespace: str, name: str, data: Mapping[str, str], labels: Mapping[str, str]
         ) -> bool:
             body = {"kind": "Status", "message": 'secrets is forbidden: cannot create "secrets"'}
-            raise _api(403, "Forbidden", body)
+            raise api_error(403, "Forbidden", body)
 
     code, out, err = run(Forbidden(), "-n", NS)
     assert (code, out) == (1, "")
@@ -313,33 +283,6 @@ def test_the_command_fails_with_the_reason_on_stderr() -> None:
 
 
 # -- the adapter on the official client ----------------------------------------------------
-
-
-def _api(status: int, reason: str, body: dict[str, Any] | None = None) -> ApiException:
-    exc = ApiException(status=status, reason=reason)
-    exc.body = json.dumps(body or {"kind": "Status", "message": reason})
-    return exc
-
-
-class FakeCoreV1Api:
-    """The two CoreV1Api methods KubeSecrets calls, answering as the apiserver does."""
-
-    def __init__(self) -> None:
-        self.stored: dict[tuple[str, str], Any] = {}
-
-    def read_namespaced_secret(self, name: str, namespace: str) -> Any:
-        if (namespace, name) not in self.stored:
-            raise _api(404, "Not Found")
-        return self.stored[(namespace, name)]
-
-    def create_namespaced_secret(self, namespace: str, body: Any) -> Any:
-        name = body.metadata.name
-        if (namespace, name) in self.stored:
-            raise _api(409, "Conflict")
-        data = {k: base64.b64encode(v.encode()).decode() for k, v in body.string_data.items()}
-        body.data, body.string_data = data, None
-        self.stored[(namespace, name)] = body
-        return body
 
 
 def test_the_adapter_maps_404_and_409_and_decodes_data() -> None:
@@ -358,7 +301,7 @@ def test_the_adapter_maps_404_and_409_and_decodes_data() -> None:
 def test_the_adapter_raises_other_api_errors() -> None:
     class Broken(FakeCoreV1Api):
         def read_namespaced_secret(self, name: str, namespace: str) -> Any:
-            raise _api(403, "Forbidden")
+            raise api_error(403, "Forbidden")
 
     with pytest.raises(ApiException) as caught:
         KubeSecrets(Broken()).read(NS, "s")

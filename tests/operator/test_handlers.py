@@ -9,71 +9,38 @@ from __future__ import annotations
 import asyncio
 import logging
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import kopf
+import pytest
 
 from kubebots.operator.handlers import (
-    FINALIZER,
+    api_probe,
     bot_event,
     build_registry,
-    make_feed,
+    progress_probe,
     secret_changed,
 )
-from kubebots.operator.reconcile import SecretMissingError, forget_orphans
+from kubebots.operator.kube import FINALIZER
+from kubebots.operator.liveness import ApiLiveness
+from kubebots.operator.services import OperatorContext, OperatorMemo
 from kubebots.operator.settings import OperatorSettings
-from kubebots.operator.status_feed import StatusFeed
-from kubebots.operator.tombstones import Tombstones
-from kubebots.runtime.store import BotReport, MemoryConfigStore, ReplicaReport, StoreError
+from kubebots.runtime.configstore import BotReport, MemoryConfigStore, ReplicaReport
+from kubebots.runtime.kube_config import ClusterAccess
+
+from .support import (
+    SPEC,
+    Clock,
+    FakeApiCheck,
+    FakeSecretVersions,
+    FlakyStore,
+    Operator,
+    operator,
+    secret_spec,
+)
 
 LOG = logging.getLogger("test.operator")
-
-
-class Secrets:
-    """Secret resourceVersions by (namespace, name); a missing one raises like the API would."""
-
-    def __init__(self) -> None:
-        self.versions: dict[tuple[str, str], str] = {}
-
-    async def version(self, namespace: str, name: str, key: str) -> str:
-        try:
-            return self.versions[(namespace, name)]
-        except KeyError:
-            raise SecretMissingError(
-                f"Secret '{name}' not found in namespace '{namespace}'"
-            ) from None
-
-
-class Patches:
-    """The status patches the controller sends, in order; a Bot in ``gone`` answers 404."""
-
-    def __init__(self) -> None:
-        self.sent: list[tuple[str, str, dict[str, Any]]] = []
-        self.gone: set[str] = set()
-
-    async def patch(self, namespace: str, name: str, status: Any) -> bool:
-        if name in self.gone:
-            return False
-        self.sent.append((namespace, name, dict(status)))
-        return True
-
-    def last(self) -> dict[str, Any]:
-        return self.sent[-1][2]
-
-
-def memo(store: MemoryConfigStore, secrets: Secrets | None = None) -> kopf.Memo:
-    cfg = OperatorSettings(ready_wait=0.2, replica_max_age=60, reports_ttl=0)
-    m = kopf.Memo(cfg=cfg, store=store, secrets=secrets or Secrets(), namespaces=None)
-    m.patches = Patches()
-    make_feed(m, m.patches)
-    m.tombstones = Tombstones(store, retry=0.01)
-    m.finalizers = Finalizers()
-    return m
-
-
-def feed_of(m: kopf.Memo) -> StatusFeed:
-    feed: StatusFeed = m.status_feed
-    return feed
 
 
 def meta(
@@ -90,11 +57,8 @@ def meta(
     }
 
 
-SPEC = {"llm": {"provider": "echo"}, "systemPrompt": "hi"}
-
-
 async def event(
-    m: kopf.Memo,
+    m: Operator,
     meta_: dict[str, Any],
     spec: dict[str, Any],
     status: dict[str, Any] | None = None,
@@ -103,16 +67,22 @@ async def event(
     """One Bot watch event, as kopf delivers it; the patch kopf would send."""
     patch = kopf.Patch()
     await bot_event(
-        type=type, meta=meta_, spec=spec, status=status or {}, patch=patch, memo=m, logger=LOG
+        type=type,
+        meta=meta_,
+        spec=spec,
+        status=status or {},
+        patch=patch,
+        memo=m.memo,
+        logger=LOG,
     )
     return patch
 
 
 async def run_reconcile(
-    m: kopf.Memo, meta_: dict[str, Any], spec: dict[str, Any], status: dict[str, Any] | None = None
+    m: Operator, meta_: dict[str, Any], spec: dict[str, Any], status: dict[str, Any] | None = None
 ) -> dict[str, Any]:
     """An event of a generation the operator has not handled: the status it patches."""
-    m.status_feed.forget("default", meta_["name"])  # a new generation or a new operator
+    m.services.status_feed.forget("default", meta_["name"])  # a new generation or a new operator
     return dict((await event(m, meta_, spec, status))["status"])
 
 
@@ -128,7 +98,7 @@ async def report(
 
 async def test_create_writes_the_store_and_waits_for_replicas() -> None:
     store = MemoryConfigStore()
-    m = memo(store)
+    m = operator(store)
     status = await run_reconcile(m, meta(), SPEC)
     entry = await store.get("default:support")
     assert entry is not None and entry.generation == 1 and entry.uid == "uid-1"
@@ -151,7 +121,7 @@ async def test_create_writes_the_store_and_waits_for_replicas() -> None:
 
 async def test_ready_waits_for_every_live_replica() -> None:
     store = MemoryConfigStore()
-    m = memo(store)
+    m = operator(store)
     first = await run_reconcile(m, meta(), SPEC)
     await report(store, "r1", first["revision"])
     await report(store, "r2", first["revision"])
@@ -161,7 +131,7 @@ async def test_ready_waits_for_every_live_replica() -> None:
     assert cond(status, "Ready")["reason"] == "RollingOut"
     assert status["served"] == "0/2"
     # the controller takes over from the handler: it patches as the replicas catch up
-    feed, patches = feed_of(m), m.patches
+    feed, patches = m.services.status_feed, m.patcher
     await feed.tick()
     assert patches.sent == []  # nothing changed since the handler's own status
     await report(store, "r1", status["revision"])
@@ -175,7 +145,7 @@ async def test_ready_waits_for_every_live_replica() -> None:
 
 async def test_invalid_spec_stalls_and_keeps_the_last_good_config() -> None:
     store = MemoryConfigStore()
-    m = memo(store)
+    m = operator(store)
     await run_reconcile(m, meta(), SPEC)
     bad = {"llm": {"provider": "echo", "apiKey": "sk-NEVER-STORE"}, "systemPrompt": "x"}
     status = await run_reconcile(m, meta(2), bad)
@@ -188,116 +158,106 @@ async def test_invalid_spec_stalls_and_keeps_the_last_good_config() -> None:
     assert entry is not None and entry.generation == 1 and dict(entry.config) == SPEC
 
 
+def secret_event(name: str, version: str, *keys: str, namespace: str = "default") -> Any:
+    """The arguments of one Secret watch event, as kopf passes them."""
+    meta = {"namespace": namespace, "name": name, "resourceVersion": version}
+    return {"meta": meta, "body": {"metadata": meta, "data": dict.fromkeys(keys, "eA==")}}
+
+
 async def test_missing_secret_and_rotation() -> None:
     store = MemoryConfigStore()
-    secrets = Secrets()
-    m = memo(store, secrets)
-    spec = {
-        "llm": {
-            "provider": "openai",
-            "model": "m",
-            "baseUrl": "http://llm:8000/v1",
-            "apiKeySecretRef": {"name": "llm-keys", "key": "api-key"},
-        }
-    }
+    secrets = FakeSecretVersions()
+    m = operator(store, secrets)
+    spec = secret_spec("llm-keys", "api-key")
     status = await run_reconcile(m, meta(), spec)
     assert cond(status, "Ready")["reason"] == "SecretMissing"
     assert cond(status, "Stalled")["status"] == "True"
     assert await store.get("default:support") is None
-    secrets.versions[("default", "llm-keys")] = "100"
+    secrets.put("default", "llm-keys", "100", "api-key")
     status = await run_reconcile(m, meta(), spec)
     entry = await store.get("default:support")
     assert entry is not None and entry.annotations == {"secretVersion": "100"}
     # the Secret is rotated: the Bot is re-written with the new version, same generation
-    secrets.versions[("default", "llm-keys")] = "101"
-    await secret_changed(
-        type="MODIFIED",
-        meta={"namespace": "default", "name": "llm-keys", "resourceVersion": "101"},
-        memo=m,
-        logger=LOG,
-    )
+    secrets.put("default", "llm-keys", "101", "api-key")
+    changed = secret_event("llm-keys", "101", "api-key")
+    await secret_changed(type="MODIFIED", memo=m.memo, logger=LOG, **changed)
     rotated = await store.get("default:support")
     assert rotated is not None and rotated.annotations == {"secretVersion": "101"}
     assert rotated.revision > entry.revision and rotated.generation == 1
-    await secret_changed(
-        type="MODIFIED",
-        meta={"namespace": "other", "name": "llm-keys", "resourceVersion": "5"},
-        memo=m,
-        logger=LOG,
-    )
+    changed = secret_event("llm-keys", "5", "api-key", namespace="other")
+    await secret_changed(type="MODIFIED", memo=m.memo, logger=LOG, **changed)
     assert (await store.get("default:support")).revision == rotated.revision  # type: ignore[union-attr]
+
+
+async def test_a_secret_that_loses_the_key_a_bot_names_stalls_it_and_keeps_its_config() -> None:
+    store = MemoryConfigStore()
+    secrets = FakeSecretVersions()
+    m = operator(store, secrets)
+    secrets.put("default", "llm-keys", "100", "api-key")
+    await run_reconcile(m, meta(), secret_spec("llm-keys", "api-key"))
+    entry = await store.get("default:support")
+    assert entry is not None
+    # the Secret changes, but without the Bot's key: nothing is written (replicas would fail
+    # to read it), the Bot shows SecretMissing and keeps its last good config
+    secrets.put("default", "llm-keys", "101", "other-key")
+    changed = secret_event("llm-keys", "101", "other-key")
+    await secret_changed(type="MODIFIED", memo=m.memo, logger=LOG, **changed)
+    assert await store.get("default:support") == entry
+    await m.services.status_feed.tick()
+    status = m.patcher.last()
+    assert cond(status, "Ready")["reason"] == "SecretMissing"
+    assert "has no key 'api-key'" in cond(status, "Ready")["message"]
+    # the key comes back: written with the Secret's version, Ready follows the new revision
+    secrets.put("default", "llm-keys", "102", "api-key", "other-key")
+    changed = secret_event("llm-keys", "102", "api-key", "other-key")
+    await secret_changed(type="MODIFIED", memo=m.memo, logger=LOG, **changed)
+    back = await store.get("default:support")
+    assert back is not None and back.annotations == {"secretVersion": "102"}
+    await m.services.status_feed.tick()
+    assert cond(m.patcher.last(), "Synced")["status"] == "True"
+    assert m.patcher.last()["revision"] == back.revision
+
+
+class Listings(MemoryConfigStore):
+    """Counts the store listings."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.listings = 0
+
+    async def list(self) -> Any:
+        self.listings += 1
+        return await super().list()
+
+
+async def test_only_a_secret_a_bot_names_costs_a_store_read() -> None:
+    store = Listings()
+    m = operator(store)
+    await run_reconcile(m, meta(), secret_spec("llm-keys"))
+    for kind in ("ADDED", "MODIFIED", None):
+        changed = secret_event("unrelated", "9", "token")
+        await secret_changed(type=kind, memo=m.memo, logger=LOG, **changed)
+    changed = secret_event("llm-keys", "9", "k")
+    await secret_changed(type="DELETED", memo=m.memo, logger=LOG, **changed)
+    assert store.listings == 0
+    await secret_changed(type="ADDED", memo=m.memo, logger=LOG, **changed)
+    assert store.listings == 1
 
 
 async def test_runtime_error_is_reported() -> None:
     store = MemoryConfigStore()
-    m = memo(store)
+    m = operator(store)
     status = await run_reconcile(m, meta(), SPEC)
     rev = status["revision"]
     await report(store, "r1", rev, (BotReport("default:support", None, None, "boom", rev),))
-    await feed_of(m).tick()
-    ready = cond(m.patches.last(), "Ready")
+    await m.services.status_feed.tick()
+    ready = cond(m.patcher.last(), "Ready")
     assert ready["reason"] == "RuntimeError" and "boom" in ready["message"]
-
-
-class Flaky(MemoryConfigStore):
-    """A memory store that refuses every call while ``down``, like a PostgreSQL outage."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.down = False
-
-    def _check(self) -> None:
-        if self.down:
-            raise StoreError("PostgreSQL connection failed: connection refused")
-
-    async def put(self, bot_id: str, config: Any, **kw: Any) -> int:
-        self._check()
-        return await super().put(bot_id, config, **kw)
-
-    async def delete(self, bot_id: str) -> int:
-        self._check()
-        return await super().delete(bot_id)
-
-    async def delete_many(self, bot_ids: Any) -> int:
-        self._check()
-        return await super().delete_many(bot_ids)
-
-    async def get(self, bot_id: str) -> Any:
-        self._check()
-        return await super().get(bot_id)
-
-    async def list(self) -> Any:
-        self._check()
-        return await super().list()
-
-
-class Finalizers:
-    """Each Bot's finalizers as the API would hold them after our JSON patches; ``stale`` names
-    Bots whose object changed since the event (the test of the patch fails)."""
-
-    def __init__(self) -> None:
-        self.held: dict[str, list[str]] = {}
-        self.stale: set[str] = set()
-        self.calls = 0
-
-    async def add(self, namespace: str, name: str, meta: Any) -> bool:
-        self.calls += 1
-        if name in self.stale:
-            return False
-        self.held[name] = [*(meta.get("finalizers") or []), FINALIZER]
-        return True
-
-    async def remove(self, namespace: str, name: str, meta: Any) -> bool:
-        self.calls += 1
-        if name in self.stale:
-            return False
-        self.held[name] = [f for f in meta.get("finalizers") or [] if f != FINALIZER]
-        return True
 
 
 async def test_the_finalizer_comes_first_then_the_write_and_the_status() -> None:
     store = MemoryConfigStore()
-    m = memo(store)
+    m = operator(store)
     patch = await event(m, meta(finalizers=["other.io/keep"]), SPEC, type="ADDED")
     assert m.finalizers.held["support"] == ["other.io/keep", FINALIZER]
     assert cond(dict(patch["status"]), "Synced")["status"] == "True"
@@ -305,13 +265,13 @@ async def test_the_finalizer_comes_first_then_the_write_and_the_status() -> None
     # its own status patch coming back: no write, no new patch, no finalizer call
     calls, revision = m.finalizers.calls, await store.current_revision()
     again = await event(m, meta(), SPEC, dict(patch["status"]))
-    assert not again and m.patches.sent == [] and m.finalizers.calls == calls
+    assert not again and m.patcher.sent == [] and m.finalizers.calls == calls
     assert await store.current_revision() == revision
 
 
 async def test_a_bot_changed_since_its_event_waits_for_the_next_one() -> None:
     store = MemoryConfigStore()
-    m = memo(store)
+    m = operator(store)
     m.finalizers.stale.add("support")
     patch = await event(m, meta(finalizers=[]), SPEC, type="ADDED")
     assert not patch and await store.get("default:support") is None  # nothing written yet
@@ -322,14 +282,14 @@ async def test_a_bot_changed_since_its_event_waits_for_the_next_one() -> None:
 
 async def test_delete_tombstones_then_releases_the_finalizer() -> None:
     store = MemoryConfigStore()
-    m = memo(store)
+    m = operator(store)
     await run_reconcile(m, meta(), SPEC)
-    writer = asyncio.create_task(m.tombstones.run())
+    writer = asyncio.create_task(m.services.tombstones.run())
     deleting = meta(deletionTimestamp="2026-12-01T00:00:00Z", finalizers=["a.io/x", FINALIZER])
     await event(m, deleting, SPEC)
     assert await store.get("default:support") is None
     assert m.finalizers.held["support"] == ["a.io/x"]  # only ours removed, after the tombstone
-    assert feed_of(m).bots == {}  # the controller forgets it
+    assert m.services.status_feed.bots == {}  # the controller forgets it
     # the last event (kopf shows the finalizer still on a DELETED object): nothing more to do
     revision = await store.current_revision()
     await event(m, deleting, SPEC, type="DELETED")
@@ -351,31 +311,33 @@ class Batches(MemoryConfigStore):
 
 async def test_many_deletes_share_one_writer() -> None:
     store = Batches()
-    m = memo(store)
+    m = operator(store)
     for i in range(200):
         await store.put(f"default:b{i}", SPEC, generation=1, uid=f"u{i}")
-    writer = asyncio.create_task(m.tombstones.run())
+    writer = asyncio.create_task(m.services.tombstones.run())
     deleting = [
         meta(name=f"b{i}", uid=f"u{i}", deletionTimestamp="2026-12-01T00:00:00Z")
         for i in range(200)
     ]
     await asyncio.gather(*(event(m, d, SPEC) for d in deleting))
     assert all(m.finalizers.held[f"b{i}"] == [] for i in range(200))
-    assert (await store.list())[0] == [] and m.tombstones.written == 200
+    assert (await store.list())[0] == [] and m.services.tombstones.written == 200
     assert sum(store.batches) == 200 and len(store.batches) <= 4  # a few commits, not 200
     writer.cancel()
 
 
 async def test_a_finalizer_waits_while_the_store_is_down() -> None:
-    store = Flaky()
-    m = memo(store)
+    store = FlakyStore()
+    m = operator(store)
     await run_reconcile(m, meta(), SPEC)
-    writer = asyncio.create_task(m.tombstones.run())
+    writer = asyncio.create_task(m.services.tombstones.run())
     store.down = True
     deleting = meta(deletionTimestamp="2026-12-01T00:00:00Z")
     handler = asyncio.create_task(event(m, deleting, SPEC))
     await asyncio.sleep(0.1)
-    assert not handler.done() and m.tombstones.waiting == 1  # the finalizer stays meanwhile
+    assert (
+        not handler.done() and m.services.tombstones.waiting == 1
+    )  # the finalizer stays meanwhile
     assert "support" not in m.finalizers.held
     store.down = False
     await asyncio.wait_for(handler, 5)
@@ -386,80 +348,71 @@ async def test_a_finalizer_waits_while_the_store_is_down() -> None:
 
 async def test_deleted_without_our_finalizer_tombstones_only_its_own_entry() -> None:
     store = MemoryConfigStore()
-    m = memo(store)
-    writer = asyncio.create_task(m.tombstones.run())
+    m = operator(store)
+    writer = asyncio.create_task(m.services.tombstones.run())
     await run_reconcile(m, meta(), SPEC)
     # our finalizer removed by hand: the first event we see is DELETED
     await event(m, meta(finalizers=[]), SPEC, type="DELETED")
     assert (await store.get("default:support")) is None
     # a late tombstone for an old uid never removes the entry of a Bot recreated since
     await store.put("default:support", SPEC, generation=1, uid="new-uid")
-    await m.tombstones.write("default:support", uid="uid-1")
+    await m.services.tombstones.write("default:support", uid="uid-1")
     assert (await store.get("default:support")) is not None
     writer.cancel()
 
 
 async def test_a_store_outage_is_reported_and_retried_by_the_controller() -> None:
-    store = Flaky()
-    m = memo(store)
+    store = FlakyStore()
+    m = operator(store)
     store.down = True
     patch = await event(m, meta(finalizers=[]), SPEC, type="ADDED")
     status = dict(patch["status"])
     assert cond(status, "Ready")["reason"] == "StoreUnavailable"
     assert "connection refused" in cond(status, "Synced")["message"]
     assert m.finalizers.held["support"] == [FINALIZER]  # held before the first write
-    feed = feed_of(m)
+    feed = m.services.status_feed
     assert await feed.resolve() == []  # still down: nothing written, retried later
     store.down = False
     assert await feed.resolve() == ["default:support"]
     await feed.tick()
-    assert cond(m.patches.last(), "Synced")["status"] == "True"
+    assert cond(m.patcher.last(), "Synced")["status"] == "True"
     assert (await store.get("default:support")) is not None
 
 
 async def test_a_restarted_operator_adopts_handled_bots_without_writing() -> None:
     store = MemoryConfigStore()
-    first = memo(store)
+    first = operator(store)
     status = await run_reconcile(first, meta(), SPEC)
     await report(store, "r1", status["revision"])
     revision = await store.current_revision()
-    m = memo(store)  # a new operator: kopf lists every Bot (type None)
+    m = operator(store)  # a new operator: kopf lists every Bot (type None)
     patch = await event(m, meta(), SPEC, status, type=None)
     assert not patch  # nothing patched at once
-    assert await feed_of(m).resolve() == []  # one listing resolves every adopted Bot
-    await feed_of(m).tick()  # and Ready is recomputed
+    assert await m.services.status_feed.resolve() == []  # one listing resolves every adopted Bot
+    await m.services.status_feed.tick()  # and Ready is recomputed
     assert await store.current_revision() == revision  # nothing rewritten
-    assert cond(m.patches.last(), "Ready")["status"] == "True"
+    assert cond(m.patcher.last(), "Ready")["status"] == "True"
     # a Bot whose store entry was lost while the operator was away is written again
     await store.delete("default:support")
-    m = memo(store)
+    m = operator(store)
     await event(m, meta(), SPEC, status, type=None)
-    assert await feed_of(m).resolve() == ["default:support"]
+    assert await m.services.status_feed.resolve() == ["default:support"]
 
 
 async def test_drift_repair_rewrites_a_wiped_store() -> None:
     store = MemoryConfigStore()
-    m = memo(store)
+    m = operator(store)
     status = await run_reconcile(m, meta(3), SPEC)
     assert status["observedGeneration"] == 3
     await store.delete("default:support")  # the store lost it
-    assert await feed_of(m).repair() == ["default:support"]
+    assert await m.services.status_feed.repair() == ["default:support"]
     entry = await store.get("default:support")
     assert entry is not None and entry.generation == 3
-    assert await feed_of(m).repair() == []  # current now: nothing rewritten
-
-
-async def test_orphans_are_tombstoned() -> None:
-    store = MemoryConfigStore()
-    for name in ("a", "b"):
-        await store.put(f"default:{name}", SPEC, generation=1, uid="u")
-    await store.put("other:c", SPEC, generation=1, uid="u")
-    assert await forget_orphans(store, {"default:a"}, {"default"}) == ["default:b"]
-    assert [e.bot_id for e in (await store.list())[0]] == ["default:a", "other:c"]
+    assert await m.services.status_feed.repair() == []  # current now: nothing rewritten
 
 
 def test_registry_holds_one_bot_handler_and_no_changing_handlers() -> None:
-    registry = build_registry(OperatorSettings())
+    registry = build_registry()
     assert {h.id for h in registry._watching.get_all_handlers()} == {"bot", "secrets"}
     # no create/update/delete handlers: kopf keeps no diff-base annotation, adds no finalizer
     # of its own and runs no timer per Bot
@@ -467,58 +420,75 @@ def test_registry_holds_one_bot_handler_and_no_changing_handlers() -> None:
     assert list(registry._spawning.get_all_handlers()) == []
 
 
-async def test_reports_cache_serves_timers_from_cache_but_waiters_fresh_reads() -> None:
-    import time
-
-    from kubebots.operator.status import ReportsCache
-
-    store = MemoryConfigStore()
-    cache = ReportsCache(store, ttl=60)
-    now = datetime.now(UTC)
-    await store.report(ReplicaReport("r1", synced_revision=1, heartbeat_at=now))
-    assert [r.synced_revision for r in await cache.get(60)] == [1]
-    await store.report(ReplicaReport("r1", synced_revision=2, heartbeat_at=now))
-    # a Bot timer within the ttl: the cached read, whatever changed since
-    assert [r.synced_revision for r in await cache.get(60)] == [1]
-    # a handler waiting for its write to be served: a read that began after it asked
-    assert [r.synced_revision for r in await cache.get(60, newer_than=time.monotonic())] == [2]
-    await store.close()
-
-
 async def test_a_handler_patch_landing_after_the_controllers_is_repaired() -> None:
     store = MemoryConfigStore()
-    m = memo(store)
+    m = operator(store)
     await report(store, "r1", 0)
     status = await run_reconcile(m, meta(), SPEC)  # RollingOut 0/1, patched by kopf later
     await report(store, "r1", status["revision"])
-    feed = feed_of(m)
+    feed = m.services.status_feed
     await feed.tick()
-    ready = m.patches.last()
+    ready = m.patcher.last()
     assert cond(ready, "Ready")["status"] == "True"
     # kopf's patch of the handler's (older) view lands after the controller's
     await event(m, meta(), SPEC, status)
     await feed.tick()
-    assert cond(m.patches.last(), "Ready")["status"] == "True"
-    assert len(m.patches.sent) == 2
+    assert cond(m.patcher.last(), "Ready")["status"] == "True"
+    assert len(m.patcher.sent) == 2
     # the event of the controller's own patch changes nothing
-    await event(m, meta(), SPEC, m.patches.last())
+    await event(m, meta(), SPEC, m.patcher.last())
     await feed.tick()
-    assert len(m.patches.sent) == 2
+    assert len(m.patcher.sent) == 2
 
 
 async def test_the_diff_base_of_older_operators_is_removed() -> None:
-    m = memo(MemoryConfigStore())
+    m = operator(MemoryConfigStore())
     old = meta(annotations={"kubebots.io/last-handled-configuration": '{"spec": {}}', "a": "b"})
     patch = await event(m, old, SPEC, type=None)
     assert patch["metadata"]["annotations"] == {"kubebots.io/last-handled-configuration": None}
 
 
-def test_kopf_leaves_our_finalizer_and_builds_no_diff_base() -> None:
-    from kubebots.operator.handlers import tune
+# -- /healthz ---------------------------------------------------------------------------------
 
-    settings = kopf.OperatorSettings()
-    tune(settings, OperatorSettings())
-    # kopf removes its own finalizer from objects none of its handlers needs it for
-    assert settings.persistence.finalizer != FINALIZER
-    body = kopf.Body({"metadata": {"name": "b"}, "spec": {"big": "x" * 1000}})
-    assert settings.persistence.diffbase_storage.build(body=body) == {}
+
+async def test_the_api_probe_raises_a_permanent_error_so_kopf_answers_500_at_once(
+    tmp_path: Path,
+) -> None:
+    api, clock = FakeApiCheck(), Clock()
+    context = OperatorContext(
+        settings=OperatorSettings(),
+        namespaces=None,
+        cluster=ClusterAccess({}, tmp_path),
+        api_client=None,
+        liveness=ApiLiveness(api, timeout=5, clock=clock),
+    )
+    memo = OperatorMemo(context=context)
+    assert await api_probe(memo=memo, logger=LOG) == {"api": "ok"}
+    api.error = TimeoutError()
+    clock.now += 6
+    with pytest.raises(kopf.PermanentError, match="has not answered for 6s"):
+        await api_probe(memo=memo, logger=LOG)
+
+
+async def test_a_status_loop_that_stopped_fails_the_progress_probe() -> None:
+    clock = Clock()
+    settings = OperatorSettings(stall_timeout=180)
+    m = operator(MemoryConfigStore(), settings=settings, clock=clock)
+    feed = m.services.status_feed
+    await feed.step()
+    clock.now += 100
+    got = await progress_probe(memo=m.memo)
+    assert got["status"] == 100.0 and got["tombstones"] == 0.0
+    assert 0 < got["tasks"] < 10  # this test's own tasks: none per Bot
+    clock.now += 100  # no step for 200 s: the loop is gone or hangs
+    with pytest.raises(
+        kopf.PermanentError, match="status behind: the status controller last made progress"
+    ):
+        await progress_probe(memo=m.memo)
+    await feed.step()
+    assert (await progress_probe(memo=m.memo))["status"] == 0.0
+
+
+async def test_before_startup_the_progress_probe_has_nothing_to_check() -> None:
+    got = await progress_probe(memo=OperatorMemo())
+    assert set(got) == {"tasks"}

@@ -1,7 +1,7 @@
 """The decision behind the operator's ``/healthz``: alive while the API answered lately.
 
 The API check and the clock are injected (a real implementation of each: a check that answers
-or fails as told, a clock that moves when told); the kopf handler is called as kopf calls it.
+or fails as told, a clock that moves when told). The kopf probes on top: test_handlers.py.
 """
 
 from __future__ import annotations
@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-import kopf
 import pytest
 from kubernetes.client.exceptions import ApiException
 
@@ -17,40 +16,18 @@ from kubebots.operator.liveness import (
     ApiLiveness,
     ApiUnreachableError,
     OperatorStalledError,
-    api_probe,
     progress,
-    progress_probe,
 )
 from kubebots.operator.reconcile import Applied, BotRef
-from kubebots.operator.settings import OperatorSettings
 from kubebots.operator.status_feed import StatusFeed, Timing
 from kubebots.operator.tombstones import Tombstones
-from kubebots.runtime.store import MemoryConfigStore, StoreError
+from kubebots.runtime.configstore import MemoryConfigStore, StoreError
+
+from .support import Clock, FakeApiCheck, FakeSecretVersions, FakeStatusPatcher
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-class Api:
-    """Answers, or fails with ``error``, and counts the calls."""
-
-    def __init__(self) -> None:
-        self.error: Exception | None = None
-        self.calls = 0
-
-    async def __call__(self) -> None:
-        self.calls += 1
-        if self.error is not None:
-            raise self.error
-
-
-def liveness(timeout: float = 60.0) -> tuple[ApiLiveness, Api, Clock]:
-    api, clock = Api(), Clock()
+def liveness(timeout: float = 60.0) -> tuple[ApiLiveness, FakeApiCheck, Clock]:
+    api, clock = FakeApiCheck(), Clock()
     return ApiLiveness(api, timeout=timeout, clock=clock), api, clock
 
 
@@ -117,16 +94,6 @@ async def test_an_answer_that_is_an_error_is_no_answer_and_is_named_by_status() 
         await live.probe()
 
 
-async def test_the_kopf_probe_raises_a_permanent_error_so_kopf_answers_500_at_once() -> None:
-    live, api, clock = liveness(timeout=5)
-    memo = kopf.Memo(liveness=live)
-    assert await api_probe(memo=memo, logger=None) == {"api": "ok"}
-    api.error = TimeoutError()
-    clock.now += 6
-    with pytest.raises(kopf.PermanentError, match="has not answered for 6s"):
-        await api_probe(memo=memo, logger=None)
-
-
 # -- falling behind ---------------------------------------------------------------------------
 
 
@@ -146,38 +113,10 @@ class HangingStore(MemoryConfigStore):
         return await super().delete_many(bot_ids)
 
 
-class Nothing:
-    async def patch(self, namespace: str, name: str, status: Any) -> bool:
-        return True
-
-    async def version(self, namespace: str, name: str, key: str) -> str:
-        return "1"
-
-
 def parts(clock: Clock, store: MemoryConfigStore) -> tuple[StatusFeed, Tombstones]:
     timing = Timing(fast=0.25, idle=2, drift=60, replica_max_age=15, retry=0.01)
-    feed = StatusFeed(store, Nothing(), Nothing(), timing, clock=clock)
+    feed = StatusFeed(store, FakeStatusPatcher(), FakeSecretVersions(), timing, clock=clock)
     return feed, Tombstones(store, retry=0.01, clock=clock)
-
-
-async def test_a_status_loop_that_stopped_fails_liveness() -> None:
-    clock, store = Clock(), MemoryConfigStore()
-    feed, tombstones = parts(clock, store)
-    memo = kopf.Memo(
-        cfg=OperatorSettings(stall_timeout=180), status_feed=feed, tombstones=tombstones
-    )
-    await feed.step()
-    clock.now += 100
-    got = await progress_probe(memo=memo)
-    assert got["status"] == 100.0 and got["tombstones"] == 0.0
-    assert 0 < got["tasks"] < 10  # this test's own tasks: none per Bot
-    clock.now += 100  # no step for 200 s: the loop is gone or hangs
-    with pytest.raises(
-        kopf.PermanentError, match="status behind: the status controller last made progress"
-    ):
-        await progress_probe(memo=memo)
-    await feed.step()
-    assert (await progress_probe(memo=memo))["status"] == 0.0
 
 
 async def test_a_long_step_that_patches_is_progress_not_a_stall() -> None:

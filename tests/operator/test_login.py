@@ -11,10 +11,14 @@ from pathlib import Path
 import certifi
 import kopf
 
+from kubebots.operator.liveness import ApiLiveness
 from kubebots.operator.login import connection_info, login, pool_size
+from kubebots.operator.services import OperatorContext, OperatorMemo
 from kubebots.operator.settings import OperatorSettings
 from kubebots.runtime.kube_config import ClusterAccess
-from tests.runtime.test_kube_config import kubeconfig, service_account
+from tests.runtime.support import kubeconfig, service_account
+
+from .support import FakeApiCheck
 
 
 def test_kopf_logs_in_with_the_same_server_token_and_ca(tmp_path: Path) -> None:
@@ -63,11 +67,14 @@ async def test_kopf_gets_a_bounded_keep_alive_pool_with_the_same_credentials(
 ) -> None:
     sa = pod_account(tmp_path)
     env = {"KUBERNETES_SERVICE_HOST": "10.0.0.1", "KUBERNETES_SERVICE_PORT": "443"}
-    memo = kopf.Memo(
-        cluster=ClusterAccess(env, sa),
-        cfg=OperatorSettings(api_connections=8),
+    context = OperatorContext(
+        settings=OperatorSettings(api_connections=8),
         namespaces=["a", "b"],
+        cluster=ClusterAccess(env, sa),
+        api_client=None,
+        liveness=ApiLiveness(FakeApiCheck(), timeout=60),
     )
+    memo = OperatorMemo(context=context)
     got = await login(memo=memo, settings=kopf.OperatorSettings(), logger=logging.getLogger("t"))
     try:
         assert isinstance(got, kopf.AiohttpSession) and got.server == "https://10.0.0.1:443"

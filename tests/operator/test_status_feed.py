@@ -5,29 +5,16 @@ from __future__ import annotations
 
 import asyncio
 import random
-from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from kubebots.operator.reconcile import Applied, BotRef, SecretMissingError, apply
+from kubebots.operator.reconcile import Applied, BotRef, apply
 from kubebots.operator.status import status_patch
 from kubebots.operator.status_feed import StatusFeed, Timing
-from kubebots.runtime.store import BotReport, MemoryConfigStore, ReplicaReport
+from kubebots.runtime.configstore import BotReport, MemoryConfigStore, ReplicaReport
 
-SPEC = {"llm": {"provider": "echo"}, "systemPrompt": "hi"}
+from .support import SPEC, Clock, FakeSecretVersions, FakeStatusPatcher, secret_spec
+
 TIMING = Timing(fast=0.25, idle=2.0, drift=60.0, replica_max_age=15.0, concurrency=4)
-
-
-class Clock:
-    """Monotonic seconds for the feed and the matching wall clock for the store's heartbeats."""
-
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-    def wall(self) -> datetime:
-        return datetime(2026, 1, 1, tzinfo=UTC) + timedelta(seconds=self.now)
 
 
 class Store(MemoryConfigStore):
@@ -47,55 +34,17 @@ class Store(MemoryConfigStore):
         return await super().list()
 
 
-class Patcher:
-    """Records patches; tracks how many run at once; can fail or answer 404."""
-
-    def __init__(self) -> None:
-        self.sent: list[tuple[str, dict[str, Any]]] = []
-        self.in_flight = self.max_in_flight = 0
-        self.fail: set[str] = set()
-        self.gone: set[str] = set()
-
-    async def patch(self, namespace: str, name: str, status: Any) -> bool:
-        self.in_flight += 1
-        self.max_in_flight = max(self.max_in_flight, self.in_flight)
-        try:
-            await asyncio.sleep(0)
-            if name in self.fail:
-                raise RuntimeError("HTTP 500")
-            if name in self.gone:
-                return False
-            self.sent.append((name, dict(status)))
-            return True
-        finally:
-            self.in_flight -= 1
-
-    def ready(self, name: str) -> str:
-        status = [s for n, s in self.sent if n == name][-1]
-        return next(c["reason"] for c in status["conditions"] if c["type"] == "Ready")
-
-
-class Secrets:
-    def __init__(self) -> None:
-        self.versions: dict[str, str] = {}
-
-    async def version(self, namespace: str, name: str, key: str) -> str:
-        if name not in self.versions:
-            raise SecretMissingError(f"Secret '{name}' not found")
-        return self.versions[name]
-
-
 def ref(name: str, generation: int = 1, spec: dict[str, Any] | None = None) -> BotRef:
     return BotRef("ns", name, f"uid-{name}", generation, spec or SPEC)
 
 
-def make(clock: Clock) -> tuple[StatusFeed, Store, Patcher, Secrets]:
-    store, patcher, secrets = Store(clock), Patcher(), Secrets()
+def make(clock: Clock) -> tuple[StatusFeed, Store, FakeStatusPatcher, FakeSecretVersions]:
+    store, patcher, secrets = Store(clock), FakeStatusPatcher(), FakeSecretVersions()
     feed = StatusFeed(store, patcher, secrets, TIMING, clock=clock, rng=random.Random(7))
     return feed, store, patcher, secrets
 
 
-async def handled(feed: StatusFeed, bot: BotRef, secrets: Secrets) -> Applied:
+async def handled(feed: StatusFeed, bot: BotRef, secrets: FakeSecretVersions) -> Applied:
     """What the create handler does: write, compute its status, hand the Bot over."""
     feed.begin(bot)
     applied = await apply(feed.store, bot, secrets)
@@ -131,7 +80,7 @@ async def test_pending_bots_follow_the_replicas_on_the_fast_tick() -> None:
     assert patcher.ready("a") == "RollingOut"
     await store.report(ReplicaReport("r1", applied.revision or 0, clock.wall()))
     await feed.tick()
-    assert [s["served"] for _, s in patcher.sent] == ["0/2", "1/2"]
+    assert [s.status["served"] for s in patcher.sent] == ["0/2", "1/2"]
     await store.report(ReplicaReport("r2", applied.revision or 0, clock.wall()))
     await feed.tick()
     assert patcher.ready("a") == "Serving"
@@ -148,10 +97,10 @@ async def test_replica_expiry_and_error_lists_recompute_every_bot() -> None:
     clock.now += 10
     await store.report(ReplicaReport("r2", revision, clock.wall()))
     await feed.tick()
-    assert patcher.sent[-1][1]["served"] == "2/2"
+    assert patcher.last()["served"] == "2/2"
     clock.now += 10  # r1's heartbeat is 20 s old: it no longer counts
     await feed.tick()
-    assert {n: s["served"] for n, s in patcher.sent[-2:]} == {"a": "1/1", "b": "1/1"}
+    assert {s.name: s.status["served"] for s in patcher.sent[-2:]} == {"a": "1/1", "b": "1/1"}
     await store.report(
         ReplicaReport("r2", revision, clock.wall(), (BotReport("ns:a", 1, 1, "boom", revision),))
     )
@@ -177,7 +126,7 @@ async def test_an_older_generation_never_overwrites_a_newer_one() -> None:
     applied = await handled(feed, ref("a", 2, {**SPEC, "systemPrompt": "v2"}), secrets)
     await store.report(ReplicaReport("r1", applied.revision or 0, clock.wall()))
     await feed.tick()
-    assert patcher.sent[-1][1]["observedGeneration"] == 2
+    assert patcher.last()["observedGeneration"] == 2
     assert patcher.ready("a") == "Serving"
 
 
@@ -214,18 +163,6 @@ async def test_drift_repair_runs_on_its_jittered_period_in_one_listing() -> None
     assert feed.bots[("ns", "b")].applied == Applied(revision=entry.revision)
 
 
-def secret_spec(secret: str) -> dict[str, Any]:
-    """A Bot spec whose key comes from the Secret ``secret`` (key ``k``)."""
-    return {
-        "llm": {
-            "provider": "openai",
-            "model": "m",
-            "baseUrl": "http://llm:8000/v1",
-            "apiKeySecretRef": {"name": secret, "key": "k"},
-        }
-    }
-
-
 async def test_a_bot_waiting_for_its_secret_is_written_once_the_secret_exists() -> None:
     clock = Clock()
     feed, store, patcher, secrets = make(clock)
@@ -235,7 +172,7 @@ async def test_a_bot_waiting_for_its_secret_is_written_once_the_secret_exists() 
     assert applied.secret_missing is not None
     assert await feed.repair() == [] and await store.get("ns:a") is None
     assert await feed.retry_secret_missing("ns") == []
-    secrets.versions["keys"] = "7"
+    secrets.put("ns", "keys", "7", "k")
     assert await feed.retry_secret_missing("other") == []
     assert await feed.retry_secret_missing("ns") == ["ns:a", "ns:b"]  # the Secret's event
     assert await feed.repair() == []
@@ -247,7 +184,7 @@ async def test_a_bot_waiting_for_its_secret_is_written_once_the_secret_exists() 
     # a rotation re-writes it: Ready follows the new revision
     feed.secrets_rotated({"ns:a": 99})
     await feed.tick()
-    assert patcher.ready("a") == "RollingOut" and patcher.sent[-1][1]["revision"] == 99
+    assert patcher.ready("a") == "RollingOut" and patcher.last()["revision"] == 99
 
 
 async def test_the_store_down_pauses_the_feed() -> None:
@@ -279,7 +216,7 @@ async def test_fields_a_merge_patch_leaves_behind_cause_no_patch_loop() -> None:
 
 async def test_the_handler_waits_for_a_patch_in_flight() -> None:
     clock = Clock()
-    store, secrets = Store(clock), Secrets()
+    store, secrets = Store(clock), FakeSecretVersions()
     release = asyncio.Event()
     order: list[str] = []
 

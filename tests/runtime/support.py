@@ -1,9 +1,13 @@
-"""LLM provider implementations for tests: real implementations of the protocol, injected."""
+"""Helpers shared by the runtime's tests: LLM providers (real implementations of the protocol,
+injected) and the files a cluster access is read from (a service account, a kubeconfig)."""
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Sequence
+from pathlib import Path
+
+import yaml
 
 from kubebots.runtime.errors import LLMUnavailableError
 from kubebots.runtime.llm.base import ChatMessage, Completion
@@ -40,3 +44,34 @@ class RecordingProvider:
 
     async def close(self) -> None:
         self.closed += 1
+
+
+CA = "-----BEGIN CERTIFICATE-----\nnot parsed here\n-----END CERTIFICATE-----\n"
+
+
+def service_account(tmp_path: Path, token: str = "tok-1") -> Path:
+    sa = tmp_path / "serviceaccount"
+    sa.mkdir()
+    (sa / "token").write_text(token)
+    (sa / "ca.crt").write_text(CA)
+    (sa / "namespace").write_text("kubebots-system")
+    return sa
+
+
+def kubeconfig(tmp_path: Path, server: str = "https://203.0.113.9:6443") -> Path:
+    path = tmp_path / "kubeconfig"
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "apiVersion": "v1",
+                "kind": "Config",
+                "clusters": [
+                    {"name": "c", "cluster": {"server": server, "insecure-skip-tls-verify": True}}
+                ],
+                "users": [{"name": "u", "user": {"token": "kubeconfig-token"}}],
+                "contexts": [{"name": "x", "context": {"cluster": "c", "user": "u"}}],
+                "current-context": "x",
+            }
+        )
+    )
+    return path

@@ -17,7 +17,7 @@ from kubebots.runtime import (
 from kubebots.runtime.llm.base import ChatMessage, LLMProvider
 from kubebots.runtime.schema import LLMConfig, parse_bot_config
 
-from .providers import RecordingProvider
+from .support import RecordingProvider
 
 
 def ctx(conversation: str = "c1", client: str = "tenant-a") -> BotContext:

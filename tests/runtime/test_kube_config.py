@@ -9,39 +9,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-import yaml
 
 from kubebots.runtime.kube_config import ClusterAccess, ClusterAccessError
 
-CA = "-----BEGIN CERTIFICATE-----\nnot parsed here\n-----END CERTIFICATE-----\n"
-
-
-def service_account(tmp_path: Path, token: str = "tok-1") -> Path:
-    sa = tmp_path / "serviceaccount"
-    sa.mkdir()
-    (sa / "token").write_text(token)
-    (sa / "ca.crt").write_text(CA)
-    (sa / "namespace").write_text("kubebots-system")
-    return sa
-
-
-def kubeconfig(tmp_path: Path, server: str = "https://203.0.113.9:6443") -> Path:
-    path = tmp_path / "kubeconfig"
-    path.write_text(
-        yaml.safe_dump(
-            {
-                "apiVersion": "v1",
-                "kind": "Config",
-                "clusters": [
-                    {"name": "c", "cluster": {"server": server, "insecure-skip-tls-verify": True}}
-                ],
-                "users": [{"name": "u", "user": {"token": "kubeconfig-token"}}],
-                "contexts": [{"name": "x", "context": {"cluster": "c", "user": "u"}}],
-                "current-context": "x",
-            }
-        )
-    )
-    return path
+from .support import kubeconfig, service_account
 
 
 def test_in_a_pod_the_injected_service_host_and_port_are_dialled_not_a_dns_name(

@@ -9,7 +9,7 @@ import psycopg
 import pytest
 
 from kubebots.runtime import BotManager
-from kubebots.runtime.store import (
+from kubebots.runtime.configstore import (
     ConfigStore,
     MemoryConfigStore,
     PostgresConfigStore,

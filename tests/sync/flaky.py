@@ -6,7 +6,13 @@ import asyncio
 from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any
 
-from kubebots.runtime.store import ConfigStore, ReplicaReport, StoreEntry, StoreError, WatchEvent
+from kubebots.runtime.configstore import (
+    ConfigStore,
+    ReplicaReport,
+    StoreEntry,
+    StoreError,
+    WatchEvent,
+)
 
 
 class FlakyStore:

@@ -15,8 +15,8 @@ import pytest
 
 from kubebots.runtime import BotContext, BotFactory, DynaBot
 from kubebots.runtime.bot import BotVersion
+from kubebots.runtime.configstore import ConfigStore, SqliteConfigStore
 from kubebots.runtime.schema import BotConfig
-from kubebots.runtime.store import ConfigStore, SqliteConfigStore
 from kubebots.runtime.testing import FakeOpenAIServer
 
 from .conftest import make_runtime

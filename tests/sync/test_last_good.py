@@ -7,7 +7,7 @@ import asyncio
 import pytest
 
 from kubebots.runtime import BotContext, BotManager
-from kubebots.runtime.store import MemoryConfigStore, StoreError
+from kubebots.runtime.configstore import MemoryConfigStore, StoreError
 from kubebots.runtime.sync import LastGoodConfigs, StoreConfigLoader, StoreSync, SyncSettings
 
 from .flaky import FlakyStore

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from kubebots.runtime import BotContext, UnknownBotError
-from kubebots.runtime.store import ConfigStore, MemoryConfigStore, ResyncRequired, StoreError
+from kubebots.runtime.configstore import ConfigStore, MemoryConfigStore, ResyncRequired, StoreError
 from kubebots.runtime.sync import StoreConfigLoader
 
 from .conftest import make_runtime

@@ -1,0 +1,176 @@
+"""A Bot's status from what was written and what the replicas report: the conditions and their
+reasons, who serves what, the shared report cache and the handler's short wait."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+from kubebots.operator.reconcile import Applied, BotRef
+from kubebots.operator.status import (
+    ReportsCache,
+    Serving,
+    comparable,
+    differs,
+    serving_from,
+    status_patch,
+    wait_served,
+)
+from kubebots.runtime.configstore import BotReport, MemoryConfigStore, ReplicaReport
+
+from .support import SPEC
+
+BOT = BotRef("ns", "a", "uid-a", 4, SPEC)
+
+
+def report(replica: str, synced: int, *problems: BotReport) -> ReplicaReport:
+    return ReplicaReport(replica, synced, datetime.now(UTC), problems)
+
+
+def conditions(status: dict[str, Any]) -> dict[str, tuple[str, str]]:
+    """type -> (status, reason)"""
+    return {c["type"]: (c["status"], c["reason"]) for c in status["conditions"]}
+
+
+# -- who serves a revision ------------------------------------------------------------------
+
+
+def test_a_replica_serves_a_revision_once_synced_unless_it_reports_an_error() -> None:
+    reports = [
+        report("r1", 10),
+        report("r2", 9),
+        report("r3", 12, BotReport("ns:a", None, None, "no such key", 11)),
+        report("r4", 12, BotReport("ns:a", None, None, "an older failure", 8)),
+        report("r5", 12, BotReport("ns:b", None, None, "another bot", 12)),
+    ]
+    assert serving_from(reports, "ns:a", 10) == Serving(
+        replicas=5, served=3, errors=("replica r3: no such key",)
+    )
+    assert serving_from([], "ns:a", 1) == Serving(replicas=0, served=0)
+
+
+# -- the status to patch --------------------------------------------------------------------
+
+
+def test_served_by_every_live_replica_is_ready() -> None:
+    status = status_patch(BOT, Applied(revision=7), Serving(2, 2), None)
+    assert conditions(status) == {
+        "Accepted": ("True", "Valid"),
+        "Synced": ("True", "Stored"),
+        "Ready": ("True", "Serving"),
+        "Stalled": ("False", "NotStalled"),
+        "Reconciling": ("False", "Done"),
+    }
+    assert status["observedGeneration"] == 4 and status["botId"] == "ns:a"
+    assert (status["revision"], status["replicas"], status["servedReplicas"]) == (7, 2, 2)
+    assert status["served"] == "2/2"
+
+
+def test_each_way_of_not_being_ready_has_its_reason() -> None:
+    cases = {
+        "InvalidSpec": (Applied(invalid="spec.llm: bad"), None),
+        "SecretMissing": (Applied(secret_missing="Secret 'k' not found"), None),
+        "StoreUnavailable": (Applied(unavailable="connection refused"), None),
+        "RuntimeError": (Applied(revision=7), Serving(2, 1, ("replica r2: boom",))),
+        "NoReplicas": (Applied(revision=7), Serving(0, 0)),
+        "RollingOut": (Applied(revision=7), Serving(2, 1)),
+    }
+    stalled = {"InvalidSpec", "SecretMissing", "RuntimeError"}
+    for reason, (applied, live) in cases.items():
+        got = conditions(status_patch(BOT, applied, live, None))
+        assert got["Ready"] == ("False", reason)
+        if reason in stalled:  # a user must act
+            assert got["Stalled"] == ("True", reason) and got["Reconciling"][0] == "False"
+        else:  # it goes on by itself
+            assert got["Reconciling"] == ("True", reason) and got["Stalled"][0] == "False"
+
+
+def test_nothing_written_keeps_the_last_good_config_and_says_why() -> None:
+    invalid = status_patch(BOT, Applied(invalid="spec.llm: bad"), None, None)
+    assert conditions(invalid)["Accepted"] == ("False", "InvalidSpec")
+    assert conditions(invalid)["Synced"] == ("False", "InvalidSpec")
+    assert "revision" not in invalid and "served" not in invalid  # the merge patch keeps them
+    missing = status_patch(BOT, Applied(secret_missing="Secret 'k' not found"), None, None)
+    assert conditions(missing)["Synced"] == ("False", "SecretMissing")
+    down = status_patch(BOT, Applied(unavailable="connection refused"), None, None)
+    synced = next(c for c in down["conditions"] if c["type"] == "Synced")
+    assert synced["reason"] == "StoreUnavailable"
+    assert synced["message"] == "not written yet: connection refused"
+
+
+def test_transition_times_hold_and_comparison_ignores_them() -> None:
+    first = status_patch(BOT, Applied(revision=7), Serving(2, 1), None)
+    for c in first["conditions"]:
+        c["lastTransitionTime"] = "2026-01-01T00:00:00Z"
+    again = status_patch(BOT, Applied(revision=7), Serving(2, 1), first)
+    assert again == first and not differs(again, first)
+    served = status_patch(BOT, Applied(revision=7), Serving(2, 2), first)
+    assert differs(served, first)
+    ready = next(c for c in served["conditions"] if c["type"] == "Ready")
+    assert ready["lastTransitionTime"] != "2026-01-01T00:00:00Z"
+    # only the fields of the patch count: a merge patch leaves the others as they are
+    assert not differs({"observedGeneration": 4}, {"observedGeneration": 4, "revision": 7})
+    assert differs({"observedGeneration": 4}, None)
+    assert comparable(None) is None and comparable({}) is None
+
+
+# -- the report cache and the handler's wait ------------------------------------------------
+
+
+async def test_reports_cache_serves_timers_from_cache_but_waiters_fresh_reads() -> None:
+    store = MemoryConfigStore()
+    cache = ReportsCache(store, ttl=60)
+    now = datetime.now(UTC)
+    await store.report(ReplicaReport("r1", synced_revision=1, heartbeat_at=now))
+    assert [r.synced_revision for r in await cache.get(60)] == [1]
+    await store.report(ReplicaReport("r1", synced_revision=2, heartbeat_at=now))
+    # a read within the ttl: the cached one, whatever changed since
+    assert [r.synced_revision for r in await cache.get(60)] == [1]
+    # a handler waiting for its write to be served: a read that began after it asked
+    assert [r.synced_revision for r in await cache.get(60, newer_than=time.monotonic())] == [2]
+    await store.close()
+
+
+class CountingStore(MemoryConfigStore):
+    def __init__(self) -> None:
+        super().__init__()
+        self.reads = 0
+
+    async def replica_reports(self, *, max_age_seconds: float) -> list[ReplicaReport]:
+        self.reads += 1
+        return await super().replica_reports(max_age_seconds=max_age_seconds)
+
+
+async def test_the_handler_returns_as_soon_as_every_replica_serves_it() -> None:
+    store = CountingStore()
+    cache = ReportsCache(store, ttl=0)
+    await store.report(report("r1", 1))
+    await store.report(report("r2", 1))
+
+    async def later() -> None:
+        await asyncio.sleep(0.05)
+        await store.report(report("r1", 5))
+        await store.report(report("r2", 5))
+
+    catching_up = asyncio.create_task(later())
+    began = time.monotonic()
+    live = await wait_served(cache, "ns:a", 5, wait=10, max_age=60)
+    await catching_up
+    assert live == Serving(2, 2) and time.monotonic() - began < 5
+    assert cache.waiting == 0
+
+
+async def test_the_handler_waits_no_longer_than_told_and_not_for_an_error() -> None:
+    store = CountingStore()
+    cache = ReportsCache(store, ttl=0)
+    await store.report(report("r1", 1))
+    began = time.monotonic()
+    live = await wait_served(cache, "ns:a", 5, wait=0.1, max_age=60)
+    assert live == Serving(1, 0) and 0.1 <= time.monotonic() - began < 2
+    assert store.reads > 1  # it kept asking meanwhile
+    await store.report(report("r1", 5, BotReport("ns:a", None, None, "boom", 5)))
+    reads = store.reads
+    live = await wait_served(cache, "ns:a", 5, wait=10, max_age=60)
+    assert live.errors == ("replica r1: boom",) and store.reads == reads + 1
