@@ -12,7 +12,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from kubebots.operator.handlers import FINALIZER
+from kubebots.operator.kube import FINALIZER
 from kubebots.runtime.testing.fake_openai import FakeOpenAIServer
 from tests.e2e.conftest import (
     REPLICA_MAX_AGE,
