@@ -34,15 +34,7 @@ def test_serve_embedded_default(tmp_path: Path) -> None:
     )
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"{base}/readyz").status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
-            time.sleep(0.1)
+        wait_ready(base, proc)
         r = httpx.post(
             f"{base}/bots/default:support/chat",
             json={"message": "private-words-42", "conversation_id": "c1"},
