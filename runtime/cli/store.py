@@ -102,8 +102,10 @@ async def _run(args: argparse.Namespace, store: ConfigStore) -> int:
     return 0
 
 
-async def _with_store(url: str, work: Callable[[ConfigStore], Awaitable[int]]) -> int:
-    store = await open_config_store(url)
+async def _with_store(
+    url: str, work: Callable[[ConfigStore], Awaitable[int]], *, create: bool
+) -> int:
+    store = await open_config_store(url, create=create)
     try:
         return await work(store)
     finally:
@@ -123,7 +125,9 @@ def run_store(args: argparse.Namespace, env: Mapping[str, str]) -> int:
             print(f"error: cannot read {exc.filename} ({exc.strerror})", file=sys.stderr)
             return 1
     try:
-        return asyncio.run(_with_store(url, lambda store: _run(args, store)))
+        # Only apply creates a store: reading or deleting from none is an error, not a new file.
+        creates = args.verb == "apply"
+        return asyncio.run(_with_store(url, lambda store: _run(args, store), create=creates))
     except KubebotsError as exc:
         print(f"error: {exc.message}", file=sys.stderr)
         return 1

@@ -7,6 +7,7 @@ from settings or a mounted Secret, never from a Bot, and is never logged.
 
 from __future__ import annotations
 
+import asyncio
 from functools import partial
 from pathlib import Path
 
@@ -98,8 +99,12 @@ async def open_config_store(
     prefix: str = DEFAULT_TABLE_PREFIX,
     watch_application_name: str = "kubebots-store-watch",
     wait_for_server: bool = False,
+    create: bool = True,
 ) -> ReportingConfigStore:
     """Open the store a URL names (see the module docstring); ``prefix`` prefixes its tables.
+
+    ``create=False``: a SQLite store that does not exist yet is an error, not a new empty file
+    (for commands that only read or delete).
 
     ``wait_for_server``: a PostgreSQL store connects on first use instead of now (a
     :class:`DeferredConfigStore`), so a process can start before its database; until then
@@ -124,4 +129,6 @@ async def open_config_store(
             f"unsupported store URL '{describe_store_url(url)}': use memory://, sqlite:PATH or "
             "postgresql://..."
         )
+    if not create and not await asyncio.to_thread(Path(path).exists):
+        raise StoreError(f"no config store at {path} (none created yet; or name one with --store)")
     return await SqliteConfigStore.open(path, prefix=prefix)

@@ -75,3 +75,13 @@ def test_postgres_store_by_url(tmp_path: Path, postgres_url: str) -> None:
 def test_bad_store_url(tmp_path: Path) -> None:
     out = kubebots("store", "--store", "redis://x", "ls", cwd=tmp_path)
     assert out.returncode == 1 and "unsupported store URL" in out.stderr
+
+
+def test_reading_from_no_store_is_an_error_and_creates_nothing(tmp_path: Path) -> None:
+    for verb in (["ls"], ["get", "team:one"], ["delete", "team:one"]):
+        out = kubebots("store", *verb, cwd=tmp_path)
+        assert out.returncode == 1, out
+        assert "error: no config store at .kubebots/store.db" in out.stderr
+    elsewhere = kubebots("store", "--store", "sqlite:other/s.db", "ls", cwd=tmp_path)
+    assert "no config store at other/s.db" in elsewhere.stderr
+    assert not (tmp_path / ".kubebots").exists() and not (tmp_path / "other").exists()
