@@ -5,30 +5,55 @@ from __future__ import annotations
 import os
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 from ._locks import KeyedLocks
 from .bot import BotVersion, DynaBot
 from .bot_conversations import StoredConversations
-from .conversations import ConversationStore, open_conversation_store, storage_key
+from .conversations import (
+    ConversationStore,
+    StorageConfig,
+    open_conversation_store,
+    storage_key,
+)
 from .errors import BotCreationError, KubebotsError
 from .llm import LLMProvider, build_provider
-from .schema import BotConfig, LLMConfig, MemoryStorageConfig, parse_bot_config
+from .schema import (
+    BotConfig,
+    LLMConfig,
+    MemoryStorageConfig,
+    SqliteStorageConfig,
+    parse_bot_config,
+)
 from .secrets import SecretResolver, resolve_api_key
 
 
 class _SharedStores:
     """Reference-counted conversation stores: bots with the same storage config share one
-    (one SQLite connection / one PostgreSQL pool), and a reload keeps conversations alive."""
+    (one SQLite connection / one PostgreSQL pool), and a reload keeps conversations alive.
 
-    def __init__(self) -> None:
+    A relative SQLite ``path`` lives under ``data_dir`` (a server's ``--data-dir``), so two
+    servers with different data directories never share a file; without one it is relative to
+    the working directory, as a library user expects."""
+
+    def __init__(self, data_dir: Path | None = None) -> None:
         self._stores: dict[str, tuple[ConversationStore, int]] = {}
         self._opening: KeyedLocks[str] = KeyedLocks()
+        self._data_dir = data_dir
+
+    def _located(self, config: BotConfig) -> StorageConfig:
+        cfg = config.conversation_storage
+        if not isinstance(cfg, SqliteStorageConfig) or self._data_dir is None:
+            return cfg
+        if Path(cfg.path).is_absolute():
+            return cfg
+        return cfg.model_copy(update={"path": str(self._data_dir / cfg.path)})
 
     async def acquire(
         self, bot_id: str, config: BotConfig, env: Mapping[str, str]
     ) -> tuple[str, ConversationStore]:
-        cfg = config.conversation_storage
+        cfg = self._located(config)
         # Memory stores are per bot: removing a bot drops its conversations with it.
         key = f"memory:{bot_id}" if isinstance(cfg, MemoryStorageConfig) else storage_key(cfg)
         async with self._opening.hold(key):
@@ -74,7 +99,9 @@ class BotFactory:
 
     ``env`` is where ``apiKeyEnv``/``urlEnv`` names are looked up (``os.environ`` when not
     given, read at build time, never at import); ``secrets`` resolves ``apiKeySecretRef``;
-    ``providers`` builds the LLM provider (inject your own implementation to test or extend).
+    ``providers`` builds the LLM provider (inject your own implementation to test or extend);
+    ``data_dir`` is where relative SQLite conversation paths live (default: the working
+    directory).
     """
 
     def __init__(
@@ -83,11 +110,12 @@ class BotFactory:
         env: Mapping[str, str] | None = None,
         secrets: SecretResolver | None = None,
         providers: ProviderFactory | None = None,
+        data_dir: Path | None = None,
     ) -> None:
         self._env = env
         self._secrets = secrets
         self._providers = providers or _default_provider
-        self._stores = _SharedStores()
+        self._stores = _SharedStores(data_dir)
 
     @property
     def open_stores(self) -> int:

@@ -7,10 +7,13 @@ import asyncio
 import sys
 import threading
 from collections.abc import AsyncIterator, Mapping
+from pathlib import Path
 from typing import Any, TextIO
 
+from ..configstore import DEFAULT_DATA_DIR
 from ..context import BotContext
 from ..errors import ConfigurationError, KubebotsError
+from ..factory import BotFactory
 from ..manager import BotManager
 from ..schema import BotConfig, BotDocument, LLMConfig, load_bot_documents
 
@@ -24,6 +27,11 @@ def add_chat_parser(sub: Any) -> None:
     p.add_argument("--name", help="which Bot of the file (default: the first)")
     p.add_argument("--conversation", default="terminal", help="conversation id")
     p.add_argument("--client", default="local", help="client (tenant) id")
+    p.add_argument(
+        "--data-dir",
+        default=str(DEFAULT_DATA_DIR),
+        help="where relative sqlite conversation paths live, as for serve (default .kubebots)",
+    )
     p.add_argument(
         "--llm",
         choices=["auto", "config", "echo"],
@@ -136,7 +144,8 @@ async def chat_loop(
     """The prompt loop. ``patience``: seconds before a slow model is said to be slow."""
     interactive = stdout.isatty()
     lines = _Lines(stdin)
-    async with BotManager(env=env) as manager:
+    factory = BotFactory(env=env, data_dir=Path(args.data_dir))
+    async with BotManager(factory=factory) as manager:
         bot = await manager.get_or_create(bot_id, config)
         conversation = args.conversation
         print(

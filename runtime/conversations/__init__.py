@@ -29,6 +29,7 @@ __all__ = [
     "Messages",
     "PostgresConversationStore",
     "SqliteConversationStore",
+    "StorageConfig",
     "StoredMessage",
     "open_conversation_store",
     "storage_key",

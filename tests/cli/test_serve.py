@@ -44,6 +44,9 @@ def test_serve_embedded_default(tmp_path: Path) -> None:
         models = httpx.get(f"{base}/v1/models").json()
         assert "default:support" in [m["id"] for m in models["data"]]
         assert (tmp_path / ".kubebots" / "store.db").exists()
+        # the example Bots' relative sqlite path lives under the data dir, not the cwd
+        assert (tmp_path / ".kubebots" / "conversations.db").exists()
+        assert not (tmp_path / "conversations.db").exists()
     finally:
         proc.send_signal(signal.SIGINT)
         _, err = proc.communicate(timeout=30)

@@ -119,7 +119,9 @@ def create_app(
                 config_loader=StoreConfigLoader(config_store, last_good),
                 max_bots=settings.max_bots,
                 idle_ttl=settings.idle_ttl,
-                factory=BotFactory(env=env, secrets=secrets, providers=providers),
+                factory=BotFactory(
+                    env=env, secrets=secrets, providers=providers, data_dir=settings.data_dir
+                ),
             )
             stack.push_async_callback(manager.close)
             sync = StoreSync(
