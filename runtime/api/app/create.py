@@ -28,6 +28,7 @@ from ...ratelimit import DeferredRateLimiter, MemoryRateLimiter, PostgresRateLim
 from ...secrets import DirectorySecretResolver, SecretResolver
 from ...sync import LastGoodConfigs, StoreConfigLoader, StoreSync, SyncSettings
 from ..exception_handlers import register_exception_handlers
+from .failed_auth import FailedAuthentications
 from .metrics import Metrics
 from .middleware import RequestContextMiddleware
 from .routers import bots, chat, conversations, health, openai
@@ -148,6 +149,7 @@ def create_app(
                 limiter=rate_limiter,
                 keyring=keys,
                 metrics=metrics,
+                failed_auth=FailedAuthentications(settings.auth_failures_per_minute),
             )
             yield
 

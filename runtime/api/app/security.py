@@ -8,7 +8,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 
 from ...auth import Principal
-from ..http_errors import AuthenticationError, PermissionDeniedError
+from ..http_errors import AuthenticationError, PermissionDeniedError, RateLimitError
 from .state import StateDep
 
 #: The client id used when authentication is off and the request names none.
@@ -51,11 +51,18 @@ def _presented_key(request: Request) -> str | None:
 async def get_caller(request: Request, state: StateDep) -> Caller:
     if state.keyring is None:
         return Caller(None)
+    address = request.client.host if request.client else "unknown"
+    try:
+        await state.failed_auth.check(address)
+    except RateLimitError:
+        state.metrics.rate_limited.labels(scope="auth-failures").inc()
+        raise
     key = _presented_key(request)
-    if key is None:
-        raise AuthenticationError("an API key is required (Authorization: Bearer <key>)")
-    principal = state.keyring.authenticate(key)
+    principal = state.keyring.authenticate(key) if key is not None else None
     if principal is None:
+        await state.failed_auth.failed(address)
+        if key is None:
+            raise AuthenticationError("an API key is required (Authorization: Bearer <key>)")
         raise AuthenticationError("the API key is not valid")
     request.state.client_id = principal.client_id
     return Caller(principal)

@@ -69,6 +69,12 @@ class RuntimeSettings(BaseSettings):
     requests_per_minute: int | None = Field(
         default=None, ge=1, description="Default per-client limit for clients without their own."
     )
+    auth_failures_per_minute: int = Field(
+        default=30,
+        ge=1,
+        description="Failed authentications a source address may make per minute (per replica) "
+        "before it gets 429 until the minute frees up.",
+    )
     max_body_bytes: int = Field(default=1_000_000, ge=1024)
     log_level: str = "INFO"
     freeze_gc: bool = Field(

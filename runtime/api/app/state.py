@@ -12,6 +12,7 @@ from ...configstore import ConfigStore
 from ...manager import BotManager
 from ...ratelimit import RateLimiter
 from ...sync import StoreSync
+from .failed_auth import FailedAuthentications
 from .metrics import Metrics
 from .settings import RuntimeSettings
 
@@ -25,6 +26,7 @@ class RuntimeState:
     limiter: RateLimiter
     keyring: KeyRing | None  # None: authentication is off
     metrics: Metrics
+    failed_auth: FailedAuthentications
 
 
 async def get_state(request: Request) -> RuntimeState:
