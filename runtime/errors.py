@@ -7,7 +7,7 @@ the field path and what was wrong with it, never what was written there.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 
 class KubebotsError(Exception):
@@ -96,7 +96,19 @@ class LLMRequestError(LLMError):
 
 
 class StorageError(KubebotsError):
-    """Conversation storage failed (connection, schema, constraint)."""
+    """Conversation storage failed (connection, schema, constraint).
+
+    ``component`` names what failed, for the client's 503 (``"conversation storage"``; the
+    config store's and the rate limiter's errors are subclasses naming themselves).
+    """
+
+    component: ClassVar[str] = "conversation storage"
+
+
+class RateLimitStorageError(StorageError):
+    """The storage behind the shared rate limits and token budgets failed."""
+
+    component: ClassVar[str] = "the rate limiter"
 
 
 class UnknownBotError(KubebotsError, LookupError):

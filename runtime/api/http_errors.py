@@ -20,7 +20,8 @@ MessageRejectedError              422     ValidationError (field ``message``) [1
 ConfigurationError                500     ConfigurationError (library message) [2]
 BotCreationError                  503     BotCreationError [3]
 BotClosedError                    503     ServiceUnavailableError, ``Retry-After: 1``
-StorageError                      503     ServiceUnavailableError (generic message) [4]
+StorageError                      503     ServiceUnavailableError naming the component [4],
+                                          ``Retry-After: 1``
 RateLimitError (upstream 429)     429     RateLimitError, ``Retry-After`` when known
 LLMTimeoutError                   504     UpstreamTimeoutError
 LLMUnavailableError               502     UpstreamError
@@ -275,7 +276,9 @@ _MAPPERS: dict[type[lib.KubebotsError], Callable[[Any], APIError]] = {
     lib.ConfigurationError: lambda e: ConfigurationError(e.message, e.detail),
     lib.BotCreationError: lambda e: APIError(e.message, 503, e.detail, error="BotCreationError"),
     lib.BotClosedError: lambda e: ServiceUnavailableError(e.message, e.detail, retry_after=1),
-    lib.StorageError: lambda e: ServiceUnavailableError("conversation storage is unavailable"),
+    lib.StorageError: lambda e: ServiceUnavailableError(
+        f"{e.component} is unavailable", retry_after=1
+    ),
     lib.RateLimitError: _rate_limited,
     lib.LLMTimeoutError: lambda e: UpstreamTimeoutError(e.message, e.detail),
     lib.LLMUnavailableError: lambda e: UpstreamError(e.message, e.detail),

@@ -16,7 +16,7 @@ import builtins
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Literal, Protocol, runtime_checkable
+from typing import Any, ClassVar, Literal, Protocol, runtime_checkable
 
 from ..errors import StorageError
 
@@ -29,6 +29,8 @@ Notes = Mapping[str, str] | None
 
 class StoreError(StorageError):
     """The config store failed (connection, schema, constraint)."""
+
+    component: ClassVar[str] = "the config store"
 
 
 class ResyncRequired(StoreError):

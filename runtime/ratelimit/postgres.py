@@ -17,7 +17,7 @@ from typing import Unpack
 
 from psycopg import sql
 
-from ..errors import StorageError
+from ..errors import RateLimitStorageError
 from ..persistence.owner import Owner
 from ..persistence.postgres import Conn, PoolOptions, PostgresTable, open_pool
 from ..persistence.prefix import DEFAULT_TABLE_PREFIX, check_table_prefix
@@ -54,7 +54,7 @@ class _Log:
         await self.conn.execute(self.sql(_INSERT), (*self.key, self.now, cost))
 
 
-class PostgresRateLimiter(PostgresTable[StorageError], RateLimiter):
+class PostgresRateLimiter(PostgresTable[RateLimitStorageError], RateLimiter):
     """Sliding logs in the table ``<prefix>ratelimit``; open it with :meth:`open`."""
 
     @classmethod
@@ -64,7 +64,7 @@ class PostgresRateLimiter(PostgresTable[StorageError], RateLimiter):
         """Connect to ``url``, create the table and index if missing, open a pool.
 
         ``pool`` sizes the pool and bounds connecting and waiting (:class:`PoolOptions`).
-        Errors are :class:`StorageError`s that never quote the URL's user name or password.
+        Errors are :class:`RateLimitStorageError`s that never quote the URL's user name or password.
         """
         table = f"{check_table_prefix(prefix)}ratelimit"
         index = f"{table}_key"
@@ -75,7 +75,7 @@ class PostgresRateLimiter(PostgresTable[StorageError], RateLimiter):
                 await conn.execute(_LOCK, (f"ddl:{table}",))  # IF NOT EXISTS alone races
                 await conn.execute(ddl)
 
-        owner = Owner(StorageError, "rate limiter", f"kubebots-{table}")
+        owner = Owner(RateLimitStorageError, "rate limiter", f"kubebots-{table}")
         return cls(await open_pool(url, owner, setup=setup, **pool), table)
 
     @asynccontextmanager
@@ -87,7 +87,7 @@ class PostgresRateLimiter(PostgresTable[StorageError], RateLimiter):
             await conn.execute(_LOCK, (f"{self._table}:{scope}:{client_id}",))
             row = await (await conn.execute(_NOW)).fetchone()
             if row is None or not isinstance(row[0], datetime):
-                raise StorageError("PostgreSQL returned no clock_timestamp()")
+                raise RateLimitStorageError("PostgreSQL returned no clock_timestamp()")
             now = row[0]
             cutoff = now - timedelta(seconds=window_seconds)
             await conn.execute(self._sql(_PRUNE), (scope, client_id, cutoff))

@@ -19,6 +19,7 @@ dependencies before it validates the route's own parameters, and an invalid requ
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -27,12 +28,14 @@ from typing import Generic, TypeVar
 from ...bot import DynaBot
 from ...bot_conversations import BotConversations
 from ...context import BotContext
+from ...errors import StorageError
 from ..http_errors import BotNotFoundError
 from .client_limits import charge_tokens, check_tokens, limit_requests
 from .security import Caller
 from .state import RuntimeState
 
 Body = TypeVar("Body")
+log = logging.getLogger("kubebots.runtime.api")
 
 
 async def admit(
@@ -65,8 +68,23 @@ class BotTurn(Generic[Body]):
     caller: Caller
 
     async def charge(self, tokens: int) -> None:
-        """Charge the finished turn's tokens to the client's budget."""
-        await charge_tokens(self.state, self.caller, self.client_id, tokens)
+        """Charge the finished turn's tokens to the client's budget.
+
+        The turn is already answered and stored: a charge that fails (the limiter's database
+        is down) must not turn it into an error the client would retry, storing the turn twice.
+        It is logged, naming the limiter, and counted; the budget undercounts by that turn.
+        """
+        try:
+            await charge_tokens(self.state, self.caller, self.client_id, tokens)
+        except StorageError as exc:
+            self.state.metrics.uncharged_turns.inc()
+            log.warning(
+                "could not charge %d tokens to client %s (%s is unavailable): %s",
+                tokens,
+                self.client_id,
+                exc.component,
+                exc.message,
+            )
 
 
 async def open_turn(

@@ -74,6 +74,11 @@ class Metrics:
             ["scope"],
             registry=self.registry,
         )
+        self.uncharged_turns = Counter(
+            "kubebots_uncharged_turns",
+            "Answered turns whose tokens could not be charged (the limiter's storage failed)",
+            registry=self.registry,
+        )
 
     def watch_runtime(self, manager: BotManager, sync: StoreSync) -> None:
         self.registry.register(_RuntimeCollector(manager, sync))
