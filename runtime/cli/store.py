@@ -51,7 +51,12 @@ async def apply_documents(store: ConfigStore, docs: list[BotDocument]) -> list[s
             continue
         generation = live.generation + 1 if live else 1
         uid = live.uid if live else f"local-{uuid.uuid4()}"
-        revision = await store.put(doc.bot_id, spec, generation=generation, uid=uid)
+        # Compare-and-swap on what was just read: a concurrent apply of the same Bot makes one
+        # of the two fail with WriteConflict instead of both "succeeding" at one generation.
+        read = live.revision if live else 0
+        revision = await store.put(
+            doc.bot_id, spec, generation=generation, uid=uid, if_revision=read
+        )
         verb = "configured" if live else "created"
         lines.append(f"bot {doc.bot_id} {verb} (generation {generation}, revision {revision})")
     return lines

@@ -26,6 +26,7 @@ from .base import (
     StoreEntry,
     StoreError,
     WatchEvent,
+    WriteConflict,
 )
 from .deferred import DeferredConfigStore
 from .memory import MemoryConfigStore
@@ -62,6 +63,7 @@ __all__ = [
     "StoreEntry",
     "StoreError",
     "WatchEvent",
+    "WriteConflict",
     "describe_store_url",
     "embedded_store_url",
     "open_config_store",

@@ -16,7 +16,17 @@ import builtins
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, ClassVar, Literal, Protocol, runtime_checkable
+from typing import (
+    Any,
+    ClassVar,
+    Literal,
+    NotRequired,
+    Protocol,
+    Required,
+    TypedDict,
+    Unpack,
+    runtime_checkable,
+)
 
 from ..errors import StorageError
 
@@ -27,10 +37,24 @@ Spec = Mapping[str, Any]
 Notes = Mapping[str, str] | None
 
 
+class PutOptions(TypedDict):
+    """The keywords of :meth:`ConfigStore.put` after the bot id and its config."""
+
+    generation: Required[int]
+    uid: Required[str]
+    annotations: NotRequired[Notes]
+    #: compare-and-swap: write only if the bot's live revision is still this (0: no live entry)
+    if_revision: NotRequired[int | None]
+
+
 class StoreError(StorageError):
     """The config store failed (connection, schema, constraint)."""
 
     component: ClassVar[str] = "the config store"
+
+
+class WriteConflict(StoreError):
+    """A ``put`` lost a race: the same generation of the Bot was stored with another spec."""
 
 
 class ResyncRequired(StoreError):
@@ -102,14 +126,15 @@ class ConfigStore(Protocol):
     """Bot configs: what the operator writes and runtime replicas read. Errors are
     :class:`StoreError`."""
 
-    async def put(
-        self, bot_id: str, config: Spec, *, generation: int, uid: str, annotations: Notes = None
-    ) -> int:
-        """Write ``config``; return the entry's revision.
+    async def put(self, bot_id: str, config: Spec, **how: Unpack[PutOptions]) -> int:
+        """Write ``config`` (``generation``, ``uid``, ``annotations``); return the revision.
 
         Idempotent: when the live entry has the same ``uid`` and either a newer ``generation``
         (a stale write) or the same generation, config and annotations (a repeat), nothing is
-        written and the live entry's revision is returned.
+        written and the live entry's revision is returned. With ``if_revision`` the write is a
+        compare-and-swap: if the bot's live revision is no longer that (0: no live entry),
+        nothing is written and :class:`WriteConflict` says what to do (a CLI that read, then
+        wrote, raced another writer).
         """
         ...
 

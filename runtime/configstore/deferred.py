@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import builtins
 from collections.abc import AsyncIterator, Sequence
+from typing import Unpack
 
 from ..persistence.deferred import Deferred
 from .base import (
-    Notes,
+    PutOptions,
     ReplicaReport,
     ReportingConfigStore,
     Spec,
@@ -27,13 +28,8 @@ class DeferredConfigStore(Deferred[ReportingConfigStore]):
 
     what = "config store"
 
-    async def put(
-        self, bot_id: str, config: Spec, *, generation: int, uid: str, annotations: Notes = None
-    ) -> int:
-        store = await self.opened()
-        return await store.put(
-            bot_id, config, generation=generation, uid=uid, annotations=annotations
-        )
+    async def put(self, bot_id: str, config: Spec, **how: Unpack[PutOptions]) -> int:
+        return await (await self.opened()).put(bot_id, config, **how)
 
     async def delete(self, bot_id: str) -> int:
         return await (await self.opened()).delete(bot_id)

@@ -10,10 +10,10 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from contextlib import AbstractAsyncContextManager
-from typing import Protocol
+from typing import Protocol, Unpack
 
 from ..ids import validate_bot_id
-from .base import Notes, Spec, StoreEntry
+from .base import PutOptions, Spec, StoreEntry, WriteConflict
 from .codec import Write, encode_write
 
 
@@ -49,13 +49,18 @@ class Writes(ABC):
     def _writing(self) -> AbstractAsyncContextManager[WriteTransaction]:
         """One write transaction, committed when the block ends without an error."""
 
-    async def put(
-        self, bot_id: str, config: Spec, *, generation: int, uid: str, annotations: Notes = None
-    ) -> int:
+    async def put(self, bot_id: str, config: Spec, **how: Unpack[PutOptions]) -> int:
         """Write ``config``; return the entry's revision (the live one for a no-op)."""
-        write = encode_write(bot_id, config, generation, uid, annotations)
+        write = encode_write(bot_id, config, how["generation"], how["uid"], how.get("annotations"))
+        expected = how.get("if_revision")
         async with self._writing() as tx:
             _, live = await tx.live(bot_id)
+            if expected is not None and (live.revision if live else 0) != expected:
+                found = live.revision if live else "none"
+                raise WriteConflict(
+                    f"bot {bot_id} changed since it was read (expected revision {expected}, "
+                    f"found {found}): nothing was written; read it again and re-apply"
+                )
             if live is not None and write.repeats(live):
                 return live.revision
             return await tx.put(write)

@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 import uuid
 from pathlib import Path
+from typing import Any
 
 import yaml
+
+from kubebots.runtime.cli.store import apply_documents
+from kubebots.runtime.configstore import WriteConflict, open_config_store
+from kubebots.runtime.schema import iter_bot_documents
 
 from .support import EXAMPLE, kubebots
 
@@ -85,3 +92,50 @@ def test_reading_from_no_store_is_an_error_and_creates_nothing(tmp_path: Path) -
     elsewhere = kubebots("store", "--store", "sqlite:other/s.db", "ls", cwd=tmp_path)
     assert "no config store at other/s.db" in elsewhere.stderr
     assert not (tmp_path / ".kubebots").exists() and not (tmp_path / "other").exists()
+
+
+class ReadTogether:
+    """A store whose ``get`` returns only once the other apply has read too (the race made
+    certain); everything else is the real store's."""
+
+    def __init__(self, inner: Any, barrier: asyncio.Barrier) -> None:
+        self.inner, self.barrier = inner, barrier
+
+    async def get(self, bot_id: str) -> Any:
+        entry = await self.inner.get(bot_id)
+        await self.barrier.wait()
+        return entry
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+
+async def test_concurrent_applies_of_one_bot_never_both_succeed(tmp_path: Path) -> None:
+    """Each apply reads the live entry, then writes the next generation: two at once would
+    both write generation 2 with different specs. The write is a compare-and-swap on what was
+    read, so exactly one wins and the other is told to read again."""
+    url = f"sqlite:{tmp_path / 'store.db'}"
+    seed = await open_config_store(url)
+    docs = list(iter_bot_documents(TWO, source="two.yaml"))
+    await apply_documents(seed, docs[:1])
+    barrier = asyncio.Barrier(2)  # both applies have read before either writes
+    one = ReadTogether(await open_config_store(url), barrier)
+    two = ReadTogether(await open_config_store(url), barrier)
+    try:
+        edits = [
+            dataclasses.replace(docs[0], spec=docs[0].spec.model_copy(update={"system_prompt": p}))
+            for p in ("mine", "theirs")
+        ]
+        results = await asyncio.gather(
+            apply_documents(one, edits[:1]), apply_documents(two, edits[1:]), return_exceptions=True
+        )
+        conflicts = [r for r in results if isinstance(r, WriteConflict)]
+        assert len(conflicts) == 1, results
+        assert "read it again and re-apply" in conflicts[0].message
+        entry = await seed.get("team:one")
+        assert entry is not None and entry.generation == 2
+        winner = next(e for e, r in zip(edits, results, strict=True) if isinstance(r, list))
+        assert entry.config["systemPrompt"] == winner.spec.system_prompt
+    finally:
+        for store in (seed, one, two):
+            await store.close()

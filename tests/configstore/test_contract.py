@@ -17,6 +17,7 @@ from kubebots.runtime.configstore.base import (
     ReportingConfigStore,
     StoreEntry,
     StoreError,
+    WriteConflict,
 )
 from kubebots.runtime.errors import InvalidBotIdError
 
@@ -303,3 +304,14 @@ async def test_close_is_idempotent_and_later_calls_fail(store: ReportingConfigSt
             await call
     with pytest.raises(StoreError, match="closed"):
         store.watch(0)
+
+
+async def test_if_revision_makes_a_put_a_compare_and_swap(store: ReportingConfigStore) -> None:
+    first = await store.put("cas", {"v": 1}, generation=1, uid="u", if_revision=0)
+    with pytest.raises(WriteConflict, match="read it again"):
+        await store.put("cas", {"v": 2}, generation=2, uid="u", if_revision=0)
+    second = await store.put("cas", {"v": 2}, generation=2, uid="u", if_revision=first)
+    with pytest.raises(WriteConflict):
+        await store.put("cas", {"v": 3}, generation=3, uid="u", if_revision=first)
+    entry = await store.get("cas")
+    assert entry is not None and entry.config == {"v": 2} and entry.revision == second
