@@ -19,7 +19,7 @@ from typing import Any, Generic, TypedDict, TypeVar
 import psycopg
 from psycopg import sql
 from psycopg.rows import TupleRow
-from psycopg_pool import AsyncConnectionPool
+from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from ..errors import StorageError
 from .owner import Owner
@@ -74,16 +74,43 @@ async def create_missing_tables(
             await conn.execute(statement)
 
 
+#: How long a call waits for a connection while the pool holds none (the server is unreachable).
+OUTAGE_WAIT = 1.0
+
+
+async def _reachable(url: str, options: dict[str, Any]) -> bool:
+    """Whether the server accepts a connection within a second (one direct attempt)."""
+    probe = {**options, "connect_timeout": max(1, round(OUTAGE_WAIT))}
+    try:
+        conn = await psycopg.AsyncConnection.connect(url, **probe)
+    except psycopg.Error:
+        return False
+    await conn.close()
+    return True
+
+
 class Pool(Generic[E]):
-    """An open pool of one store: connections whose driver errors become the owner's error."""
+    """An open pool of one store: connections whose driver errors become the owner's error.
+
+    A call first waits :data:`OUTAGE_WAIT` for a pooled connection. If none came and one direct
+    connection attempt fails too, the server is unreachable (its connections broke and
+    reconnecting fails): the call fails then, so during a database outage a request fails
+    within about a second (a 503 with ``Retry-After``) instead of hanging for the connect
+    timeout, while the pool goes on reconnecting in the background and the first call after
+    recovery succeeds. A pool that is merely busy (all its connections in use) is waited for up
+    to its own timeout.
+    """
 
     def __init__(
-        self, pool: AsyncConnectionPool[Conn], owner: Owner[E], secrets: Sequence[str]
+        self, pool: AsyncConnectionPool[Conn], owner: Owner[E], url: str, options: dict[str, Any]
     ) -> None:
-        """Wrap an open pool; use :func:`open_pool` instead. ``secrets``: the URL's."""
+        """Wrap an open pool of ``url`` whose connections take ``options``; use
+        :func:`open_pool` instead."""
         self._pool: AsyncConnectionPool[Conn] | None = pool
         self._owner = owner
-        self._secrets = secrets
+        self._url = url
+        self._options = options
+        self._secrets = url_secrets(url)
 
     def error(self, what: str, exc: psycopg.Error) -> E:
         """The owner's error for ``exc``, without credentials (see :func:`postgres_error`)."""
@@ -98,11 +125,27 @@ class Pool(Generic[E]):
         """A pooled connection; psycopg errors become the owner's error."""
         if self._pool is None:
             raise self._owner.closed()
+        pool = self._pool
         try:
-            async with self._pool.connection() as conn:
-                yield conn
+            conn = await self._checkout(pool)
         except psycopg.Error as exc:
             raise self.error(self._owner.what, exc) from None
+        try:
+            yield conn
+        except psycopg.Error as exc:
+            raise self.error(self._owner.what, exc) from None
+        finally:
+            await pool.putconn(conn)
+
+    async def _checkout(self, pool: AsyncConnectionPool[Conn]) -> Conn:
+        """A connection, or the pool's timeout error after :data:`OUTAGE_WAIT` if the server
+        is unreachable."""
+        try:
+            return await pool.getconn(timeout=OUTAGE_WAIT)
+        except PoolTimeout:
+            if not await _reachable(self._url, self._options):
+                raise  # the server is away: fail now, the pool reconnects in the background
+            return await pool.getconn()  # every connection is busy: wait the pool's timeout
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[Conn]:
@@ -177,4 +220,4 @@ async def open_pool(
         if isinstance(exc, psycopg.Error):
             raise postgres_error(owner.error, "connection", exc, secrets) from None
         raise
-    return Pool(pool, owner, secrets)
+    return Pool(pool, owner, url, options)
