@@ -5,8 +5,8 @@ settings, the watched namespaces, the cluster access and its API client, the liv
 kopf's login and ``/healthz`` need it before the startup handler has run.
 :class:`OperatorServices` is what that startup handler makes (:func:`open_services`): the config
 store, the Kubernetes calls beside kopf's, the status controller, the tombstone writer, the
-replica-report cache, and the tasks and threads cleanup stops. Tests build theirs with
-:func:`assemble` from fakes.
+store's housekeeping, the replica-report cache, and the tasks and threads cleanup stops. Tests
+build theirs with :func:`assemble` from fakes.
 
 kopf gives each resource object a shallow copy of the memo it was started with: both objects
 are shared by every handler, never copied (the report cache serves every waiting handler).
@@ -27,6 +27,7 @@ from kubernetes import client
 from kubebots.runtime.configstore import ReportingConfigStore, open_config_store
 from kubebots.runtime.kube_config import ClusterAccess
 
+from .housekeeping import Housekeeping, HousekeepingTiming
 from .kube import FINALIZER, KubeFinalizers, KubeSecretVersions, KubeStatusPatcher
 from .liveness import ApiLiveness
 from .reconcile import SecretVersions
@@ -67,14 +68,17 @@ class OperatorServices:
     status_feed: StatusFeed
     tombstones: Tombstones
     reports: ReportsCache  # shared by every handler waiting for its write to be served
+    housekeeping: Housekeeping
     executor: ThreadPoolExecutor | None = None  # runs the official client's calls
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
     def start(self) -> None:
-        """The status controller and the tombstone writer, each one task until :meth:`close`."""
+        """The status controller, the tombstone writer and the store's housekeeping, each one
+        task until :meth:`close`."""
         self.tasks = [
             asyncio.create_task(self.status_feed.run(), name="kubebots-status"),
             asyncio.create_task(self.tombstones.run(), name="kubebots-tombstones"),
+            asyncio.create_task(self.housekeeping.run(), name="kubebots-housekeeping"),
         ]
 
     async def close(self) -> None:
@@ -97,6 +101,14 @@ def feed_timing(settings: OperatorSettings) -> Timing:
     )
 
 
+def housekeeping_timing(settings: OperatorSettings) -> HousekeepingTiming:
+    return HousekeepingTiming(
+        compact_interval=settings.compact_interval,
+        history_retention=settings.history_retention,
+        replica_expiry=settings.replica_expiry,
+    )
+
+
 def assemble(
     settings: OperatorSettings,
     store: ReportingConfigStore,
@@ -116,6 +128,7 @@ def assemble(
         status_feed=StatusFeed(store, patcher, secrets, feed_timing(settings), clock=clock),
         tombstones=Tombstones(store, retry=settings.retry_interval, clock=clock),
         reports=ReportsCache(store, ttl=settings.reports_ttl),
+        housekeeping=Housekeeping(store, housekeeping_timing(settings)),
         executor=executor,
     )
 

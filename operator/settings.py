@@ -76,6 +76,24 @@ class OperatorSettings(BaseSettings):
         description="Handlers waiting for their writes read the replica reports at most "
         "this often (seconds).",
     )
+    compact_interval: float = Field(
+        default=600.0,
+        gt=0,
+        description="Config store housekeeping (compaction, then replica expiry) runs this "
+        "often, jittered by +-20%; a store that refuses is tried again the next time (seconds).",
+    )
+    history_retention: float = Field(
+        default=3600.0,
+        gt=0,
+        description="Compaction forgets the store's history (events, tombstones) older than "
+        "this; a runtime watching from before it lists again (seconds).",
+    )
+    replica_expiry: float = Field(
+        default=3600.0,
+        gt=0,
+        description="Replica expiry deletes the reports of runtime replicas silent for longer "
+        "than this (seconds); they stop counting after replica_max_age already.",
+    )
     annotation_prefix: str = "kubebots.io"
     api_liveness_timeout: float = Field(
         default=60.0,

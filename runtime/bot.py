@@ -2,20 +2,29 @@
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 
 from ._lifecycle import Lifecycle
 from ._locks import KeyedLocks
 from .context import BotContext
 from .conversations.base import ConversationKey, ConversationStore, StoredMessage
-from .errors import MessageRejectedError
+from .errors import MessageRejectedError, StorageError
 from .ids import validate_bot_id
 from .llm.base import ChatMessage, Completion, LLMProvider
+from .persistence.times import utc_now
 from .schema import BotConfig
 
+log = logging.getLogger("kubebots.runtime.bot")
+
 Release = Callable[[], Awaitable[None]]
+
+#: A bot with a ``conversationStorage.retentionDays`` prunes its old messages at most this often,
+#: after storing a turn (one indexed DELETE; the first turn after a (re)build prunes at once).
+PRUNE_INTERVAL = timedelta(minutes=10)
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,6 +58,7 @@ class DynaBot:
         storage: ConversationStore,
         release: Release | None = None,
         version: BotVersion | None = None,
+        clock: Callable[[], datetime] = utc_now,
     ) -> None:
         self.bot_id = validate_bot_id(bot_id)
         self.config = config
@@ -58,6 +68,8 @@ class DynaBot:
         self._extra_release = release
         self._turns: KeyedLocks[ConversationKey] = KeyedLocks()
         self._life = Lifecycle(self.bot_id, self._release)
+        self._clock = clock
+        self._next_prune: datetime | None = None  # None: at the next stored turn
 
     # -- chat -------------------------------------------------------------------------------
     async def chat(self, message: str, context: BotContext) -> str:
@@ -75,7 +87,8 @@ class DynaBot:
                 await self._storage.append(
                     key, [("user", message), ("assistant", completion.content)]
                 )
-                return completion
+            await self._prune_if_due()
+            return completion
 
     async def stream_chat(self, message: str, context: BotContext) -> AsyncGenerator[str, None]:
         """Yield the reply as text deltas; the turn is stored once the stream completes.
@@ -92,6 +105,7 @@ class DynaBot:
                     parts.append(delta)
                     yield delta
                 await self._storage.append(key, [("user", message), ("assistant", "".join(parts))])
+            await self._prune_if_due()
 
     # -- stateless (OpenAI-compatible) -------------------------------------------------------
     async def complete_messages(self, messages: Sequence[ChatMessage]) -> Completion:
@@ -181,6 +195,23 @@ class DynaBot:
                 f"message is {len(message)} characters; this bot accepts at most {limit}",
                 detail={"max_message_chars": limit, "length": len(message)},
             )
+
+    async def _prune_if_due(self) -> None:
+        """Delete this bot's messages older than its retention, at most every
+        :data:`PRUNE_INTERVAL`. A store that fails is logged (the turn is stored already) and
+        tried again after the interval."""
+        days = self.config.conversation_storage.retention_days
+        now = self._clock()
+        if days is None or (self._next_prune is not None and now < self._next_prune):
+            return
+        self._next_prune = now + PRUNE_INTERVAL  # set before awaiting: one prune at a time
+        try:
+            pruned = await self._storage.prune(self.bot_id, now - timedelta(days=days))
+        except StorageError as exc:
+            log.warning(f"bot {self.bot_id}: pruning messages older than {days} days failed: {exc}")
+            return
+        if pruned:
+            log.info(f"bot {self.bot_id}: pruned {pruned} message(s) older than {days} days")
 
     async def _prompt(self, key: ConversationKey, message: str) -> list[ChatMessage]:
         window = self.config.memory.max_messages

@@ -16,6 +16,7 @@ from .conversations import (
     StorageConfig,
     open_conversation_store,
     storage_key,
+    store_problem,
 )
 from .errors import BotCreationError, KubebotsError
 from .llm import LLMProvider, build_provider
@@ -76,6 +77,11 @@ class _SharedStores:
     def __len__(self) -> int:
         return len(self._stores)
 
+    def problems(self) -> list[str]:
+        """Why open conversation stores cannot reach their database (empty: all answer)."""
+        found = (store_problem(store) for store, _ in self._stores.values())
+        return sorted({problem for problem in found if problem})
+
 
 def with_process_defaults(llm: LLMConfig, env: Mapping[str, str]) -> LLMConfig:
     """Apply ``OPENAI_BASE_URL`` to an openai bot that names no ``baseUrl`` (like the SDK does).
@@ -120,6 +126,10 @@ class BotFactory:
     @property
     def open_stores(self) -> int:
         return len(self._stores)
+
+    def conversation_problems(self) -> list[str]:
+        """Why the conversation databases in use cannot be reached (empty: all answer)."""
+        return self._stores.problems()
 
     async def build(
         self, bot_id: str, config: BotConfig, version: BotVersion | None = None

@@ -14,7 +14,14 @@ from collections.abc import Mapping
 from ..errors import ConfigurationError
 from ..persistence.redaction import url_without_password
 from ..schema.storage import MemoryStorageConfig, PostgresStorageConfig, SqliteStorageConfig
-from .base import ConversationKey, ConversationStore, MessageRole, Messages, StoredMessage
+from .base import (
+    ConversationKey,
+    ConversationStore,
+    MessageRole,
+    Messages,
+    StoredMessage,
+    store_problem,
+)
 from .deferred import DeferredConversationStore
 from .memory import MemoryConversationStore
 from .postgres import PostgresConversationStore
@@ -33,6 +40,7 @@ __all__ = [
     "StoredMessage",
     "open_conversation_store",
     "storage_key",
+    "store_problem",
 ]
 
 StorageConfig = MemoryStorageConfig | SqliteStorageConfig | PostgresStorageConfig

@@ -1,8 +1,9 @@
 """The shape every conversation store has.
 
 A conversation is keyed by ``(bot_id, client_id, conversation_id)``: one client can never name
-another client's conversation. Storage is append-only; a turn's cost depends on the window it
-reads (``recent``), never on the conversation's length.
+another client's conversation. Storage is append-only (but for :meth:`ConversationStore.prune`,
+which a bot's retention uses); a turn's cost depends on the window it reads (``recent``), never on
+the conversation's length.
 """
 
 from __future__ import annotations
@@ -63,6 +64,26 @@ class ConversationStore(Protocol):
         """Delete every conversation of a bot; return how many messages went."""
         ...
 
+    async def prune(self, bot_id: str, older_than: datetime) -> int:
+        """Delete the bot's messages created before ``older_than`` (timezone-aware); return how
+        many went. The messages left keep their ``seq``; a conversation left empty is gone."""
+        ...
+
     async def close(self) -> None:
         """Release connections. Idempotent."""
         ...
+
+
+@runtime_checkable
+class ReportsProblems(Protocol):
+    """A store that knows whether its server answers (PostgreSQL stores, the deferred one)."""
+
+    @property
+    def problem(self) -> str | None:
+        """Why the server could not be reached lately; None while it answers."""
+        ...
+
+
+def store_problem(store: object) -> str | None:
+    """The store's :attr:`ReportsProblems.problem`, None for a store without a server."""
+    return store.problem if isinstance(store, ReportsProblems) else None

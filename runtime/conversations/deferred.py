@@ -9,14 +9,23 @@ database is back, when the next call opens the pool.
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from ..persistence.deferred import Deferred
-from .base import ConversationKey, ConversationStore, Messages, StoredMessage
+from .base import ConversationKey, ConversationStore, Messages, StoredMessage, store_problem
 
 
 class DeferredConversationStore(Deferred[ConversationStore]):
     """A :class:`ConversationStore` around ``open()``, which is awaited on the first call."""
 
     what = "conversation store"
+
+    @property
+    def problem(self) -> str | None:
+        """Why the database is unreachable: the failed open, or the opened pool's last failure."""
+        if self.last_error is not None:
+            return self.last_error.message
+        return store_problem(self.current) if self.current is not None else None
 
     async def append(self, key: ConversationKey, messages: Messages) -> int:
         return await (await self.opened()).append(key, messages)
@@ -40,3 +49,6 @@ class DeferredConversationStore(Deferred[ConversationStore]):
 
     async def delete_bot(self, bot_id: str) -> int:
         return await (await self.opened()).delete_bot(bot_id)
+
+    async def prune(self, bot_id: str, older_than: datetime) -> int:
+        return await (await self.opened()).prune(bot_id, older_than)

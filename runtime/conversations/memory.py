@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import bisect
 from datetime import UTC, datetime
 
 from ..errors import StorageError
 from ..persistence.checks import check_count
 from .base import ConversationKey, Messages, StoredMessage
-from .messages import check_key, check_messages
+from .messages import check_aware, check_key, check_messages
 
-# bot_id -> client_id -> conversation_id -> messages (seq i is at index i - 1)
+# bot_id -> client_id -> conversation_id -> messages, by seq (gapless until a prune drops a prefix)
 _Conversations = dict[str, dict[str, dict[str, list[StoredMessage]]]]
 
 
@@ -40,17 +41,17 @@ class MemoryConversationStore:
         existing = self._messages(key)
         checked = check_messages(messages)
         if not checked:
-            return len(existing or ())
+            return existing[-1].seq if existing else 0
         if existing is None:
             clients = self._bots.setdefault(key.bot_id, {})
             existing = clients.setdefault(key.client_id, {}).setdefault(key.conversation_id, [])
         now = datetime.now(UTC)
-        start = len(existing)
+        start = existing[-1].seq if existing else 0
         existing.extend(
             StoredMessage(seq=start + i, role=role, content=content, created_at=now)
             for i, (role, content) in enumerate(checked, start=1)
         )
-        return len(existing)
+        return existing[-1].seq
 
     async def recent(self, key: ConversationKey, limit: int) -> list[StoredMessage]:
         """The last ``limit`` messages, oldest first (``[]`` for an unknown conversation)."""
@@ -65,9 +66,10 @@ class MemoryConversationStore:
     ) -> list[StoredMessage]:
         """Messages from position ``offset`` (0-based), oldest first, at most ``limit``."""
         check_count("offset", offset)
-        end = None if limit is None else offset + check_count("limit", limit)
+        count = None if limit is None else check_count("limit", limit)
         existing = self._messages(key) or []
-        return existing[offset:end]
+        first = bisect.bisect_right(existing, offset, key=lambda m: m.seq)
+        return existing[first:] if count is None else existing[first : first + count]
 
     async def exists(self, key: ConversationKey) -> bool:
         """Whether the conversation holds at least one message."""
@@ -96,6 +98,26 @@ class MemoryConversationStore:
         self._messages(ConversationKey(bot_id, "", ""))  # validates, checks closed
         clients = self._bots.pop(bot_id, {})
         return sum(len(m) for convs in clients.values() for m in convs.values())
+
+    async def prune(self, bot_id: str, older_than: datetime) -> int:
+        """Delete the bot's messages created before ``older_than``; return how many went."""
+        self._messages(ConversationKey(bot_id, "", ""))  # validates, checks closed
+        cutoff = check_aware(older_than)
+        pruned = 0
+        clients = self._bots.get(bot_id, {})
+        for client_id, conversations in list(clients.items()):
+            for conversation_id, messages in list(conversations.items()):
+                old = bisect.bisect_left(messages, cutoff, key=lambda m: m.created_at)
+                if old:
+                    pruned += old
+                    del messages[:old]
+                if not messages:
+                    del conversations[conversation_id]
+            if not conversations:
+                del clients[client_id]
+        if not clients:
+            self._bots.pop(bot_id, None)
+        return pruned
 
     async def close(self) -> None:
         """Mark the store closed (its messages are dropped). Idempotent."""

@@ -8,7 +8,7 @@ inputs are accepted: a role must be ``user``/``assistant``, text must be storabl
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Final
 
 from ..errors import StorageError
@@ -30,6 +30,13 @@ def check_key(key: ConversationKey) -> ConversationKey:
         check_text("client_id", client_id),
         check_text("conversation_id", conversation_id),
     )
+
+
+def check_aware(at: datetime) -> datetime:
+    """``at`` in UTC; a naive datetime (no time zone) is a :class:`ValueError`."""
+    if not isinstance(at, datetime) or at.utcoffset() is None:
+        raise ValueError("older_than must be a timezone-aware datetime")
+    return at.astimezone(UTC)
 
 
 def check_messages(messages: Sequence[tuple[MessageRole, str]]) -> list[tuple[MessageRole, str]]:

@@ -34,6 +34,9 @@ _DDL = (
     " role text NOT NULL, content text NOT NULL, created_at timestamptz NOT NULL,"
     " PRIMARY KEY (bot_id, client_id, conversation_id, seq))"
 )
+#: What a retention's prune deletes by (made with the table; an older table is pruned through
+#: the primary key's ``bot_id`` prefix).
+_INDEX = "CREATE INDEX IF NOT EXISTS {i} ON {t} (bot_id, created_at)"
 
 
 class PostgresConversationStore(SqlQueries, PostgresTable[StorageError]):
@@ -60,9 +63,12 @@ class PostgresConversationStore(SqlQueries, PostgresTable[StorageError]):
         """
         check_identifier("table", table)
         ddl = sql.SQL(_DDL).format(t=sql.Identifier(table))
+        index = sql.SQL(_INDEX).format(
+            i=sql.Identifier(f"{table}_created"), t=sql.Identifier(table)
+        )
 
         async def setup(conn: Conn) -> None:
-            await create_missing_tables(conn, lock_id(table), [table], [ddl])
+            await create_missing_tables(conn, lock_id(table), [table], [ddl, index])
 
         owner = Owner(StorageError, "conversation store", f"kubebots-{table}")
         pool = await open_pool(

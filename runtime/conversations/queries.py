@@ -8,11 +8,12 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Any, Final
 
 from ..persistence.checks import check_count
 from .base import ConversationKey, MessageRole, StoredMessage
-from .messages import check_key
+from .messages import check_aware, check_key
 
 _KEY: Final = "bot_id = %s AND client_id = %s AND conversation_id = %s"
 _MESSAGES: Final = f"SELECT seq, role, content, created_at FROM {{t}} WHERE {_KEY}"
@@ -43,6 +44,10 @@ class SqlQueries(ABC):
     @abstractmethod
     def _message(self, row: Sequence[Any]) -> StoredMessage:
         """A fetched ``(seq, role, content, created_at)`` row as a message."""
+
+    def _timestamp(self, at: datetime) -> object:
+        """``at`` as the driver compares it with ``created_at`` (PostgreSQL: as is)."""
+        return at
 
     async def recent(self, key: ConversationKey, limit: int) -> list[StoredMessage]:
         """The last ``limit`` messages, oldest first (``[]`` for an unknown conversation)."""
@@ -80,3 +85,11 @@ class SqlQueries(ABC):
         """Delete every conversation of a bot; return how many messages went."""
         bot_id = check_key(ConversationKey(bot_id, "", "")).bot_id
         return await self._rowcount("DELETE FROM {t} WHERE bot_id = %s", (bot_id,))
+
+    async def prune(self, bot_id: str, older_than: datetime) -> int:
+        """Delete the bot's messages created before ``older_than``; return how many went (one
+        DELETE on the ``(bot_id, created_at)`` index)."""
+        bot_id = check_key(ConversationKey(bot_id, "", "")).bot_id
+        cutoff = self._timestamp(check_aware(older_than))
+        query = "DELETE FROM {t} WHERE bot_id = %s AND created_at < %s"
+        return await self._rowcount(query, (bot_id, cutoff))

@@ -23,6 +23,8 @@ _DDL = (
     " created_at TEXT NOT NULL,"
     " PRIMARY KEY (bot_id, client_id, conversation_id, seq))"
 )
+#: What a retention's prune deletes by (created through ``open``, existing files included).
+_INDEX = "CREATE INDEX IF NOT EXISTS {t}_created ON {t} (bot_id, created_at)"
 
 
 class SqliteConversationStore(SqlQueries):
@@ -47,7 +49,7 @@ class SqliteConversationStore(SqlQueries):
         ``busy_timeout`` is how many seconds a write waits for another connection's write.
         """
         check_identifier("table", table)
-        prepare = ("PRAGMA journal_mode = WAL", _DDL.format(t=table))
+        prepare = ("PRAGMA journal_mode = WAL", _DDL.format(t=table), _INDEX.format(t=table))
         conn = await open_sqlite(Path(path), _OWNER, busy_timeout=busy_timeout, prepare=prepare)
         return cls(SharedConnection(conn, _OWNER), table)
 
@@ -65,6 +67,10 @@ class SqliteConversationStore(SqlQueries):
     def _message(self, row: Sequence[Any]) -> StoredMessage:
         seq, role, content, created_at = row
         return to_message(seq, role, content, datetime.fromisoformat(created_at))
+
+    def _timestamp(self, at: datetime) -> object:
+        # Stored times are UTC ``isoformat()`` text, which sorts as the times do.
+        return at.isoformat()
 
     async def append(self, key: ConversationKey, messages: Messages) -> int:
         """Append ``messages`` atomically (all or none) in order; return the new message count."""

@@ -54,6 +54,11 @@ class Deferred(Generic[T]):
         """Why the last open failed (None once open)."""
         return self._error
 
+    @property
+    def current(self) -> T | None:
+        """The opened value, without opening it (None until an open succeeded)."""
+        return self._value
+
     async def opened(self) -> T:
         """The store, opened now unless it is already (or the last failure is too recent)."""
         if self._value is not None:

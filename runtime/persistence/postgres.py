@@ -111,6 +111,8 @@ class Pool(Generic[E]):
         self._url = url
         self._options = options
         self._secrets = url_secrets(url)
+        #: why the last checkout failed (the server unreachable), None since one succeeded
+        self.problem: str | None = None
 
     def error(self, what: str, exc: psycopg.Error) -> E:
         """The owner's error for ``exc``, without credentials (see :func:`postgres_error`)."""
@@ -129,7 +131,10 @@ class Pool(Generic[E]):
         try:
             conn = await self._checkout(pool)
         except psycopg.Error as exc:
-            raise self.error(self._owner.what, exc) from None
+            error = self.error(self._owner.what, exc)
+            self.problem = error.message
+            raise error from None
+        self.problem = None
         try:
             yield conn
         except psycopg.Error as exc:
@@ -170,6 +175,11 @@ class PostgresTable(Generic[E]):
 
     def _sql(self, query: str) -> sql.Composed:
         return sql.SQL(query).format(t=sql.Identifier(self._table))
+
+    @property
+    def problem(self) -> str | None:
+        """Why the store's server could not be reached lately (None: it answers)."""
+        return self._pool.problem
 
     async def close(self) -> None:
         """Close the pool (connections in use close when returned). Idempotent."""

@@ -11,20 +11,33 @@ from ._base import ENV_NAME_PATTERN, SchemaModel
 from .urls import POSTGRES_SECRET_PARAMS, url_credentials
 
 
-class MemoryStorageConfig(SchemaModel):
+class _Retention(SchemaModel):
+    """What every backend accepts: how long messages are kept."""
+
+    retention_days: int | None = Field(
+        default=None,
+        ge=1,
+        le=3650,
+        description="Delete this bot's messages older than this many days (unset: keep them "
+        "forever). Enforced by the runtime as the bot stores turns, at most every 10 minutes "
+        "per bot, so a conversation may lose its oldest turns while it goes on.",
+    )
+
+
+class MemoryStorageConfig(_Retention):
     """In-process storage: fast, lost when the process exits."""
 
     backend: Literal["memory"] = "memory"
 
 
-class SqliteStorageConfig(SchemaModel):
+class SqliteStorageConfig(_Retention):
     """A SQLite file (the embedded default). Several processes may share it."""
 
     backend: Literal["sqlite"] = "sqlite"
     path: str = Field(default="kubebots-conversations.db", min_length=1, max_length=4096)
 
 
-class PostgresStorageConfig(SchemaModel):
+class PostgresStorageConfig(_Retention):
     """PostgreSQL. The URL may not hold a password: give one by ``urlEnv`` (or libpq's env)."""
 
     backend: Literal["postgres"] = "postgres"

@@ -293,3 +293,46 @@ async def test_cancelled_appends_leave_the_store_consistent(store: ConversationS
     assert seqs(stored) == list(range(1, total + 1))
     assert stored[-1].content == "after"
     assert total % 2 == 1  # whole pairs only, plus the last message
+
+
+async def test_prune_deletes_only_the_bots_older_messages(store: ConversationStore) -> None:
+    key = new_key()
+    emptied = ConversationKey(key.bot_id, key.client_id, "quiet")
+    other = new_key()
+    await store.append(key, turns(4, "old"))
+    await store.append(emptied, turns(2, "old"))
+    await store.append(other, turns(2, "other"))
+    await asyncio.sleep(0.01)
+    cutoff = datetime.now(UTC)
+    await asyncio.sleep(0.01)
+    await store.append(key, turns(2, "new"))
+
+    assert await store.prune(key.bot_id, cutoff) == 6
+    assert await store.prune(key.bot_id, cutoff) == 0
+    # What is left keeps its positions; appends go on after it.
+    assert seqs(await store.history(key)) == [5, 6]
+    assert contents(await store.recent(key, 10)) == ["new0", "new1"]
+    assert seqs(await store.history(key, offset=5)) == [6]
+    assert seqs(await store.history(key, limit=1)) == [5]
+    assert await store.append(key, turns(2, "later")) == 8
+    # A conversation with nothing left is gone; another bot's are untouched, however old.
+    assert not await store.exists(emptied)
+    assert await store.list_conversations(key.bot_id, key.client_id) == ["conv"]
+    assert contents(await store.history(other)) == ["other0", "other1"]
+    assert await store.append(emptied, turns(1, "again")) == 1
+
+
+async def test_prune_with_a_future_cutoff_empties_the_bot(store: ConversationStore) -> None:
+    key = new_key()
+    await store.append(key, turns(3))
+    assert await store.prune(key.bot_id, datetime.now(UTC) + timedelta(days=1)) == 3
+    assert not await store.exists(key)
+    assert await store.append(key, turns(1)) == 1
+
+
+async def test_prune_rejects_a_naive_cutoff(store: ConversationStore) -> None:
+    key = new_key()
+    await store.append(key, turns(1))
+    with pytest.raises(ValueError, match="timezone-aware"):
+        await store.prune(key.bot_id, datetime.now())
+    assert await store.exists(key)

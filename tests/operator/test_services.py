@@ -59,7 +59,12 @@ async def test_startup_opens_the_store_and_the_api_calls_and_cleanup_stops_them(
     assert services.status_feed.store is services.store is services.tombstones.store
     assert services.executor is not None and services.executor._max_workers == 3
     services.start()
-    assert {t.get_name() for t in services.tasks} == {"kubebots-status", "kubebots-tombstones"}
+    assert services.housekeeping.store is services.store
+    assert {t.get_name() for t in services.tasks} == {
+        "kubebots-status",
+        "kubebots-tombstones",
+        "kubebots-housekeeping",
+    }
     await asyncio.sleep(0)
     await services.close()
     assert all(t.cancelled() for t in services.tasks)

@@ -5,6 +5,7 @@ retry and store the turn twice); a failing component is named in the 503, with R
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,7 @@ from kubebots.runtime.api.app import RuntimeSettings, create_app
 from kubebots.runtime.errors import RateLimitStorageError
 from kubebots.runtime.ratelimit import MemoryRateLimiter
 from kubebots.runtime.testing import ThreadedServer
+from tests.private_postgres import PrivatePostgres
 
 from .conftest import put_bots, wait_ready
 
@@ -80,3 +82,48 @@ def test_a_failing_limiter_is_named_in_a_503_with_retry_after(tmp_path: Path) ->
         assert refused.json()["message"] == "the rate limiter is unavailable"
         assert refused.headers["retry-after"] == "1"
         assert "connection refused" not in refused.text  # the detail stays in the log
+
+
+def test_a_conversation_database_outage_fails_fast_and_shows_in_readyz(tmp_path: Path) -> None:
+    """(issue 14.5) A stored turn during the outage is a 503 with Retry-After within seconds
+    (not the 10 s connect timeout); /readyz stays 200 (stateless turns are still served) and
+    says the conversation database is unavailable, never quoting its password; all of it
+    recovers by itself."""
+    secret = "pw-readyz-never-quoted-4c2d"
+    with PrivatePostgres() as pg:
+        pg.start()
+        url = f"sqlite:{tmp_path / 'store.db'}"
+        bot = {
+            "llm": {"provider": "echo"},
+            "conversationStorage": {"backend": "postgres", "urlEnv": "DB_URL", "poolSize": 2},
+        }
+        put_bots(url, "kubebots_", {"default:pg": bot})
+        settings = RuntimeSettings(store=url, auth=False, replica_id="r1")
+        app = create_app(settings, env={"DB_URL": pg.url(password=secret)})
+        with ThreadedServer(app) as server:
+            wait_ready(server.url)
+            chat = f"{server.url}/bots/default:pg/chat"
+            turn = {"message": "stored", "conversation_id": "c1"}
+            assert httpx.post(chat, json=turn, timeout=30).status_code == 200
+            assert httpx.get(f"{server.url}/readyz").json()["conversations"] == "ok"
+            pg.stop()
+            started = time.monotonic()
+            down = httpx.post(chat, json=turn, timeout=30)
+            assert down.status_code == 503 and down.headers["retry-after"] == "1"
+            assert time.monotonic() - started < 5
+            assert down.json()["message"] == "conversation storage is unavailable"
+            ready = httpx.get(f"{server.url}/readyz")
+            assert ready.status_code == 200
+            assert ready.json()["conversations"].startswith("unavailable: PostgreSQL")
+            assert secret not in ready.text
+            stateless = httpx.post(
+                f"{server.url}/v1/chat/completions",
+                json={"model": "default:pg", "messages": [{"role": "user", "content": "hi"}]},
+            )
+            assert stateless.status_code == 200
+            pg.start()
+            deadline = time.monotonic() + 30
+            while httpx.post(chat, json=turn, timeout=30).status_code != 200:
+                assert time.monotonic() < deadline, "never recovered"
+                time.sleep(0.2)
+            assert httpx.get(f"{server.url}/readyz").json()["conversations"] == "ok"

@@ -1,7 +1,7 @@
 """``/healthz`` (the process answers), ``/readyz`` (first store sync done), ``/metrics``.
 
 ``/readyz`` says why it is not ready (the store's error never quotes credentials), and once
-ready whether the config store currently answers.
+ready whether the config store and the conversation databases in use currently answer.
 """
 
 from __future__ import annotations
@@ -31,12 +31,17 @@ async def readyz(state: StateDep) -> dict[str, Any]:
         raise ServiceUnavailableError(
             f"not ready: the first config store sync has not finished{why}", retry_after=1
         )
-    # Once synced, a store outage keeps the replica ready: it serves the last good configs.
+    # Once synced, an outage keeps the replica ready (it serves the last good configs, and
+    # stateless turns need no conversation database): the body says what is down, so a probe
+    # or a person sees it, and taking every replica out of the Service would turn a partial
+    # outage into a full one.
+    conversations = state.manager.factory.conversation_problems()
     return {
         "status": "ready",
         "replica_id": state.sync.report().replica_id,
         "synced_revision": state.sync.synced_revision,
         "config_store": f"unavailable: {problem}" if problem else "ok",
+        "conversations": f"unavailable: {'; '.join(conversations)}" if conversations else "ok",
     }
 
 
