@@ -43,6 +43,7 @@ from kubebots.runtime.schema import (
     PLURAL,
     parse_bot_document,
 )
+from kubebots.runtime.schema.document import find_bot_files
 
 from .kube import describe_api_error, status_kind
 
@@ -106,21 +107,13 @@ class Outcome:
 
 
 def bot_files(paths: Iterable[str | Path]) -> list[Path]:
-    """The files named, and the ``*.yaml``/``*.yml`` files directly in the directories named
-    (sorted by name; hidden entries such as a mounted ConfigMap's ``..data`` are skipped)."""
-    found: list[Path] = []
-    for path in map(Path, paths):
-        if path.is_dir():
-            found += sorted(
-                p
-                for p in path.iterdir()
-                if not p.name.startswith(".") and p.suffix in {".yaml", ".yml"} and p.is_file()
-            )
-        elif path.is_file():
-            found.append(path)
-        else:
-            raise CreateBotsError(f"{path}: no such file or directory")
-    return found
+    """The files named, and the Bot files directly in the directories named (sorted by name;
+    hidden entries such as a mounted ConfigMap's ``..data`` are skipped): ``kubebots
+    validate``'s reading of ``-f``, a missing path being this command's error."""
+    try:
+        return find_bot_files(paths)
+    except ConfigurationError as exc:
+        raise CreateBotsError(exc.message) from None
 
 
 def _body(doc: Mapping[str, Any], namespace: str) -> dict[str, Any]:

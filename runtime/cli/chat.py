@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import sys
 import threading
 from collections.abc import AsyncIterator, Mapping
@@ -19,6 +20,7 @@ from ..schema import BotConfig, BotDocument, LLMConfig, load_bot_documents
 
 HELP = "commands: /help, /new (start a new conversation), /history, /quit (or Ctrl-D, Ctrl-C)"
 WAITING = "waiting for the model"
+SPINNER = "|/-\\"
 
 
 def add_chat_parser(sub: Any) -> None:
@@ -108,23 +110,16 @@ async def _answer(
     on a terminal, one line otherwise) instead of looking hung."""
     first = asyncio.ensure_future(anext(stream, None))
     done, _ = await asyncio.wait({first}, timeout=patience)
-    if not done:
-        frames = "|/-\\"
-        tick = 0
-        if not interactive:
-            print("(waiting for the model...)", end="", file=stdout, flush=True)
-        while not done:
-            if interactive:
-                print(f"\r{WAITING} {frames[tick % 4]}", end="", file=stdout, flush=True)
-                tick += 1
+    if not done and not interactive:
+        print(f"({WAITING}...)\nbot> ", end="", file=stdout, flush=True)
+    elif not done:
+        for tick in itertools.count():
+            print(f"\r{WAITING} {SPINNER[tick % 4]}", end="", file=stdout, flush=True)
             done, _ = await asyncio.wait({first}, timeout=0.1)
-        print(
-            "\r" + " " * (len(WAITING) + 2) + "\rbot> " if interactive else "\nbot> ",
-            end="",
-            file=stdout,
-            flush=True,
-        )
-    delta = first.result()
+            if done:
+                break
+        print("\r" + " " * (len(WAITING) + 2) + "\rbot> ", end="", file=stdout, flush=True)
+    delta = await first
     while delta is not None:
         print(delta, end="", file=stdout, flush=True)
         delta = await anext(stream, None)

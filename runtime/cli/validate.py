@@ -51,7 +51,13 @@ def check_file(path: Path, stdin: TextIO) -> tuple[list[BotDocument], list[Docum
 
 def run_validate(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     try:
-        files = find_bot_files(args.filename, recursive=args.recursive)
+        files = [
+            path
+            for name in args.filename
+            for path in (
+                [Path("-")] if name == "-" else find_bot_files([name], recursive=args.recursive)
+            )
+        ]
     except ConfigurationError as exc:
         print(f"error: {exc.message}", file=sys.stderr)
         return 1

@@ -12,14 +12,16 @@ from urllib.parse import parse_qsl, unquote
 
 _AUTHORITY = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*://)([^/?#]*)@")
 _KEYWORD_SECRET = re.compile(r"\b(?:user|password|sslpassword)\s*=\s*('(?:[^'\\]|\\.)*'|[^\s&#]+)")
-#: Query parameters of a PostgreSQL URL that name who connects or hold a secret, compared by
-#: their decoded name, as libpq reads them (``pass%77ord`` is ``password``).
-_SECRET_PARAMS = frozenset({"user", "password", "sslpassword"})
+#: libpq connection parameters that hold a secret, compared by their decoded name, as libpq
+#: reads them (``pass%77ord`` is ``password``). The schema refuses them in Bot URLs.
+POSTGRES_SECRET_PARAMS = frozenset({"password", "sslpassword"})
+#: ... and the parameters whose values messages must not quote (who connects, too).
+_SECRET_PARAMS = POSTGRES_SECRET_PARAMS | {"user"}
 
 
 def _secret_param(item: str) -> bool:
     name = unquote(item.partition("=")[0]).strip().lower()
-    return name in _SECRET_PARAMS - {"user"}
+    return name in POSTGRES_SECRET_PARAMS
 
 
 def url_secrets(dsn: str) -> list[str]:

@@ -230,7 +230,7 @@ def find_bot_files(paths: Iterable[str | Path], *, recursive: bool = False) -> l
                 and p.is_file()
                 and not any(part.startswith(".") for part in p.relative_to(path).parts)
             )
-        elif path.is_file() or str(path) == "-":
+        elif path.is_file():
             found.append(path)
         else:
             raise ConfigurationError(f"{path}: no such file or directory")

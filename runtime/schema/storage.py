@@ -7,8 +7,9 @@ from urllib.parse import urlsplit
 
 from pydantic import Field, field_validator, model_validator
 
+from ..persistence.redaction import POSTGRES_SECRET_PARAMS
 from ._base import ENV_NAME_PATTERN, SchemaModel
-from .urls import POSTGRES_SECRET_PARAMS, url_credentials
+from .urls import url_credentials
 
 
 class _Retention(SchemaModel):

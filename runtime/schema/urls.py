@@ -31,8 +31,6 @@ HTTP_SECRET_PARAMS = frozenset(
         "signature",
     }
 )
-#: libpq connection parameters that hold a secret (libpq matches names exactly, once decoded).
-POSTGRES_SECRET_PARAMS = frozenset({"password", "sslpassword"})
 
 
 def _normalised(name: str) -> str:
