@@ -5,11 +5,8 @@ Until the real limiter opens, calls raise its :class:`StorageError` (503 for the
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
-
 from ..persistence.deferred import Deferred
-from .base import RateLimiter, Window
+from .base import Charge, Decision, Limit, RateLimiter
 
 
 class DeferredRateLimiter(Deferred[RateLimiter], RateLimiter):
@@ -17,10 +14,8 @@ class DeferredRateLimiter(Deferred[RateLimiter], RateLimiter):
 
     what = "rate limiter"
 
-    @asynccontextmanager
-    async def _window(
-        self, scope: str, client_id: str, window_seconds: float
-    ) -> AsyncIterator[Window]:
-        limiter = await self.opened()
-        async with limiter._window(scope, client_id, window_seconds) as log:
-            yield log
+    async def _admit(self, client_id: str, limits: tuple[Limit, ...]) -> Decision:
+        return await (await self.opened())._admit(client_id, limits)
+
+    async def _record_many(self, charges: tuple[Charge, ...]) -> None:
+        await (await self.opened())._record_many(charges)

@@ -4,38 +4,22 @@ from __future__ import annotations
 
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Callable
 
-from ..errors import StorageError
-from .base import RateLimiter
+from ..errors import RateLimitStorageError
+from .base import Charge, Decision, Limit, RateLimiter, decide
 
 # (scope, client_id) -> (time, cost) entries, oldest first
 _Logs = dict[tuple[str, str], deque[tuple[float, int]]]
 
 
-class _Log:
-    """One key's entries at one instant (``now``)."""
-
-    def __init__(self, entries: deque[tuple[float, int]], now: float) -> None:
-        self.entries = entries
-        self._now = now
-
-    async def ages(self) -> list[tuple[float, int]]:
-        return [(self._now - at, cost) for at, cost in self.entries]
-
-    async def add(self, cost: int) -> None:
-        self.entries.append((self._now, cost))
-
-
 class MemoryRateLimiter(RateLimiter):
     """Sliding logs in deques, keyed by ``(scope, client_id)``.
 
-    Limits hold within this process only: N replicas would admit N times the limit (use
-    :class:`~kubebots.runtime.ratelimit.postgres.PostgresRateLimiter` there). A call never
-    awaits anything that suspends, so each is atomic on the event loop. ``clock`` returns
-    seconds (monotonic by default; tests inject their own). After :meth:`close` calls raise
-    :class:`StorageError`.
+    Limits hold within this process only: N replicas would admit N times the limit (use the
+    PostgreSQL or Redis limiter there). A call never awaits anything that suspends, so each is
+    atomic on the event loop. ``clock`` returns seconds (monotonic by default; tests inject
+    their own). After :meth:`close` calls raise :class:`RateLimitStorageError`.
     """
 
     def __init__(self, *, clock: Callable[[], float] = time.monotonic) -> None:
@@ -44,25 +28,47 @@ class MemoryRateLimiter(RateLimiter):
 
     @classmethod
     async def open(cls, *, clock: Callable[[], float] = time.monotonic) -> MemoryRateLimiter:
-        """A new, empty limiter (async for symmetry with the PostgreSQL limiter)."""
+        """A new, empty limiter (async for symmetry with the shared limiters)."""
         return cls(clock=clock)
 
-    @asynccontextmanager
-    async def _window(
-        self, scope: str, client_id: str, window_seconds: float
-    ) -> AsyncIterator[_Log]:
-        """The key's log with entries out of the window dropped; an empty one is forgotten."""
+    def _live(self, scope: str, client_id: str, window_seconds: float, now: float) -> _Logs:
+        """The logs, the key's entries out of the window dropped (an empty log forgotten)."""
         if self._logs is None:
-            raise StorageError("the rate limiter is closed")
-        logs, now = self._logs, self._clock()
-        entries = logs.setdefault((scope, client_id), deque())
-        while entries and entries[0][0] <= now - window_seconds:
-            entries.popleft()
-        try:
-            yield _Log(entries, now)
-        finally:
+            raise RateLimitStorageError("the rate limiter is closed")
+        entries = self._logs.get((scope, client_id))
+        if entries is not None:
+            while entries and entries[0][0] <= now - window_seconds:
+                entries.popleft()
             if not entries:
-                logs.pop((scope, client_id), None)
+                del self._logs[(scope, client_id)]
+        return self._logs
+
+    async def _admit(self, client_id: str, limits: tuple[Limit, ...]) -> Decision:
+        now = self._clock()
+        decision: Decision | None = None
+        for limit in limits:
+            logs = self._live(limit.scope, client_id, limit.window_seconds, now)
+            entries = logs.get((limit.scope, client_id), ())
+            decision = decide(((now - at, cost) for at, cost in entries), limit)
+            if not decision.allowed:
+                return decision
+        for limit in limits:
+            if limit.cost > 0:
+                self._add(limit.scope, client_id, now, limit.cost)
+        assert decision is not None  # at least one limit (checked by the base)
+        return decision
+
+    async def _record_many(self, charges: tuple[Charge, ...]) -> None:
+        now = self._clock()
+        for charge in charges:
+            self._live(charge.scope, charge.client_id, charge.window_seconds, now)
+        for charge in charges:
+            self._add(charge.scope, charge.client_id, now, charge.cost)
+
+    def _add(self, scope: str, client_id: str, now: float, cost: int) -> None:
+        if self._logs is None:
+            raise RateLimitStorageError("the rate limiter is closed")
+        self._logs.setdefault((scope, client_id), deque()).append((now, cost))
 
     async def close(self) -> None:
         """Forget every log. Idempotent."""

@@ -7,7 +7,7 @@ import asyncio
 import pytest
 
 from kubebots.runtime.errors import StorageError
-from kubebots.runtime.ratelimit import MIN_RETRY_AFTER, Decision, RateLimiter
+from kubebots.runtime.ratelimit import MIN_RETRY_AFTER, Charge, Decision, Limit, RateLimiter
 
 
 async def test_is_a_rate_limiter(limiter: RateLimiter) -> None:
@@ -77,7 +77,7 @@ async def test_scopes_and_clients_are_independent(limiter: RateLimiter, client_i
 
 async def test_zero_limit_denies_for_good(limiter: RateLimiter, client_id: str) -> None:
     decision = await limiter.acquire(client_id, limit=0)
-    assert decision == Decision(allowed=False, remaining=0, retry_after=None, limit=0)
+    assert decision == Decision(False, 0, None, 0, "requests")
 
 
 async def test_token_budget_record_then_check(limiter: RateLimiter, client_id: str) -> None:
@@ -86,10 +86,10 @@ async def test_token_budget_record_then_check(limiter: RateLimiter, client_id: s
             client_id, limit=100, cost=0, window_seconds=1.0, scope="tokens"
         )
 
-    assert (await check()) == Decision(True, 100, None, 100)
+    assert (await check()) == Decision(True, 100, None, 100, "tokens")
     await limiter.record(client_id, cost=90, window_seconds=1.0)
     for _ in range(3):  # a check records nothing
-        assert (await check()) == Decision(True, 10, None, 100)
+        assert (await check()) == Decision(True, 10, None, 100, "tokens")
     await limiter.record(client_id, cost=10, window_seconds=1.0)  # exactly at the budget
     at_budget = await check()
     assert not at_budget.allowed and at_budget.remaining == 0
@@ -141,3 +141,113 @@ async def test_closed_limiter_raises_storage_error(limiter: RateLimiter, client_
         await limiter.acquire(client_id, limit=1)
     with pytest.raises(StorageError):
         await limiter.record(client_id, cost=1)
+    with pytest.raises(StorageError):
+        await limiter.admit(client_id, [Limit("requests", 1)])
+    with pytest.raises(StorageError):
+        await limiter.record_many([Charge(client_id, "tokens", 1)])
+
+
+async def used(limiter: RateLimiter, client_id: str, scope: str, window: float = 60.0) -> int:
+    """The cost recorded in ``scope``'s window, read with a pure check (records nothing)."""
+    big = 10**12
+    decision = await limiter.acquire(
+        client_id, limit=big, cost=0, window_seconds=window, scope=scope
+    )
+    return big - decision.remaining
+
+
+async def test_admit_is_all_or_nothing(limiter: RateLimiter, client_id: str) -> None:
+    limits = [Limit("a", 3, cost=1), Limit("b", 2, cost=2)]
+    first = await limiter.admit(client_id, limits)
+    assert first == Decision(True, 0, None, 2, "b")  # the last limit speaks when all allow
+    assert (await used(limiter, client_id, "a"), await used(limiter, client_id, "b")) == (1, 2)
+    denied = await limiter.admit(client_id, limits)
+    assert not denied.allowed and denied.scope == "b" and denied.limit == 2
+    assert denied.retry_after is not None and 55.0 < denied.retry_after <= 60.0
+    # Nothing was recorded: "a" still holds one, and alone it admits two more.
+    assert await used(limiter, client_id, "a") == 1
+    assert (await limiter.admit(client_id, [Limit("a", 3, cost=2)])).remaining == 0
+
+
+async def test_admit_returns_the_first_denial(limiter: RateLimiter, client_id: str) -> None:
+    await limiter.record_many([Charge(client_id, "x", 5), Charge(client_id, "y", 5)])
+    decision = await limiter.admit(client_id, [Limit("x", 5), Limit("y", 5)])
+    assert (decision.allowed, decision.scope, decision.remaining) == (False, "x", 0)
+    decision = await limiter.admit(client_id, [Limit("y", 6, cost=2), Limit("x", 5)])
+    assert (decision.allowed, decision.scope, decision.remaining) == (False, "y", 1)
+    never = await limiter.admit(client_id, [Limit("z", 1, cost=2), Limit("x", 5)])
+    assert (never.allowed, never.scope, never.retry_after) == (False, "z", None)
+    assert await used(limiter, client_id, "z") == 0
+
+
+async def test_admit_with_a_token_budget(limiter: RateLimiter, client_id: str) -> None:
+    """A budget (cost 0) is checked with the request slot; a refusal takes no slot."""
+    limits = [Limit("tokens", 100, cost=0, window_seconds=1.0), Limit("requests", 10)]
+    assert await limiter.admit(client_id, limits) == Decision(True, 9, None, 10, "requests")
+    await limiter.record_many([Charge(client_id, "tokens", 100, window_seconds=1.0)])
+    refused = await limiter.admit(client_id, limits)
+    assert (refused.allowed, refused.scope, refused.remaining, refused.limit) == (
+        False,
+        "tokens",
+        0,
+        100,
+    )
+    assert refused.retry_after is not None and 0 < refused.retry_after <= 1.0
+    assert await used(limiter, client_id, "requests") == 1
+    assert await used(limiter, client_id, "tokens", window=1.0) == 100
+    await asyncio.sleep(refused.retry_after + 0.1)
+    assert await limiter.admit(client_id, limits) == Decision(True, 8, None, 10, "requests")
+
+
+async def test_record_many(limiter: RateLimiter, client_id: str) -> None:
+    other = client_id + "-other"
+    await limiter.record_many(
+        [
+            Charge(client_id, "tokens", 30),
+            Charge(other, "tokens", 7),
+            Charge(client_id, "tokens", 12),  # the same key twice: both count
+            Charge(client_id, "images", 2),
+            Charge(client_id, "zero", 0),  # nothing to record
+        ]
+    )
+    assert await used(limiter, client_id, "tokens") == 42
+    assert await used(limiter, other, "tokens") == 7
+    assert await used(limiter, client_id, "images") == 2
+    assert await used(limiter, client_id, "zero") == 0
+    await limiter.record_many([])
+    await limiter.record_many([Charge(client_id, "tokens", 0)])
+    assert await used(limiter, client_id, "tokens") == 42
+
+
+async def test_record_many_checks_every_charge_first(limiter: RateLimiter, client_id: str) -> None:
+    with pytest.raises(ValueError):
+        await limiter.record_many([Charge(client_id, "tokens", 5), Charge("", "tokens", 1)])
+    with pytest.raises(ValueError):
+        await limiter.record_many([Charge(client_id, "tokens", 5), Charge(client_id, "t", -1)])
+    with pytest.raises(TypeError):
+        await limiter.record_many([Charge(client_id, "tokens", 5), ("c", "tokens", 1)])  # type: ignore[list-item]
+    with pytest.raises(ValueError):
+        await limiter.record_many([Charge(client_id, "tokens", 5, window_seconds=0)])
+    assert await used(limiter, client_id, "tokens") == 0
+
+
+@pytest.mark.parametrize(
+    ("limits", "error"),
+    [
+        ([], ValueError),
+        ([Limit("a", 1), Limit("a", 2)], ValueError),
+        ([Limit("a", 1), ("b", 1)], TypeError),
+        ([Limit("a", -1)], ValueError),
+        ([Limit("a", 1, cost=-1)], ValueError),
+        ([Limit("", 1)], ValueError),
+        ([Limit("a", 1), Limit("b", 1, window_seconds=float("nan"))], ValueError),
+    ],
+)
+async def test_admit_bad_arguments(
+    limiter: RateLimiter, client_id: str, limits: list[Limit], error: type
+) -> None:
+    with pytest.raises(error):
+        await limiter.admit(client_id, limits)
+    with pytest.raises(ValueError):
+        await limiter.admit("", [Limit("a", 1)])
+    assert await used(limiter, client_id, "a") == 0

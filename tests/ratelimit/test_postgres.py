@@ -11,7 +11,7 @@ import pytest
 from psycopg import sql
 
 from kubebots.runtime.errors import StorageError
-from kubebots.runtime.ratelimit import PostgresRateLimiter
+from kubebots.runtime.ratelimit import Charge, Limit, PostgresRateLimiter
 
 from .conftest import drop_tables
 
@@ -101,3 +101,50 @@ def test_bad_prefix_is_rejected(postgres_url: str) -> None:
     for prefix in ("Bad-", "x" * 60, 'a"; DROP TABLE x; --'):
         with pytest.raises(ValueError):
             asyncio.run(PostgresRateLimiter.open(postgres_url, prefix=prefix))
+
+
+async def test_calls_take_the_lock_ids_of_earlier_releases(
+    postgres_url: str, pg_prefix: str, replicas: list[PostgresRateLimiter], client_id: str
+) -> None:
+    """An earlier release's replica locks ``hashtextextended('<table>:<scope>:<client>', 0)``
+    for its several statements: a call waits for it, so both kinds may share a database."""
+    key = f"{pg_prefix}ratelimit:requests:{client_id}"
+    lock = "SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))"
+    async with await psycopg.AsyncConnection.connect(postgres_url, autocommit=True) as old:
+        async with old.transaction():
+            await old.execute(lock, (key,))
+            admit = asyncio.create_task(
+                replicas[0].admit(client_id, [Limit("tokens", 5, cost=0), Limit("requests", 1)])
+            )
+            await asyncio.sleep(0.3)
+            assert not admit.done()
+        assert (await admit).allowed
+        async with old.transaction():
+            await old.execute(lock, (key,))
+            charge = asyncio.create_task(
+                replicas[1].record_many([Charge(client_id, "requests", 1)])
+            )
+            await asyncio.sleep(0.3)
+            assert not charge.done()
+        await charge
+    assert not (await replicas[2].acquire(client_id, limit=2)).allowed
+
+
+async def test_charges_of_many_keys_in_any_order_never_deadlock(
+    replicas: list[PostgresRateLimiter], client_id: str
+) -> None:
+    clients = [f"{client_id}-{i}" for i in range(4)]
+    batches = [
+        [Charge(c, scope, 1) for c in (clients if n % 2 else clients[::-1]) for scope in "ab"]
+        for n in range(30)
+    ]
+    admits = [
+        replicas[n % 3].admit(clients[n % 4], [Limit("b", 10**6), Limit("a", 10**6)])
+        for n in range(30)
+    ]
+    await asyncio.gather(
+        *(replicas[n % 3].record_many(batch) for n, batch in enumerate(batches)), *admits
+    )
+    for c in clients:
+        check = await replicas[0].admit(c, [Limit("a", 10**6, cost=0), Limit("b", 10**6, cost=0)])
+        assert check.remaining == 10**6 - 30 - 30 // 4 - (1 if clients.index(c) < 30 % 4 else 0)
