@@ -11,10 +11,15 @@ from datetime import datetime, timedelta
 from ._lifecycle import Lifecycle
 from ._locks import KeyedLocks
 from .context import BotContext
-from .conversations.base import ConversationKey, ConversationStore, StoredMessage
+from .conversations.base import (
+    ConversationChanged,
+    ConversationKey,
+    ConversationStore,
+    StoredMessage,
+)
 from .errors import MessageRejectedError, StorageError
 from .ids import validate_bot_id
-from .llm.base import ChatMessage, Completion, LLMProvider
+from .llm.base import ChatMessage, Completion, LLMProvider, Usage, UsageSink
 from .persistence.times import utc_now
 from .schema import BotConfig
 
@@ -25,6 +30,16 @@ Release = Callable[[], Awaitable[None]]
 #: A bot with a ``conversationStorage.retentionDays`` prunes its old messages at most this often,
 #: after storing a turn (one indexed DELETE; the first turn after a (re)build prunes at once).
 PRUNE_INTERVAL = timedelta(minutes=10)
+
+
+def _added(first: Usage | None, second: Usage | None) -> Usage | None:
+    """The usage of two calls (either may be unreported)."""
+    if first is None or second is None:
+        return first or second
+    return Usage(
+        first.prompt_tokens + second.prompt_tokens,
+        first.completion_tokens + second.completion_tokens,
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,8 +60,11 @@ _CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 class DynaBot:
     """A bot built from a :class:`BotConfig`: an LLM provider plus conversation storage.
 
-    Turns on one conversation are serialized, so history always alternates user/assistant; a
-    turn reads only the memory window, so its cost does not grow with the conversation.
+    Turns on one conversation are serialized in this process, so history always alternates
+    user/assistant; a turn reads only the memory window, so its cost does not grow with the
+    conversation. A turn is stored only after the position its window ended at (the store's
+    ``after``): if another replica stored a turn on the same conversation meanwhile,
+    :meth:`complete` answers once more from the fresh history (see there).
     """
 
     def __init__(
@@ -77,34 +95,53 @@ class DynaBot:
         return (await self.complete(message, context)).content
 
     async def complete(self, message: str, context: BotContext) -> Completion:
-        """Like :meth:`chat`, with token usage when the provider reports it."""
-        key = self._key(context)
-        self._check(message)
-        with self._life.operation():
-            async with self._turns.hold(key):
-                prompt = await self._prompt(key, message)
-                completion = await self._llm.complete(prompt)
-                await self._storage.append(
-                    key, [("user", message), ("assistant", completion.content)]
-                )
-            await self._prune_if_due()
-            return completion
+        """Like :meth:`chat`, with token usage when the provider reports it.
 
-    async def stream_chat(self, message: str, context: BotContext) -> AsyncGenerator[str, None]:
-        """Yield the reply as text deltas; the turn is stored once the stream completes.
-
-        A stream abandoned part-way stores nothing (close it with ``aclose()`` to free the turn).
+        If another writer (another replica) stored a turn on the conversation while the model
+        answered, the reply did not see it: the model is asked once more with the fresh history,
+        and that reply is stored and returned, its usage covering both calls. Should the
+        conversation change again meanwhile, that reply is stored after whatever is there.
         """
         key = self._key(context)
         self._check(message)
         with self._life.operation():
             async with self._turns.hold(key):
-                prompt = await self._prompt(key, message)
+                prompt, after = await self._prompt(key, message)
+                completion = await self._llm.complete(prompt)
+                try:
+                    await self._store_turn(key, message, completion.content, after)
+                except ConversationChanged:
+                    # The store forgot its cached window: this prompt reads the stored one.
+                    prompt, after = await self._prompt(key, message)
+                    again = await self._llm.complete(prompt)
+                    completion = Completion(again.content, _added(completion.usage, again.usage))
+                    try:
+                        await self._store_turn(key, message, completion.content, after)
+                    except ConversationChanged:
+                        await self._store_turn(key, message, completion.content, None)
+            await self._prune_if_due()
+            return completion
+
+    async def stream_chat(
+        self, message: str, context: BotContext, *, on_usage: UsageSink | None = None
+    ) -> AsyncGenerator[str, None]:
+        """Yield the reply as text deltas; the turn is stored once the stream completes.
+        ``on_usage`` gets the reply's token usage if the provider reports it.
+
+        A stream abandoned part-way stores nothing (close it with ``aclose()`` to free the turn).
+        A reply already sent cannot be asked again: if another writer stored a turn on the
+        conversation meanwhile, this one is stored after it all the same.
+        """
+        key = self._key(context)
+        self._check(message)
+        with self._life.operation():
+            async with self._turns.hold(key):
+                prompt, _ = await self._prompt(key, message)
                 parts: list[str] = []
-                async for delta in self._llm.stream(prompt):
+                async for delta in self._llm.stream(prompt, on_usage=on_usage):
                     parts.append(delta)
                     yield delta
-                await self._storage.append(key, [("user", message), ("assistant", "".join(parts))])
+                await self._store_turn(key, message, "".join(parts), None)
             await self._prune_if_due()
 
     # -- stateless (OpenAI-compatible) -------------------------------------------------------
@@ -114,11 +151,14 @@ class DynaBot:
         with self._life.operation():
             return await self._llm.complete(self._stateless_prompt(messages))
 
-    async def stream_messages(self, messages: Sequence[ChatMessage]) -> AsyncGenerator[str, None]:
-        """Like :meth:`complete_messages`, as text deltas."""
+    async def stream_messages(
+        self, messages: Sequence[ChatMessage], *, on_usage: UsageSink | None = None
+    ) -> AsyncGenerator[str, None]:
+        """Like :meth:`complete_messages`, as text deltas (``on_usage`` as in
+        :meth:`stream_chat`)."""
         prompt = self._stateless_prompt(messages)
         with self._life.operation():
-            async for delta in self._llm.stream(prompt):
+            async for delta in self._llm.stream(prompt, on_usage=on_usage):
                 yield delta
 
     def _stateless_prompt(self, messages: Sequence[ChatMessage]) -> list[ChatMessage]:
@@ -213,7 +253,13 @@ class DynaBot:
         if pruned:
             log.info(f"bot {self.bot_id}: pruned {pruned} message(s) older than {days} days")
 
-    async def _prompt(self, key: ConversationKey, message: str) -> list[ChatMessage]:
+    async def _store_turn(
+        self, key: ConversationKey, message: str, reply: str, after: int | None
+    ) -> None:
+        await self._storage.append(key, [("user", message), ("assistant", reply)], after=after)
+
+    async def _prompt(self, key: ConversationKey, message: str) -> tuple[list[ChatMessage], int]:
+        """The prompt of a turn, and the last seq of the conversation it saw."""
         window = self.config.memory.max_messages
         recent = await self._storage.recent(key, max(window, 1))
         held = recent[-1].seq if recent else 0
@@ -231,7 +277,7 @@ class DynaBot:
             prompt.append(ChatMessage("system", self.config.system_prompt))
         prompt.extend(ChatMessage(m.role, m.content) for m in history)
         prompt.append(ChatMessage("user", message))
-        return prompt
+        return prompt, held
 
     def __repr__(self) -> str:
         return f"<DynaBot {self.bot_id!r} provider={self.config.llm.provider}>"

@@ -4,6 +4,17 @@ Each backend is opened with its async ``open`` classmethod; :func:`open_conversa
 picks one from a ``conversationStorage`` config. :func:`storage_key` names the physical store a
 config points at, so callers can share one store (one SQLite connection, one PostgreSQL pool)
 between every bot configured the same way.
+
+An append can name the position it expects to follow (``after``); a store that finds another
+last message stores nothing and raises :class:`ConversationChanged`. That is what lets the
+PostgreSQL store cache windows: each replica keeps the last messages of up to 10,000 recent
+conversations (:mod:`.window`), so a turn whose window is cached costs one round trip (the
+append, one statement). Every write notifies a channel named like the table (``pg_notify``
+in the same statement; the payload holds a hash of the conversation or bot, never an id, and the
+new last seq), each store listens on it over a connection of its own and drops the windows other
+writers changed, and while that connection is down the cache is empty and bypassed. A
+notification still in flight is caught by ``after``: a bot that sees
+:class:`ConversationChanged` reads the conversation afresh and asks its model again.
 """
 
 from __future__ import annotations
@@ -15,6 +26,7 @@ from ..errors import ConfigurationError
 from ..persistence.redaction import url_without_password
 from ..schema.storage import MemoryStorageConfig, PostgresStorageConfig, SqliteStorageConfig
 from .base import (
+    ConversationChanged,
     ConversationKey,
     ConversationStore,
     MessageRole,
@@ -28,6 +40,7 @@ from .postgres import PostgresConversationStore
 from .sqlite import SqliteConversationStore
 
 __all__ = [
+    "ConversationChanged",
     "ConversationKey",
     "ConversationStore",
     "DeferredConversationStore",

@@ -3,7 +3,9 @@
 A conversation is keyed by ``(bot_id, client_id, conversation_id)``: one client can never name
 another client's conversation. Storage is append-only (but for :meth:`ConversationStore.prune`,
 which a bot's retention uses); a turn's cost depends on the window it reads (``recent``), never on
-the conversation's length.
+the conversation's length. An append may name the position it expects to follow (``after``): a
+writer that read a window, then called a model, stores its turn only if nobody stored one since
+(else :class:`ConversationChanged`).
 """
 
 from __future__ import annotations
@@ -32,12 +34,37 @@ class StoredMessage:
     created_at: datetime  # timezone-aware UTC
 
 
+class ConversationChanged(Exception):
+    """An append with ``after`` found the conversation's last message at another position:
+    another writer stored (or deleted) messages since the caller read it. Nothing was stored,
+    and a store that caches windows forgot this conversation's, so the next
+    :meth:`ConversationStore.recent` reads it afresh. Not a storage failure: the caller decides
+    (re-read and retry, or append without ``after``)."""
+
+    def __init__(self, expected: int, actual: int | None) -> None:
+        found = "another position" if actual is None else f"seq {actual}"
+        super().__init__(
+            f"the conversation changed: expected its last seq {expected}, found {found}"
+        )
+        self.expected = expected
+        #: the conversation's last seq when the append ran (None: a concurrent writer's, unknown)
+        self.actual = actual
+
+
 @runtime_checkable
 class ConversationStore(Protocol):
     """Append-only message storage. Errors are :class:`kubebots.runtime.errors.StorageError`s."""
 
-    async def append(self, key: ConversationKey, messages: Messages) -> int:
-        """Append ``messages`` atomically (all or none) in order; return the new message count."""
+    async def append(
+        self, key: ConversationKey, messages: Messages, *, after: int | None = None
+    ) -> int:
+        """Append ``messages`` atomically (all or none) in order; return the new message count
+        (the last seq).
+
+        With ``after``, the messages take seq ``after + 1``..., and if the conversation's last
+        seq is not ``after`` (0: an empty conversation) nothing is stored and
+        :class:`ConversationChanged` is raised. Without it they follow whatever is stored.
+        """
         ...
 
     async def recent(self, key: ConversationKey, limit: int) -> list[StoredMessage]:

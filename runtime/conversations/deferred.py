@@ -27,8 +27,10 @@ class DeferredConversationStore(Deferred[ConversationStore]):
             return self.last_error.message
         return store_problem(self.current) if self.current is not None else None
 
-    async def append(self, key: ConversationKey, messages: Messages) -> int:
-        return await (await self.opened()).append(key, messages)
+    async def append(
+        self, key: ConversationKey, messages: Messages, *, after: int | None = None
+    ) -> int:
+        return await (await self.opened()).append(key, messages, after=after)
 
     async def recent(self, key: ConversationKey, limit: int) -> list[StoredMessage]:
         return await (await self.opened()).recent(key, limit)

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 
 from ..errors import StorageError
 from ..persistence.checks import check_count
-from .base import ConversationKey, Messages, StoredMessage
+from .base import ConversationChanged, ConversationKey, Messages, StoredMessage
 from .messages import check_aware, check_key, check_messages
 
 # bot_id -> client_id -> conversation_id -> messages, by seq (gapless until a prune drops a prefix)
@@ -36,19 +36,27 @@ class MemoryConversationStore:
         bot_id, client_id, conversation_id = check_key(key)
         return self._bots.get(bot_id, {}).get(client_id, {}).get(conversation_id)
 
-    async def append(self, key: ConversationKey, messages: Messages) -> int:
-        """Append ``messages`` atomically (all or none) in order; return the new message count."""
+    async def append(
+        self, key: ConversationKey, messages: Messages, *, after: int | None = None
+    ) -> int:
+        """Append ``messages`` atomically (all or none) in order; return the new message count.
+
+        With ``after``, a conversation whose last seq is not ``after`` raises
+        :class:`ConversationChanged` and stores nothing.
+        """
         existing = self._messages(key)
         checked = check_messages(messages)
+        last = existing[-1].seq if existing else 0
+        if after is not None and check_count("after", after) != last:
+            raise ConversationChanged(after, last)
         if not checked:
-            return existing[-1].seq if existing else 0
+            return last
         if existing is None:
             clients = self._bots.setdefault(key.bot_id, {})
             existing = clients.setdefault(key.client_id, {}).setdefault(key.conversation_id, [])
         now = datetime.now(UTC)
-        start = existing[-1].seq if existing else 0
         existing.extend(
-            StoredMessage(seq=start + i, role=role, content=content, created_at=now)
+            StoredMessage(seq=last + i, role=role, content=content, created_at=now)
             for i, (role, content) in enumerate(checked, start=1)
         )
         return existing[-1].seq

@@ -17,6 +17,8 @@ from .messages import check_aware, check_key
 
 _KEY: Final = "bot_id = %s AND client_id = %s AND conversation_id = %s"
 _MESSAGES: Final = f"SELECT seq, role, content, created_at FROM {{t}} WHERE {_KEY}"
+#: The last ``limit`` messages, newest first.
+RECENT: Final = f"{_MESSAGES} ORDER BY seq DESC LIMIT %s"
 #: The last seq of a conversation (0 for a new one); an append takes the next ones.
 LAST_SEQ: Final = f"SELECT COALESCE(MAX(seq), 0) FROM {{t}} WHERE {_KEY}"
 INSERT: Final = "INSERT INTO {t} VALUES (%s, %s, %s, %s, %s, %s, %s)"
@@ -45,6 +47,11 @@ class SqlQueries(ABC):
     def _message(self, row: Sequence[Any]) -> StoredMessage:
         """A fetched ``(seq, role, content, created_at)`` row as a message."""
 
+    async def _delete(self, query: str, params: Sequence[Any], scope: ConversationKey | str) -> int:
+        """Run the DELETE ``query`` of one conversation (``scope``: its key) or across a bot
+        (``scope``: its id); how many rows went."""
+        return await self._rowcount(query, params)
+
     def _timestamp(self, at: datetime) -> object:
         """``at`` as the driver compares it with ``created_at`` (PostgreSQL: as is)."""
         return at
@@ -52,9 +59,7 @@ class SqlQueries(ABC):
     async def recent(self, key: ConversationKey, limit: int) -> list[StoredMessage]:
         """The last ``limit`` messages, oldest first (``[]`` for an unknown conversation)."""
         check_count("limit", limit)
-        rows = await self._fetch(
-            f"{_MESSAGES} ORDER BY seq DESC LIMIT %s", (*check_key(key), limit)
-        )
+        rows = await self._fetch(RECENT, (*check_key(key), limit))
         return [self._message(row) for row in reversed(rows)]
 
     async def history(
@@ -73,7 +78,8 @@ class SqlQueries(ABC):
 
     async def delete(self, key: ConversationKey) -> bool:
         """Delete the conversation; True if it existed."""
-        return await self._rowcount(f"DELETE FROM {{t}} WHERE {_KEY}", check_key(key)) > 0
+        key = check_key(key)
+        return await self._delete(f"DELETE FROM {{t}} WHERE {_KEY}", key, key) > 0
 
     async def list_conversations(self, bot_id: str, client_id: str) -> list[str]:
         """Conversation ids of one client of one bot, sorted."""
@@ -84,7 +90,7 @@ class SqlQueries(ABC):
     async def delete_bot(self, bot_id: str) -> int:
         """Delete every conversation of a bot; return how many messages went."""
         bot_id = check_key(ConversationKey(bot_id, "", "")).bot_id
-        return await self._rowcount("DELETE FROM {t} WHERE bot_id = %s", (bot_id,))
+        return await self._delete("DELETE FROM {t} WHERE bot_id = %s", (bot_id,), bot_id)
 
     async def prune(self, bot_id: str, older_than: datetime) -> int:
         """Delete the bot's messages created before ``older_than``; return how many went (one
@@ -92,4 +98,4 @@ class SqlQueries(ABC):
         bot_id = check_key(ConversationKey(bot_id, "", "")).bot_id
         cutoff = self._timestamp(check_aware(older_than))
         query = "DELETE FROM {t} WHERE bot_id = %s AND created_at < %s"
-        return await self._rowcount(query, (bot_id, cutoff))
+        return await self._delete(query, (bot_id, cutoff), bot_id)

@@ -8,10 +8,10 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import StorageError
-from ..persistence.checks import check_identifier
+from ..persistence.checks import check_count, check_identifier
 from ..persistence.owner import Owner
 from ..persistence.sqlite import SharedConnection, open_sqlite
-from .base import ConversationKey, Messages, StoredMessage
+from .base import ConversationChanged, ConversationKey, Messages, StoredMessage
 from .messages import DEFAULT_TABLE, check_key, check_messages, to_message
 from .queries import INSERT, LAST_SEQ, SqlQueries, new_rows
 
@@ -72,12 +72,21 @@ class SqliteConversationStore(SqlQueries):
         # Stored times are UTC ``isoformat()`` text, which sorts as the times do.
         return at.isoformat()
 
-    async def append(self, key: ConversationKey, messages: Messages) -> int:
-        """Append ``messages`` atomically (all or none) in order; return the new message count."""
+    async def append(
+        self, key: ConversationKey, messages: Messages, *, after: int | None = None
+    ) -> int:
+        """Append ``messages`` atomically (all or none) in order; return the new message count.
+
+        With ``after``, a conversation whose last seq is not ``after`` raises
+        :class:`ConversationChanged` and stores nothing (checked inside the write transaction).
+        """
         key = check_key(key)
         checked = check_messages(messages)
+        expected = None if after is None else check_count("after", after)
         async with self._conn.transaction() as conn:
             ((last,),) = await conn.execute_fetchall(self._sql(LAST_SEQ), key)
+            if expected is not None and int(last) != expected:
+                raise ConversationChanged(expected, int(last))
             rows = new_rows(key, last, checked, datetime.now(UTC).isoformat())
             await conn.executemany(self._sql(INSERT), rows)
         return int(last) + len(checked)

@@ -1,6 +1,10 @@
 """PostgreSQL the one way every kubebots table owner uses it: pools, errors, tables, lock ids.
 
-Connections run in autocommit mode (transactions are explicit). A pool is opened after one
+Connections run in autocommit mode (transactions are explicit). A pooled connection is checked
+(one round trip) only when it sat idle longer than :data:`IDLE_CHECK`, or after another connection
+of the pool was found broken: a busy pool hands its connections straight to work, and a call on a
+connection that broke since costs that call a :class:`StorageError` while the pool discards it
+and checks the others. A pool is opened after one
 direct connection that runs the owner's ``setup`` (create tables): it fails fast with libpq's
 reason, where a pool would retry in the background until its timeout. Driver errors become the
 owner's error class (a :class:`~kubebots.runtime.errors.StorageError`) holding the SQLSTATE and
@@ -12,6 +16,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
+import time
+import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from contextlib import asynccontextmanager
 from typing import Any, Generic, TypedDict, TypeVar
@@ -76,6 +83,36 @@ async def create_missing_tables(
 
 #: How long a call waits for a connection while the pool holds none (the server is unreachable).
 OUTAGE_WAIT = 1.0
+#: A pooled connection idle longer than this (seconds) is checked before it is handed out.
+IDLE_CHECK = 2.0
+
+
+class IdleCheck:
+    """A pool's ``check``: a round trip only for a connection that sat idle in the pool longer
+    than ``idle`` seconds (a new one counts from its connect, through :meth:`configure`), or
+    one returned before :meth:`distrust`."""
+
+    def __init__(self, idle: float = IDLE_CHECK) -> None:
+        self._idle = idle
+        self._returned: weakref.WeakKeyDictionary[Conn, float] = weakref.WeakKeyDictionary()
+        self._distrusted = -math.inf
+
+    def returned(self, conn: Conn) -> None:
+        """Note that ``conn`` goes back to the pool (or joins it) now."""
+        self._returned[conn] = time.monotonic()
+
+    async def configure(self, conn: Conn) -> None:
+        """The pool's ``configure``: a new connection counts as just returned."""
+        self.returned(conn)
+
+    def distrust(self) -> None:
+        """Check every connection returned until now before it is used again (one broke)."""
+        self._distrusted = time.monotonic()
+
+    async def __call__(self, conn: Conn) -> None:
+        at = self._returned.get(conn)
+        if at is None or at <= self._distrusted or time.monotonic() - at > self._idle:
+            await AsyncConnectionPool.check_connection(conn)
 
 
 async def _reachable(url: str, options: dict[str, Any]) -> bool:
@@ -98,20 +135,29 @@ class Pool(Generic[E]):
     within about a second (a 503 with ``Retry-After``) instead of hanging for the connect
     timeout, while the pool goes on reconnecting in the background and the first call after
     recovery succeeds. A pool that is merely busy (all its connections in use) is waited for up
-    to its own timeout.
+    to its own timeout. A connection found broken on use is discarded (psycopg drops a closed
+    connection returned to it) and the pool's other connections are checked before their next
+    use (:class:`IdleCheck`), so the next call works once the server answers.
     """
 
     def __init__(
-        self, pool: AsyncConnectionPool[Conn], owner: Owner[E], url: str, options: dict[str, Any]
+        self,
+        pool: AsyncConnectionPool[Conn],
+        owner: Owner[E],
+        url: str,
+        options: dict[str, Any],
+        idle: IdleCheck | None = None,
     ) -> None:
-        """Wrap an open pool of ``url`` whose connections take ``options``; use
-        :func:`open_pool` instead."""
+        """Wrap an open pool of ``url`` whose connections take ``options`` and are checked by
+        ``idle`` (if it is the pool's check); use :func:`open_pool` instead."""
         self._pool: AsyncConnectionPool[Conn] | None = pool
+        self._idle = idle
         self._owner = owner
         self._url = url
         self._options = options
         self._secrets = url_secrets(url)
-        #: why the last checkout failed (the server unreachable), None since one succeeded
+        #: why the last checkout failed or a connection broke in use (the server unreachable),
+        #: None since a checkout succeeded
         self.problem: str | None = None
 
     def error(self, what: str, exc: psycopg.Error) -> E:
@@ -138,8 +184,16 @@ class Pool(Generic[E]):
         try:
             yield conn
         except psycopg.Error as exc:
-            raise self.error(self._owner.what, exc) from None
+            error = self.error(self._owner.what, exc)
+            if conn.broken:  # the connection died under the call: is the server away?
+                if self._idle is not None:
+                    self._idle.distrust()
+                if not await _reachable(self._url, self._options):
+                    self.problem = error.message
+            raise error from None
         finally:
+            if self._idle is not None:
+                self._idle.returned(conn)
             await pool.putconn(conn)
 
     async def _checkout(self, pool: AsyncConnectionPool[Conn]) -> Conn:
@@ -151,6 +205,13 @@ class Pool(Generic[E]):
             if not await _reachable(self._url, self._options):
                 raise  # the server is away: fail now, the pool reconnects in the background
             return await pool.getconn()  # every connection is busy: wait the pool's timeout
+
+    async def connect(self) -> Conn:
+        """A new connection outside the pool, with its options (for a ``LISTEN``); the caller
+        closes it. psycopg errors propagate (describe them with :meth:`error`)."""
+        if self._pool is None:
+            raise self._owner.closed()
+        return await psycopg.AsyncConnection.connect(self._url, **self._options)
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[Conn]:
@@ -201,10 +262,12 @@ async def open_pool(
     setup: Callable[[Conn], Awaitable[None]],
     pool_size: int = 5,
     connect_timeout: float = 10.0,
+    idle_check: float = IDLE_CHECK,
 ) -> Pool[E]:
     """Run ``setup`` on a direct connection, then open a pool of at most ``pool_size``
     connections (see the module docstring). ``connect_timeout`` (seconds) bounds connecting and
-    waiting for a pooled connection."""
+    waiting for a pooled connection; a connection idle longer than ``idle_check`` seconds is
+    checked before use."""
     secrets = url_secrets(url)
     options = connect_options(connect_timeout)
     try:
@@ -213,13 +276,15 @@ async def open_pool(
     except psycopg.Error as exc:
         raise postgres_error(owner.error, "connection", exc, secrets) from None
     wait = float(options["connect_timeout"])
+    idle = IdleCheck(idle_check)
     pool: AsyncConnectionPool[Conn] = AsyncConnectionPool(
         url,
         kwargs=options,
         min_size=1,
         max_size=pool_size,
         open=False,
-        check=AsyncConnectionPool.check_connection,
+        configure=idle.configure,
+        check=idle,
         timeout=wait,
         name=owner.pool_name,
     )
@@ -230,4 +295,4 @@ async def open_pool(
         if isinstance(exc, psycopg.Error):
             raise postgres_error(owner.error, "connection", exc, secrets) from None
         raise
-    return Pool(pool, owner, url, options)
+    return Pool(pool, owner, url, options, idle)

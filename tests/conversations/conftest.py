@@ -15,6 +15,7 @@ import pytest
 
 from kubebots.runtime.conversations import (
     ConversationStore,
+    DeferredConversationStore,
     MemoryConversationStore,
     PostgresConversationStore,
     SqliteConversationStore,
@@ -22,7 +23,12 @@ from kubebots.runtime.conversations import (
 
 from .util import StoreFactory
 
-ALL_BACKENDS = ["memory", "sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
+ALL_BACKENDS = [
+    "memory",
+    "sqlite",
+    "deferred",
+    pytest.param("postgres", marks=pytest.mark.postgres),
+]
 DURABLE_BACKENDS = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
 
 
@@ -45,6 +51,8 @@ def _factory(backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> St
             return await MemoryConversationStore.open()
         if backend == "sqlite":
             return await SqliteConversationStore.open(db_path)
+        if backend == "deferred":  # what a bot built during an outage holds, once opened
+            return DeferredConversationStore(lambda: SqliteConversationStore.open(db_path))
         url: str = request.getfixturevalue("postgres_url")
         table: str = request.getfixturevalue("pg_table")
         return await PostgresConversationStore.open(url, table=table, pool_size=4)

@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from kubebots.runtime.conversations import (
+    ConversationChanged,
     ConversationKey,
     ConversationStore,
     MessageRole,
@@ -236,7 +237,89 @@ async def test_close_is_idempotent_and_later_calls_fail(store: ConversationStore
         await store.list_conversations(key.bot_id, key.client_id)
 
 
+# -- appends at an expected position (``after``) ---------------------------------------------
+
+
+async def test_append_after_the_expected_position_stores(store: ConversationStore) -> None:
+    key = new_key()
+    assert await store.append(key, turns(2), after=0) == 2
+    assert await store.append(key, turns(3, "x"), after=2) == 5
+    assert await store.append(key, [], after=5) == 5
+    assert seqs(await store.history(key)) == [1, 2, 3, 4, 5]
+    assert contents(await store.recent(key, 3)) == ["x0", "x1", "x2"]
+
+
+@pytest.mark.parametrize("wrong", [0, 1, 3, 99])
+async def test_append_after_another_position_raises_and_stores_nothing(
+    store: ConversationStore, wrong: int
+) -> None:
+    key = new_key()
+    await store.append(key, turns(2))
+    before = await store.history(key)
+    with pytest.raises(ConversationChanged) as caught:
+        await store.append(key, turns(2, "late"), after=wrong)
+    assert not isinstance(caught.value, StorageError)
+    assert caught.value.expected == wrong
+    assert caught.value.actual in (2, None)
+    with pytest.raises(ConversationChanged):
+        await store.append(key, [], after=wrong)
+    assert await store.history(key) == before
+    assert await store.append(key, turns(1, "next"), after=2) == 3
+
+
+async def test_append_after_on_an_unknown_or_deleted_conversation(
+    store: ConversationStore,
+) -> None:
+    key = new_key()
+    with pytest.raises(ConversationChanged):
+        await store.append(key, turns(1), after=1)
+    assert await store.exists(key) is False
+    await store.append(key, turns(2), after=0)
+    assert await store.delete(key)
+    with pytest.raises(ConversationChanged) as caught:
+        await store.append(key, turns(2), after=2)
+    assert caught.value.actual in (0, None)
+    assert await store.append(key, turns(2), after=0) == 2
+
+
+async def test_append_after_rejects_a_negative_position(store: ConversationStore) -> None:
+    with pytest.raises(ValueError):
+        await store.append(new_key(), turns(1), after=-1)
+
+
+async def test_concurrent_appends_after_one_position_store_exactly_one(
+    store: ConversationStore,
+) -> None:
+    key = new_key()
+    await store.append(key, turns(2))
+    results = await asyncio.gather(
+        *(store.append(key, turns(2, f"w{i}-"), after=2) for i in range(8)),
+        return_exceptions=True,
+    )
+    stored = [r for r in results if not isinstance(r, BaseException)]
+    assert stored == [4]
+    assert all(isinstance(r, ConversationChanged) for r in results if r not in stored)
+    assert seqs(await store.history(key)) == [1, 2, 3, 4]
+
+
 # -- durable backends: several instances on one database, restarts --------------------------
+
+
+async def test_an_instance_that_read_before_another_wrote_gets_changed(
+    open_durable: StoreFactory,
+) -> None:
+    """The race a cache cannot close alone: ``after`` catches it, and the window read next is
+    the stored one."""
+    first, second = await open_durable(), await open_durable()
+    key = new_key()
+    await first.append(key, turns(2, "a"))
+    seen = await first.recent(key, 10)
+    await second.append(key, turns(2, "b"), after=2)
+    with pytest.raises(ConversationChanged):
+        await first.append(key, turns(2, "c"), after=seen[-1].seq)
+    fresh = await first.recent(key, 10)
+    assert contents(fresh) == ["a0", "a1", "b0", "b1"]
+    assert await first.append(key, turns(2, "c"), after=fresh[-1].seq) == 6
 
 
 async def test_two_instances_appending_concurrently_stay_consistent(

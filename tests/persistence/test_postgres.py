@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import uuid
 from collections.abc import AsyncIterator
 
@@ -141,3 +142,73 @@ async def test_existing_tables_are_left_alone(postgres_url: str, table: str) -> 
         await create_missing_tables(conn, lock_id(table), [table], [failing])
         with pytest.raises(psycopg.errors.DuplicateTable):
             await create_missing_tables(conn, lock_id(table), [table, table + "_x"], [failing])
+
+
+async def _backend_pids(pool: Pool[OwnerError], n: int) -> set[int]:
+    """The server pids of the ``n`` connections the pool holds (all checked out at once)."""
+    pids: set[int] = set()
+    async with contextlib.AsyncExitStack() as stack:
+        for _ in range(n):
+            conn = await stack.enter_async_context(pool.connection())
+            pids.add(conn.info.backend_pid)
+    return pids
+
+
+async def _terminate(postgres_url: str, pids: set[int]) -> None:
+    async with await psycopg.AsyncConnection.connect(postgres_url, autocommit=True) as admin:
+        await admin.execute(
+            "SELECT pg_terminate_backend(pid) FROM unnest(%s::int[]) AS pid", (list(pids),)
+        )
+        for _ in range(100):  # until the backends are gone
+            cur = await admin.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE pid = ANY(%s)", (list(pids),)
+            )
+            if (await cur.fetchone() or (1,))[0] == 0:
+                return
+            await asyncio.sleep(0.02)
+        raise AssertionError("the backends outlived pg_terminate_backend")
+
+
+async def _select_one(pool: Pool[OwnerError]) -> int:
+    async with pool.connection() as conn:
+        row = await (await conn.execute("SELECT 1")).fetchone()
+    return int(row[0]) if row else 0
+
+
+async def _noop(conn: Conn) -> None:
+    return None
+
+
+@pytest.mark.postgres
+async def test_a_busy_pool_skips_the_check_and_discards_a_broken_connection(
+    postgres_url: str,
+) -> None:
+    """A connection back from work is handed out again unchecked (no extra round trip); one
+    that broke meanwhile fails its call, is discarded, and the pool's others are checked, so
+    the next call works."""
+    pool = await open_pool(postgres_url, OWNER, pool_size=2, connect_timeout=5, setup=_noop)
+    try:
+        pids = await _backend_pids(pool, 2)
+        await _terminate(postgres_url, pids)
+        with pytest.raises(OwnerError, match="PostgreSQL test store failed"):
+            await _select_one(pool)  # used unchecked: it had just been returned
+        assert pool.problem is None  # the server answers: a broken connection, not an outage
+        assert await _select_one(pool) == 1  # the other one is checked, then replaced
+        assert await _select_one(pool) == 1
+    finally:
+        await pool.close()
+
+
+@pytest.mark.postgres
+async def test_a_connection_idle_past_the_threshold_is_checked(postgres_url: str) -> None:
+    pool = await open_pool(
+        postgres_url, OWNER, pool_size=2, connect_timeout=5, setup=_noop, idle_check=0.0
+    )
+    try:
+        pids = await _backend_pids(pool, 2)
+        await _terminate(postgres_url, pids)
+        assert await _select_one(pool) == 1  # both found broken by the check: a new one serves
+        async with pool.connection() as conn:
+            assert conn.info.backend_pid not in pids
+    finally:
+        await pool.close()

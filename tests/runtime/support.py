@@ -10,7 +10,7 @@ from pathlib import Path
 import yaml
 
 from kubebots.runtime.errors import LLMUnavailableError
-from kubebots.runtime.llm.base import ChatMessage, Completion
+from kubebots.runtime.llm.base import ChatMessage, Completion, UsageSink
 
 
 class RecordingProvider:
@@ -37,7 +37,9 @@ class RecordingProvider:
     async def complete(self, messages: Sequence[ChatMessage]) -> Completion:
         return Completion(await self._answer(messages))
 
-    async def stream(self, messages: Sequence[ChatMessage]) -> AsyncIterator[str]:
+    async def stream(
+        self, messages: Sequence[ChatMessage], *, on_usage: UsageSink | None = None
+    ) -> AsyncIterator[str]:
         text = await self._answer(messages)
         for i in range(0, len(text), 3):
             yield text[i : i + 3]
