@@ -13,7 +13,7 @@ import httpx
 
 from ..errors import ConfigurationError
 from ..schema.llm import LLMConfig
-from .base import ChatMessage, Completion, LLMProvider, Role, Usage
+from .base import ChatMessage, Completion, LLMProvider, Role, Usage, UsageSink
 from .echo import EchoProvider
 
 if TYPE_CHECKING:
@@ -27,6 +27,7 @@ __all__ = [
     "OpenAIProvider",
     "Role",
     "Usage",
+    "UsageSink",
     "build_provider",
 ]
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from typing import Literal, Protocol, runtime_checkable
 
@@ -31,6 +31,10 @@ class Completion:
     usage: Usage | None = None
 
 
+#: Told a streamed reply's token usage, once, when the provider knows it (at the stream's end).
+UsageSink = Callable[[Usage], None]
+
+
 @runtime_checkable
 class LLMProvider(Protocol):
     """Answers a list of messages. Errors are :class:`kubebots.runtime.errors.LLMError`s."""
@@ -39,8 +43,11 @@ class LLMProvider(Protocol):
         """The whole reply."""
         ...
 
-    def stream(self, messages: Sequence[ChatMessage]) -> AsyncIterator[str]:
-        """The reply as text deltas, in order (an async generator)."""
+    def stream(
+        self, messages: Sequence[ChatMessage], *, on_usage: UsageSink | None = None
+    ) -> AsyncIterator[str]:
+        """The reply as text deltas, in order (an async generator). ``on_usage`` is called
+        with the reply's token usage once the provider reports it (not at all if it does not)."""
         ...
 
     async def close(self) -> None:

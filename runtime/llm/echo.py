@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import AsyncIterator, Sequence
 
-from .base import ChatMessage, Completion, Usage
+from .base import ChatMessage, Completion, Usage, UsageSink
 
 _WORD = re.compile(r"\S+\s*|\s+")
 
@@ -36,19 +36,28 @@ class EchoProvider:
         last_user = next((m.content for m in reversed(messages) if m.role == "user"), "")
         return "echo: " + last_user
 
-    async def complete(self, messages: Sequence[ChatMessage]) -> Completion:
-        """The echo reply with word-count usage."""
-        text = self._reply(messages)
-        usage = Usage(
+    @staticmethod
+    def _usage(messages: Sequence[ChatMessage], text: str) -> Usage:
+        return Usage(
             prompt_tokens=sum(count_words(m.content) for m in messages),
             completion_tokens=count_words(text),
         )
-        return Completion(text, usage=usage)
 
-    async def stream(self, messages: Sequence[ChatMessage]) -> AsyncIterator[str]:
-        """The echo reply, word by word; the chunks join to :meth:`complete`'s text."""
-        for chunk in split_words(self._reply(messages)):
+    async def complete(self, messages: Sequence[ChatMessage]) -> Completion:
+        """The echo reply with word-count usage."""
+        text = self._reply(messages)
+        return Completion(text, usage=self._usage(messages, text))
+
+    async def stream(
+        self, messages: Sequence[ChatMessage], *, on_usage: UsageSink | None = None
+    ) -> AsyncIterator[str]:
+        """The echo reply, word by word; the chunks join to :meth:`complete`'s text, and
+        ``on_usage`` gets the same usage at the end."""
+        text = self._reply(messages)
+        for chunk in split_words(text):
             yield chunk
+        if on_usage is not None:
+            on_usage(self._usage(messages, text))
 
     async def close(self) -> None:
         """Nothing to release; idempotent."""

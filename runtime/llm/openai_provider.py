@@ -29,7 +29,7 @@ from ..errors import (
     RateLimitError,
 )
 from ..schema.llm import LLMConfig
-from .base import ChatMessage, Completion, Usage
+from .base import ChatMessage, Completion, Usage, UsageSink
 
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
 _MAX_UPSTREAM_TEXT = 300
@@ -107,8 +107,11 @@ class OpenAIProvider:
             return self._completion(response)
         raise error
 
-    async def stream(self, messages: Sequence[ChatMessage]) -> AsyncIterator[str]:
-        """The reply as non-empty content deltas, in order."""
+    async def stream(
+        self, messages: Sequence[ChatMessage], *, on_usage: UsageSink | None = None
+    ) -> AsyncIterator[str]:
+        """The reply as non-empty content deltas, in order. The endpoint is asked for the
+        usage chunk (``stream_options.include_usage``) and ``on_usage`` gets it if it comes."""
         self._check_open()
         error: LLMError | None = None
         try:
@@ -116,6 +119,7 @@ class OpenAIProvider:
                 model=self.model,
                 messages=[_to_wire(m) for m in messages],
                 stream=True,
+                stream_options={"include_usage": True},
                 temperature=self._temperature,
                 max_tokens=self._max_tokens,
             )
@@ -123,6 +127,8 @@ class OpenAIProvider:
                 async for chunk in chunks:
                     if chunk.choices and chunk.choices[0].delta.content:
                         yield chunk.choices[0].delta.content
+                    if chunk.usage is not None and on_usage is not None:
+                        on_usage(Usage(chunk.usage.prompt_tokens, chunk.usage.completion_tokens))
         except openai.OpenAIError as exc:
             error = self._translate(exc)
         if error is not None:

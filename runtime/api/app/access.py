@@ -5,9 +5,9 @@ gets the same status everywhere:
 
 1. the client id: the API key's (a different ``client_id`` claimed in the body or the query is
    a 403); without authentication the claimed one, else ``anonymous``;
-2. the client's token budget, for chat turns only (429);
-3. the client's request rate (429 with ``Retry-After``);
-4. the client's allow-list: a bot it may not use is a 404 (for this client it does not exist).
+2. the client's token budget, for chat turns only, and its request rate, in one limiter call
+   (:mod:`.quota`; 429 with ``Retry-After``, a budget refusal taking no request slot);
+3. the client's allow-list: a bot it may not use is a 404 (for this client it does not exist).
 
 Each router turns its inputs into one :func:`admit` call in a dependency, which then opens what
 the routes need: the built bot for a turn (:func:`open_turn`), or only the bot's stored
@@ -19,23 +19,21 @@ dependencies before it validates the route's own parameters, and an invalid requ
 
 from __future__ import annotations
 
-import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
-from typing import Generic, TypeVar
+from dataclasses import dataclass, field
+from typing import Any, Generic, TypeVar
 
 from ...bot import DynaBot
 from ...bot_conversations import BotConversations
 from ...context import BotContext
-from ...errors import StorageError
+from ...llm.base import Usage
+from ...llm.echo import count_words
 from ..http_errors import BotNotFoundError
-from .client_limits import charge_tokens, check_tokens, limit_requests
 from .security import Caller
 from .state import RuntimeState
 
 Body = TypeVar("Body")
-log = logging.getLogger("kubebots.runtime.api")
 
 
 async def admit(
@@ -49,9 +47,7 @@ async def admit(
     """Run the checks of the module's docstring in their order (``turn``: a chat turn, which
     spends tokens); return the request's client id."""
     client_id = caller.client_id(claimed_client_id)
-    if turn:
-        await check_tokens(state, caller, client_id)
-    await limit_requests(state, caller, client_id)
+    await state.quota.admit(caller, client_id, turn=turn)
     if not caller.may_use(bot_id):
         raise BotNotFoundError(bot_id)
     return client_id
@@ -67,24 +63,45 @@ class BotTurn(Generic[Body]):
     state: RuntimeState
     caller: Caller
 
-    async def charge(self, tokens: int) -> None:
-        """Charge the finished turn's tokens to the client's budget.
+    def charge(self, tokens: int) -> None:
+        """Charge the finished turn's tokens to the client's budget, exactly once per turn.
 
-        The turn is already answered and stored: a charge that fails (the limiter's database
-        is down) must not turn it into an error the client would retry, storing the turn twice.
-        It is logged, naming the limiter, and counted; the budget undercounts by that turn.
+        The charge is sent after the reply (:mod:`.charges`): a charge that fails (the limiter's
+        storage is down) never turns the answered, stored turn into an error the client would
+        retry; it is logged and counted, and the budget undercounts by that turn.
         """
-        try:
-            await charge_tokens(self.state, self.caller, self.client_id, tokens)
-        except StorageError as exc:
-            self.state.metrics.uncharged_turns.inc()
-            log.warning(
-                "could not charge %d tokens to client %s (%s is unavailable): %s",
-                tokens,
-                self.client_id,
-                exc.component,
-                exc.message,
-            )
+        self.state.quota.charge(self.caller, self.client_id, tokens)
+
+
+@dataclass(slots=True)
+class StreamCharge:
+    """A streamed turn's tokens, charged once when its stream ends, however it ends.
+
+    The provider's usage when it reports one (:meth:`reported`, its ``on_usage``), else an
+    estimate in words, as the echo provider counts: the prompt's messages plus the deltas sent
+    (:attr:`parts`). A stream cut short is charged for what was generated.
+    """
+
+    turn: BotTurn[Any]
+    prompt: list[str]
+    parts: list[str] = field(default_factory=list)
+    _reported: Usage | None = None
+    _sent: bool = False
+
+    def reported(self, usage: Usage) -> None:
+        self._reported = usage
+
+    def usage(self) -> Usage:
+        if self._reported is not None:
+            return self._reported
+        prompt = sum(count_words(text) for text in self.prompt)
+        return Usage(prompt_tokens=prompt, completion_tokens=count_words("".join(self.parts)))
+
+    def send(self) -> None:
+        """Charge the turn (a second call does nothing)."""
+        if not self._sent:
+            self._sent = True
+            self.turn.charge(self.usage().total_tokens)
 
 
 async def open_turn(

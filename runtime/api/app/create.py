@@ -24,13 +24,20 @@ from ...factory import BotFactory, ProviderFactory
 from ...kube_config import ClusterAccess
 from ...kube_secrets import KubernetesSecretResolver
 from ...manager import BotManager
-from ...ratelimit import DeferredRateLimiter, MemoryRateLimiter, PostgresRateLimiter, RateLimiter
+from ...ratelimit import (
+    DeferredRateLimiter,
+    MemoryRateLimiter,
+    PostgresRateLimiter,
+    RateLimiter,
+    RedisRateLimiter,
+)
 from ...secrets import DirectorySecretResolver, SecretResolver
 from ...sync import LastGoodConfigs, StoreConfigLoader, StoreSync, SyncSettings
 from ..exception_handlers import register_exception_handlers
 from .failed_auth import FailedAuthentications
 from .metrics import Metrics
 from .middleware import RequestContextMiddleware
+from .quota import Quota
 from .routers import bots, chat, conversations, health, openai
 from .settings import RuntimeSettings
 from .state import RuntimeState
@@ -73,8 +80,15 @@ def secret_resolver(
 
 
 def _limiter(settings: RuntimeSettings) -> RateLimiter:
-    """PostgreSQL limits connect on first use (the database may not be up yet)."""
-    if settings.effective_rate_limit_backend() == "postgres":
+    """Shared limiters connect on first use (their server may not be up yet)."""
+    backend = settings.effective_rate_limit_backend()
+    if backend == "redis":
+        return DeferredRateLimiter(
+            partial(
+                RedisRateLimiter.open, settings.effective_redis_url(), prefix=settings.table_prefix
+            )
+        )
+    if backend == "postgres":
         return DeferredRateLimiter(
             partial(PostgresRateLimiter.open, settings.store_url(), prefix=settings.table_prefix)
         )
@@ -114,6 +128,13 @@ def create_app(
             if rate_limiter is None:
                 rate_limiter = _limiter(settings)
                 stack.push_async_callback(rate_limiter.close)
+            quota = Quota(
+                rate_limiter,
+                metrics,
+                default_requests_per_minute=settings.requests_per_minute,
+                on_outage=settings.rate_limit_on_outage,
+            )
+            stack.push_async_callback(quota.close)  # before the limiter closes: queued charges
             secrets = secret_resolver(settings, env)
             last_good = LastGoodConfigs()  # bots build from it while the store is unreachable
             manager = BotManager(
@@ -146,7 +167,7 @@ def create_app(
                 store=config_store,
                 manager=manager,
                 sync=sync,
-                limiter=rate_limiter,
+                quota=quota,
                 keyring=keys,
                 metrics=metrics,
                 failed_auth=FailedAuthentications(settings.auth_failures_per_minute),

@@ -79,6 +79,13 @@ class Metrics:
             "Answered turns whose tokens could not be charged (the limiter's storage failed)",
             registry=self.registry,
         )
+        self.rate_limit_degraded = Counter(
+            "kubebots_rate_limit_degraded_requests",
+            "Requests decided without the limiter's shared storage (it was unavailable), "
+            "by rate_limit_on_outage policy",
+            ["policy"],
+            registry=self.registry,
+        )
 
     def watch_runtime(self, manager: BotManager, sync: StoreSync) -> None:
         self.registry.register(_RuntimeCollector(manager, sync))

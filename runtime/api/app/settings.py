@@ -21,6 +21,9 @@ from ...configstore import (
 )
 from ...kube_config import SERVICE_ACCOUNT_DIR
 
+#: The limiter's Redis when ``rate_limit_backend=redis`` names none.
+DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
+
 
 class RuntimeSettings(BaseSettings):
     """Everything ``kubebots serve`` can be told, as flags or ``KUBEBOTS_*`` variables."""
@@ -63,8 +66,21 @@ class RuntimeSettings(BaseSettings):
     api_keys: SecretStr | None = Field(default=None, description="The key file's content (JSON).")
     admin_key: SecretStr | None = None
 
-    rate_limit_backend: Literal["auto", "memory", "postgres"] = Field(
-        default="auto", description="auto: postgres when the store is postgres, else memory."
+    rate_limit_backend: Literal["auto", "memory", "postgres", "redis"] = Field(
+        default="auto",
+        description="Where per-client limits are counted, shared by the replicas (memory: this "
+        "replica only). auto: redis when redis_url is set, else postgres when the store is "
+        "postgres, else memory.",
+    )
+    redis_url: str | None = Field(
+        default=None,
+        description="The limiter's Redis (redis://[:password@]host:port/db or rediss://). "
+        "May hold a password.",
+    )
+    rate_limit_on_outage: Literal["local", "open", "closed"] = Field(
+        default="local",
+        description="While the limiter's storage is unavailable: local (each replica enforces "
+        "the limits in memory), open (no limits) or closed (503).",
     )
     requests_per_minute: int | None = Field(
         default=None, ge=1, description="Default per-client limit for clients without their own."
@@ -87,7 +103,12 @@ class RuntimeSettings(BaseSettings):
     def effective_replica_id(self) -> str:
         return self.replica_id or f"{socket.gethostname()}-{os.getpid()}"
 
-    def effective_rate_limit_backend(self) -> Literal["memory", "postgres"]:
+    def effective_rate_limit_backend(self) -> Literal["memory", "postgres", "redis"]:
         if self.rate_limit_backend != "auto":
             return self.rate_limit_backend
+        if self.redis_url:
+            return "redis"
         return "postgres" if self.store_url().startswith(("postgresql:", "postgres:")) else "memory"
+
+    def effective_redis_url(self) -> str:
+        return self.redis_url or DEFAULT_REDIS_URL

@@ -10,10 +10,10 @@ from fastapi import Depends, Request
 from ...auth import KeyRing
 from ...configstore import ConfigStore
 from ...manager import BotManager
-from ...ratelimit import RateLimiter
 from ...sync import StoreSync
 from .failed_auth import FailedAuthentications
 from .metrics import Metrics
+from .quota import Quota
 from .settings import RuntimeSettings
 
 
@@ -23,7 +23,7 @@ class RuntimeState:
     store: ConfigStore
     manager: BotManager
     sync: StoreSync
-    limiter: RateLimiter
+    quota: Quota
     keyring: KeyRing | None  # None: authentication is off
     metrics: Metrics
     failed_auth: FailedAuthentications

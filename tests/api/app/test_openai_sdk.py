@@ -176,11 +176,14 @@ def test_gpt_streaming_sends_system_prompt_and_history(
     assert text == REPLY
     assert finishes[-1] == "stop"
     assert fake_llm.requests[-1]["body"]["stream"] is True
+    # the provider always asks for the usage chunk: the turn is charged what upstream counted
+    assert fake_llm.requests[-1]["body"]["stream_options"] == {"include_usage": True}
     assert upstream_messages(fake_llm) == SENT
     usage = [c.usage for c in chunks if c.usage is not None]
     if include_usage:
         assert len(usage) == 1 and chunks[-1].usage is not None
         assert chunks[-1].usage.completion_tokens == words(REPLY)
+        assert chunks[-1].usage.prompt_tokens == sum(words(m["content"]) for m in SENT)
     else:
         assert usage == []
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +14,7 @@ import httpx
 
 from kubebots.runtime.api.app import RuntimeSettings, create_app
 from kubebots.runtime.errors import RateLimitStorageError
-from kubebots.runtime.ratelimit import MemoryRateLimiter
+from kubebots.runtime.ratelimit import Charge, Decision, Limit, MemoryRateLimiter
 from kubebots.runtime.testing import ThreadedServer
 from tests.private_postgres import PrivatePostgres
 
@@ -26,29 +26,43 @@ HEADERS = {"Authorization": f"Bearer {KEY}"}
 
 
 class LimiterWhoseDatabaseFails(MemoryRateLimiter):
-    """A real limiter whose storage fails on demand, for checks (acquire) or charges (record)."""
+    """A real limiter whose storage fails on demand, for checks (admit) or charges
+    (record_many)."""
 
     def __init__(self) -> None:
         super().__init__()
         self.fail_checks = False
         self.fail_charges = False
 
-    async def acquire(self, client_id: str, **kwargs: Any) -> Any:
+    async def admit(self, client_id: str, limits: Sequence[Limit]) -> Decision:
         if self.fail_checks:
             raise RateLimitStorageError("PostgreSQL rate limiter failed: connection refused")
-        return await super().acquire(client_id, **kwargs)
+        return await super().admit(client_id, limits)
 
-    async def record(self, client_id: str, **kwargs: Any) -> None:
+    async def record_many(self, charges: Sequence[Charge]) -> None:
         if self.fail_charges:
             raise RateLimitStorageError("PostgreSQL rate limiter failed: connection refused")
-        await super().record(client_id, **kwargs)
+        await super().record_many(charges)
 
 
-def serve(tmp_path: Path, limiter: LimiterWhoseDatabaseFails) -> Callable[[], ThreadedServer]:
+def serve(
+    tmp_path: Path, limiter: LimiterWhoseDatabaseFails, **settings: Any
+) -> Callable[[], ThreadedServer]:
     url = f"sqlite:{tmp_path / 'store.db'}"
     put_bots(url, "kubebots_", {"default:echo": {"llm": {"provider": "echo"}}})
-    settings = RuntimeSettings(store=url, auth=True, api_keys=json.dumps(KEYS), replica_id="r1")
-    return lambda: ThreadedServer(create_app(settings, env={}, limiter=limiter))
+    config = RuntimeSettings(
+        store=url, auth=True, api_keys=json.dumps(KEYS), replica_id="r1", **settings
+    )
+    return lambda: ThreadedServer(create_app(config, env={}, limiter=limiter))
+
+
+def wait_for_metric(url: str, line: str) -> str:
+    """The metrics page once it holds ``line`` (charges are sent after the reply)."""
+    deadline = time.monotonic() + 10
+    while line not in (metrics := httpx.get(f"{url}/metrics", headers=HEADERS).text):
+        assert time.monotonic() < deadline, metrics
+        time.sleep(0.02)
+    return metrics
 
 
 def test_a_failed_charge_keeps_the_stored_turn_a_success(tmp_path: Path) -> None:
@@ -67,13 +81,13 @@ def test_a_failed_charge_keeps_the_stored_turn_a_success(tmp_path: Path) -> None
             "count me once",
             "echo: count me once",
         ]
-        metrics = httpx.get(f"{server.url}/metrics", headers=HEADERS).text
-        assert "kubebots_uncharged_turns_total 1.0" in metrics
+        wait_for_metric(server.url, "kubebots_uncharged_turns_total 1.0")
 
 
 def test_a_failing_limiter_is_named_in_a_503_with_retry_after(tmp_path: Path) -> None:
+    """Policy ``closed``: no request passes without the shared limiter's verdict."""
     limiter = LimiterWhoseDatabaseFails()
-    with serve(tmp_path, limiter)() as server:
+    with serve(tmp_path, limiter, rate_limit_on_outage="closed")() as server:
         wait_ready(server.url)
         limiter.fail_checks = True
         turn = {"message": "hi", "conversation_id": "c2"}

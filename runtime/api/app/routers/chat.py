@@ -12,7 +12,7 @@ from fastapi.responses import StreamingResponse
 from ....context import BotContext
 from ....errors import KubebotsError
 from ...exception_handlers import error_body
-from ..access import BotTurn, open_turn
+from ..access import BotTurn, StreamCharge, open_turn
 from ..models import ChatRequest, ChatResponse, Usage
 from ..security import CallerDep
 from ..state import StateDep
@@ -42,7 +42,7 @@ async def chat(turn: ChatTurnDep) -> Response:
     completion = await turn.bot.complete(body.message, context)
     usage = None
     if completion.usage is not None:
-        await turn.charge(completion.usage.total_tokens)
+        turn.charge(completion.usage.total_tokens)
         usage = Usage(
             prompt_tokens=completion.usage.prompt_tokens,
             completion_tokens=completion.usage.completion_tokens,
@@ -67,23 +67,30 @@ def sse(event: str, data: object) -> str:
     responses={200: {"content": {"text/event-stream": {}}}},
 )
 async def chat_stream(turn: ChatTurnDep) -> StreamingResponse:
-    """Like ``/chat``, as Server-Sent Events: ``delta`` events, then ``done`` (or ``error``)."""
+    """Like ``/chat``, as Server-Sent Events: ``delta`` events, then ``done`` (or ``error``).
+
+    The turn's tokens are charged once the stream ends, however it ends (:class:`StreamCharge`).
+    """
     body, bot_id = turn.body, turn.bot.bot_id
     context = BotContext(body.conversation_id, turn.client_id, body.user_id)
-    stream = turn.bot.stream_chat(body.message, context)
+    charge = StreamCharge(turn, [body.message])
+    stream = turn.bot.stream_chat(body.message, context, on_usage=charge.reported)
     first = await anext(stream, None)  # errors before the first delta are plain HTTP errors
 
     async def events() -> AsyncIterator[str]:
         try:
             if first is not None:
+                charge.parts.append(first)
                 yield sse("delta", {"delta": first})
             async for delta in stream:
+                charge.parts.append(delta)
                 yield sse("delta", {"delta": delta})
             yield sse("done", {"conversation_id": body.conversation_id, "bot_id": bot_id})
         except KubebotsError as exc:
             yield sse("error", error_body(exc))
         finally:
             await stream.aclose()
+            charge.send()
 
     return StreamingResponse(
         events(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"}

@@ -21,10 +21,10 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from ....context import BotContext
 from ....errors import KubebotsError
-from ....llm.base import ChatMessage, Completion
+from ....llm.base import ChatMessage, Completion, Usage
 from ...exception_handlers import error_body
 from ...http_errors import ValidationError
-from ..access import BotTurn, open_turn
+from ..access import BotTurn, StreamCharge, open_turn
 from ..security import CallerDep
 from ..state import StateDep
 
@@ -142,7 +142,7 @@ async def chat_completions(turn: CompletionTurnDep) -> JSONResponse | StreamingR
             completion = await bot.complete_messages(messages)
         usage = _usage(completion)
         if usage:
-            await turn.charge(usage["total_tokens"])
+            turn.charge(usage["total_tokens"])
         return JSONResponse(
             {
                 "id": cid,
@@ -159,47 +159,52 @@ async def chat_completions(turn: CompletionTurnDep) -> JSONResponse | StreamingR
                 "usage": usage,
             }
         )
+    charge = StreamCharge(turn, [m.content for m in messages])
     if context is not None:
-        stream = bot.stream_chat(messages[-1].content, context)
+        stream = bot.stream_chat(messages[-1].content, context, on_usage=charge.reported)
     else:
-        stream = bot.stream_messages(messages)
+        stream = bot.stream_messages(messages, on_usage=charge.reported)
     first = await anext(stream, None)
     include_usage = bool(body.stream_options and body.stream_options.include_usage)
 
     async def events() -> AsyncIterator[str]:
-        parts: list[str] = []
         try:
             yield _chunk(cid, created, body.model, {"role": "assistant", "content": ""}, None)
             if first is not None:
-                parts.append(first)
+                charge.parts.append(first)
                 yield _chunk(cid, created, body.model, {"content": first}, None)
             async for delta in stream:
-                parts.append(delta)
+                charge.parts.append(delta)
                 yield _chunk(cid, created, body.model, {"content": delta}, None)
             yield _chunk(cid, created, body.model, {}, "stop")
             if include_usage:
-                yield "data: " + json.dumps(_stream_usage(cid, created, body.model, parts)) + "\n\n"
+                usage = _stream_usage(cid, created, body.model, charge.usage())
+                yield "data: " + json.dumps(usage) + "\n\n"
             yield "data: [DONE]\n\n"
         except KubebotsError as exc:
             yield f"data: {json.dumps({'error': error_body(exc)})}\n\n"
         finally:
             await stream.aclose()
+            charge.send()
 
     return StreamingResponse(
         events(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"}
     )
 
 
-def _stream_usage(cid: str, created: int, model: str, parts: list[str]) -> dict[str, Any]:
-    """Streams carry no provider usage here: completion tokens are estimated (words)."""
-    words = len("".join(parts).split())
+def _stream_usage(cid: str, created: int, model: str, usage: Usage) -> dict[str, Any]:
+    """The final usage chunk: what the turn is charged (:class:`StreamCharge`)."""
     return {
         "id": cid,
         "object": "chat.completion.chunk",
         "created": created,
         "model": model,
         "choices": [],
-        "usage": {"prompt_tokens": 0, "completion_tokens": words, "total_tokens": words},
+        "usage": {
+            "prompt_tokens": usage.prompt_tokens,
+            "completion_tokens": usage.completion_tokens,
+            "total_tokens": usage.total_tokens,
+        },
     }
 
 
