@@ -249,7 +249,7 @@ class PostgresConversationStore(SqlQueries, PostgresTable[StorageError]):
 
     @staticmethod
     async def _append_once(
-        conn: Conn, query: sql.Composed, params: Sequence[Any], lock: int | None
+        conn: Conn, query: bytes, params: Sequence[Any], lock: int | None
     ) -> tuple[int, int | None]:
         """Run :data:`_APPEND`: alone, or (after a lost race) in a transaction holding the
         advisory ``lock`` of the conversation, which queues the writers that retry."""

@@ -233,9 +233,16 @@ class PostgresTable(Generic[E]):
         """Wrap an open pool whose table exists; use the store's ``open`` instead."""
         self._pool = pool
         self._table = table
+        self._queries: dict[str, bytes] = {}
 
-    def _sql(self, query: str) -> sql.Composed:
-        return sql.SQL(query).format(t=sql.Identifier(self._table))
+    def _sql(self, query: str) -> bytes:
+        """``query`` with ``{t}`` naming the table, rendered once per store (psycopg then finds
+        it in its own cache of parsed queries, by these bytes, on every later call)."""
+        rendered = self._queries.get(query)
+        if rendered is None:
+            composed = sql.SQL(query).format(t=sql.Identifier(self._table))
+            rendered = self._queries[query] = composed.as_bytes(None)
+        return rendered
 
     @property
     def problem(self) -> str | None:
