@@ -203,13 +203,3 @@ def verdict(used: int, oldest: Iterable[tuple[float, int]], limit: Limit) -> Dec
             break
     retry_after = min(max(retry_after, MIN_RETRY_AFTER), window)
     return Decision(False, remaining, retry_after, limit.limit, limit.scope)
-
-
-def decide(entries: Iterable[tuple[float, int]], limit: Limit) -> Decision:
-    """Apply the sliding-log rule to all the live ``(age_seconds, cost)`` entries, oldest first.
-
-    Every entry must be younger than ``limit.window_seconds``; the caller records the cost if
-    allowed.
-    """
-    live = list(entries)
-    return verdict(sum(c for _, c in live), live, limit)

@@ -5,16 +5,29 @@ from __future__ import annotations
 import time
 from collections import deque
 from collections.abc import Callable
+from dataclasses import dataclass, field
 
 from ..errors import RateLimitStorageError
-from .base import Charge, Decision, Limit, RateLimiter, decide
+from .base import Charge, Decision, Limit, RateLimiter, verdict
 
-# (scope, client_id) -> (time, cost) entries, oldest first
-_Logs = dict[tuple[str, str], deque[tuple[float, int]]]
+
+@dataclass(slots=True)
+class _Log:
+    """One key's live entries ``(time, cost)``, oldest first, and the sum of their costs."""
+
+    entries: deque[tuple[float, int]] = field(default_factory=deque)
+    used: int = 0
+
+
+# (scope, client_id) -> its log
+_Logs = dict[tuple[str, str], _Log]
 
 
 class MemoryRateLimiter(RateLimiter):
-    """Sliding logs in deques, keyed by ``(scope, client_id)``.
+    """Sliding logs in deques with a running sum, keyed by ``(scope, client_id)``.
+
+    A call costs O(1) plus the entries it expires (each is subtracted from the sum once, when it
+    leaves the window); only a denial walks the oldest entries, for ``retry_after``.
 
     Limits hold within this process only: N replicas would admit N times the limit (use the
     PostgreSQL or Redis limiter there). A call never awaits anything that suspends, so each is
@@ -31,25 +44,35 @@ class MemoryRateLimiter(RateLimiter):
         """A new, empty limiter (async for symmetry with the shared limiters)."""
         return cls(clock=clock)
 
-    def _live(self, scope: str, client_id: str, window_seconds: float, now: float) -> _Logs:
-        """The logs, the key's entries out of the window dropped (an empty log forgotten)."""
+    def _open_logs(self) -> _Logs:
         if self._logs is None:
             raise RateLimitStorageError("the rate limiter is closed")
-        entries = self._logs.get((scope, client_id))
-        if entries is not None:
-            while entries and entries[0][0] <= now - window_seconds:
-                entries.popleft()
-            if not entries:
-                del self._logs[(scope, client_id)]
         return self._logs
+
+    def _live(self, scope: str, client_id: str, window_seconds: float, now: float) -> _Log | None:
+        """The key's log without its entries out of the window (an emptied log is forgotten)."""
+        logs = self._open_logs()
+        log = logs.get((scope, client_id))
+        if log is None:
+            return None
+        entries, cutoff = log.entries, now - window_seconds
+        while entries and entries[0][0] <= cutoff:
+            log.used -= entries.popleft()[1]
+        if not entries:
+            del logs[(scope, client_id)]
+            return None
+        return log
 
     async def _admit(self, client_id: str, limits: tuple[Limit, ...]) -> Decision:
         now = self._clock()
         decision: Decision | None = None
         for limit in limits:
-            logs = self._live(limit.scope, client_id, limit.window_seconds, now)
-            entries = logs.get((limit.scope, client_id), ())
-            decision = decide(((now - at, cost) for at, cost in entries), limit)
+            log = self._live(limit.scope, client_id, limit.window_seconds, now)
+            if log is None:
+                decision = verdict(0, (), limit)
+            else:
+                oldest = ((now - at, cost) for at, cost in log.entries)
+                decision = verdict(log.used, oldest, limit)
             if not decision.allowed:
                 return decision
         for limit in limits:
@@ -66,9 +89,9 @@ class MemoryRateLimiter(RateLimiter):
             self._add(charge.scope, charge.client_id, now, charge.cost)
 
     def _add(self, scope: str, client_id: str, now: float, cost: int) -> None:
-        if self._logs is None:
-            raise RateLimitStorageError("the rate limiter is closed")
-        self._logs.setdefault((scope, client_id), deque()).append((now, cost))
+        log = self._open_logs().setdefault((scope, client_id), _Log())
+        log.entries.append((now, cost))
+        log.used += cost
 
     async def close(self) -> None:
         """Forget every log. Idempotent."""

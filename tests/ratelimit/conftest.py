@@ -30,8 +30,9 @@ REDIS_URL = "redis://127.0.0.1:6379/0"
 def drop_tables(url: str, prefix: str) -> None:
     table = f"{prefix}ratelimit"
     with psycopg.connect(url, autocommit=True) as conn:
-        conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(sql.Identifier(table)))
-        for function in ("admit_v1", "record_v1"):
+        for name in (table, f"{table}_sums"):  # the log's triggers go with it
+            conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(sql.Identifier(name)))
+        for function in ("admit_v1", "record_v1", "admit_v2", "record_v2", "sums_apply"):
             name = sql.Identifier(f"{table}_{function}")
             conn.execute(sql.SQL("DROP FUNCTION IF EXISTS {}").format(name))
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 
 import pytest
 
@@ -251,3 +252,45 @@ async def test_admit_bad_arguments(
     with pytest.raises(ValueError):
         await limiter.admit("", [Limit("a", 1)])
     assert await used(limiter, client_id, "a") == 0
+
+
+async def _sleep_until(moment: float) -> None:
+    await asyncio.sleep(max(0.0, moment - time.monotonic()))
+
+
+async def test_many_live_entries_are_counted_exactly(limiter: RateLimiter, client_id: str) -> None:
+    """20,000 entries charged in batches: the live cost stays exact as old batches expire (the
+    backends keep running sums, so this checks what they subtract on a prune)."""
+    window = 3.0
+    batch = [Charge(client_id, "requests", 1, window_seconds=window)] * 2000
+
+    def take(limit: int) -> Limit:
+        return Limit("requests", limit, window_seconds=window)
+
+    first_start = time.monotonic()
+    for _ in range(5):  # 10,000 entries of cost 1
+        await limiter.record_many(batch)
+    first_end = time.monotonic()
+    await _sleep_until(first_end + 0.8)
+    second_start = time.monotonic()
+    for _ in range(5):  # 10,000 entries of cost 2
+        await limiter.record_many([Charge(client_id, "requests", 2, window_seconds=window)] * 2000)
+    assert time.monotonic() < first_start + window - 0.5  # the first batches are still live
+    assert await used(limiter, client_id, "requests", window) == 30_000
+    assert (await limiter.admit(client_id, [take(30_001)])) == Decision(
+        True, 0, None, 30_001, "requests"
+    )
+    denied = await limiter.admit(client_id, [take(30_001)])
+    assert not denied.allowed and denied.remaining == 0
+    assert denied.retry_after is not None and 0 < denied.retry_after <= window
+
+    await _sleep_until(first_end + window + 0.2)  # the first 10,000 left, the rest are live
+    assert time.monotonic() < second_start + window - 0.3
+    assert await used(limiter, client_id, "requests", window) == 20_001
+    assert (await limiter.admit(client_id, [take(20_002)])).allowed
+    assert not (await limiter.admit(client_id, [take(20_002)])).allowed
+    assert (await limiter.admit(client_id, [take(20_002), Limit("other", 1)])).scope == "requests"
+
+    await _sleep_until(time.monotonic() + window + 0.2)  # every entry left
+    assert await used(limiter, client_id, "requests", window) == 0
+    assert (await limiter.admit(client_id, [take(1)])) == Decision(True, 0, None, 1, "requests")

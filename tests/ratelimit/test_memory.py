@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from kubebots.runtime.ratelimit import MIN_RETRY_AFTER, MemoryRateLimiter
+from kubebots.runtime.ratelimit import MIN_RETRY_AFTER, Charge, MemoryRateLimiter
 
 WINDOW = 10.0
 
@@ -78,3 +78,23 @@ async def test_empty_logs_are_forgotten() -> None:
     clock.now += 2
     await limiter.acquire("a", limit=1, cost=0, window_seconds=1.0)
     assert limiter._logs == {}
+
+
+async def test_running_sums_stay_exact_over_many_entries() -> None:
+    """20,000 entries over several windows: the sum kept per key is its entries' sum."""
+    clock = FakeClock()
+    limiter = MemoryRateLimiter(clock=clock)
+    for step in range(20):
+        charge = Charge("c", "s", 1 + step % 3, window_seconds=WINDOW)
+        await limiter.record_many([charge] * 1000)
+        clock.now += 1.0
+        live = {n: 1 + n % 3 for n in range(step + 1) if n > step + 1 - WINDOW}  # batch -> cost
+        used = 1000 * sum(live.values())
+        check = await limiter.acquire("c", limit=used + 1, cost=0, window_seconds=WINDOW, scope="s")
+        assert (check.allowed, check.remaining) == (True, 1)
+        assert not (
+            await limiter.acquire("c", limit=used, window_seconds=WINDOW, scope="s")
+        ).allowed
+        log = limiter._logs[("s", "c")] if limiter._logs else None
+        assert log is not None and log.used == sum(cost for _, cost in log.entries) == used
+    await limiter.close()
