@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from . import cluster, record, sections
+from . import cluster, record, sections, sections_production
 from .machine import header, machine
 from .record import Results
 
@@ -25,6 +25,7 @@ SECTIONS: dict[str, Callable[[Results], None]] = {
     "cluster": cluster.section,
     "scale": sections.scale,
     "http": sections.http,
+    "production": sections_production.section,
 }
 
 

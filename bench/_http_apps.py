@@ -6,6 +6,10 @@ KIND is
 * ``ours``: ``create_app`` on the SQLite config store ``DATA_DIR/store.db`` (seeded by the
   caller), authentication off; uvicorn, one worker, no access log, log level warning;
 * ``ours-auth``: the same with API keys (:data:`API_KEY` authenticates client ``bench``);
+* ``configured``: ``create_app`` with the :class:`RuntimeSettings` fields in
+  ``DATA_DIR/settings.json`` (:data:`SETTINGS_FILE`; what ``KUBEBOTS_*`` variables would set,
+  e.g. a PostgreSQL store, API keys with limits, a rate-limit backend): the configurations of
+  :mod:`bench.production`;
 * ``bare``: a FastAPI app (same uvicorn settings) with ``POST /bots/{bot_id}/chat`` and
   ``POST /v1/chat/completions``, each parsing the same body as ours with a pydantic model
   (message + conversation_id; model + messages of role + content) and returning a constant
@@ -28,7 +32,8 @@ import uvicorn
 from fastapi import FastAPI
 from pydantic import BaseModel
 
-KINDS = ("ours", "ours-auth", "bare", "ceiling")
+KINDS = ("ours", "ours-auth", "configured", "bare", "ceiling")
+SETTINGS_FILE = "settings.json"
 API_KEY = "bench-key-0123456789abcdef"
 KEYS = {"clients": [{"clientId": "bench", "keys": [API_KEY]}]}
 BARE_REPLY = {"response": "ok", "conversation_id": "c", "bot_id": "b"}
@@ -97,6 +102,14 @@ def ours_app(data_dir: Path, *, auth: bool) -> FastAPI:
     return create_app(settings, env={})
 
 
+def configured_app(data_dir: Path) -> FastAPI:
+    """``create_app`` with the settings of ``data_dir/settings.json`` (fields by name)."""
+    from kubebots.runtime.api.app import RuntimeSettings, create_app
+
+    fields = json.loads((data_dir / SETTINGS_FILE).read_text())
+    return create_app(RuntimeSettings(**fields), env={})
+
+
 def request_end(buffer: bytearray) -> int:
     """The length of the first complete request in ``buffer``, or 0 if it is not all there."""
     head_end = buffer.find(b"\r\n\r\n")
@@ -147,7 +160,12 @@ def main(argv: list[str]) -> int:
     if kind == "ceiling":
         asyncio.run(serve_ceiling(port))
         return 0
-    app = bare_app() if kind == "bare" else ours_app(data_dir, auth=kind == "ours-auth")
+    if kind == "bare":
+        app = bare_app()
+    elif kind == "configured":
+        app = configured_app(data_dir)
+    else:
+        app = ours_app(data_dir, auth=kind == "ours-auth")
     uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
     return 0
 

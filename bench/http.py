@@ -48,11 +48,11 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import httpx
 
-from kubebots.runtime.configstore import open_config_store
+from kubebots.runtime.configstore import DEFAULT_TABLE_PREFIX, open_config_store
 
 from . import litellm
 from ._http_apps import API_KEY
@@ -403,10 +403,13 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
 # -- servers ---------------------------------------------------------------------------------
 
 
-async def seed_store(url: str) -> None:
-    store = await open_config_store(url)
+async def seed_store(
+    url: str, spec: dict[str, Any] | None = None, prefix: str = DEFAULT_TABLE_PREFIX
+) -> None:
+    """Put the echo bot (``spec``, default :data:`ECHO_SPEC`) into the store at ``url``."""
+    store = await open_config_store(url, prefix=prefix)
     try:
-        await store.put(BOT_ID, ECHO_SPEC, generation=1, uid="bench-http")
+        await store.put(BOT_ID, spec or ECHO_SPEC, generation=1, uid="bench-http")
     finally:
         await store.close()
 
@@ -430,9 +433,10 @@ def log_file(data_dir: Path, kind: str, url: str) -> Path:
 
 
 def launch(kind: str, port: int, data_dir: Path) -> Launch:
-    if kind == litellm.KIND:
+    if kind in litellm.KINDS:
         config = data_dir / f"litellm-{port}.yaml"
-        config.write_text(litellm.config_yaml(BOT_ID, ECHO_REPLY))
+        production = kind == litellm.PRODUCTION_KIND
+        config.write_text(litellm.config_yaml(BOT_ID, ECHO_REPLY, production=production))
         return Launch(
             litellm.command(litellm.litellm_executable(), config, port),
             litellm.environment(os.environ),
@@ -497,7 +501,7 @@ def check_target(url: str, target: Target) -> None:
 
 
 def stack_of(target: Target, litellm_info: litellm.LiteLLMInfo | None) -> str:
-    if target.server == litellm.KIND:
+    if target.server in litellm.KINDS:
         assert litellm_info is not None
         return litellm_info.stack
     if target.server == "ceiling":

@@ -31,6 +31,25 @@ from dataclasses import dataclass
 from pathlib import Path
 
 KIND = "litellm"  # the server kind bench.http launches through this module
+#: The same proxy as users run it in production (:func:`config_yaml` with ``production``).
+PRODUCTION_KIND = "litellm-production"
+KINDS = (KIND, PRODUCTION_KIND)
+#: The production configuration's master key (what clients present; no database behind it).
+MASTER_KEY = "sk-bench-master-7f3c9a1e5b2d4f60"
+REDIS_HOST = "127.0.0.1"
+REDIS_PORT = 6379
+#: Per-deployment limits, high enough never to deny during a run: what they cost is measured.
+RPM_LIMIT = 100_000_000
+TPM_LIMIT = 10_000_000_000
+#: Why the production configuration has no virtual key: LiteLLM's virtual keys live in its
+#: PostgreSQL database through prisma, which downloads its query-engine binaries at start-up.
+NO_DATABASE = (
+    "LiteLLM's virtual keys need its PostgreSQL database through prisma, whose query engine "
+    "is downloaded from binaries.prisma.sh at start-up; this machine cannot reach it (tried "
+    "with DATABASE_URL: 'Database migration failed ... getaddrinfo ENOTFOUND "
+    "binaries.prisma.sh'), so the closest configuration runs: master key auth, rpm/tpm limits "
+    "on the deployment, enforced by the router's usage-based-routing-v2 through Redis"
+)
 LITELLM_ENV = "KUBEBOTS_BENCH_LITELLM"
 READY_PATH = "/health/liveliness"
 READY_TIMEOUT_S = 120  # it imports for ~10 s on an idle core, more when the core is shared
@@ -88,15 +107,35 @@ def describe(executable: Path) -> LiteLLMInfo:
     return LiteLLMInfo(*fields)
 
 
-def config_yaml(model: str, reply: str) -> str:
-    """One model, answered by LiteLLM's built-in mock upstream; JSON scalars are valid YAML."""
-    params = {"model": "openai/echo", "api_key": "sk-none", "mock_response": reply}
-    return (
+def config_yaml(model: str, reply: str, *, production: bool = False) -> str:
+    """One model, answered by LiteLLM's built-in mock upstream; JSON scalars are valid YAML.
+
+    ``production``: as users run it (short of a database, :data:`NO_DATABASE`): clients present
+    :data:`MASTER_KEY`, and the deployment's ``rpm``/``tpm`` limits (:data:`RPM_LIMIT`,
+    :data:`TPM_LIMIT`) are counted in Redis (``usage-based-routing-v2``, pre-call checks on)."""
+    params: dict[str, object] = {
+        "model": "openai/echo",
+        "api_key": "sk-none",
+        "mock_response": reply,
+    }
+    if production:
+        params |= {"rpm": RPM_LIMIT, "tpm": TPM_LIMIT}
+    text = (
         "model_list:\n"
         f"  - model_name: {json.dumps(model)}\n"
         f"    litellm_params: {json.dumps(params)}\n"
         "litellm_settings: {telemetry: false}\n"
     )
+    if production:
+        router = {
+            "routing_strategy": "usage-based-routing-v2",
+            "enable_pre_call_checks": True,
+            "redis_host": REDIS_HOST,
+            "redis_port": REDIS_PORT,
+        }
+        text += f"router_settings: {json.dumps(router)}\n"
+        text += f"general_settings: {json.dumps({'master_key': MASTER_KEY})}\n"
+    return text
 
 
 def command(executable: Path, config: Path, port: int) -> list[str]:

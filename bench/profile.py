@@ -87,47 +87,62 @@ def _table(header: tuple[str, str], rows: list[tuple[str, float]]) -> list[str]:
 
 def profile_http(target: h.Target, connections: int, out_dir: Path) -> str:
     """Markdown: the profile of ``target``'s server at ``connections``; raw stacks to out_dir."""
-    wrk = h.ensure_wrk()
-    server_pin, wrk_pin = h.pinning() or ([], [])
-    raw = out_dir / f"profile-{target.name}-{connections}conn.collapsed"
     with tempfile.TemporaryDirectory(prefix="kubebots-bench-profile-") as tmp:
         data_dir = Path(tmp)
         h.prepare(data_dir)
-        script = data_dir / "load.lua"
-        script.write_text(h.lua_script(target))
-        with h.server(target.server, server_pin, data_dir) as (url, pid):
-            h.check_target(url, target)
-            h.run_wrk(wrk, wrk_pin, url, script, connections, 2)
-            spy = subprocess.Popen(
-                [
-                    py_spy(),
-                    "record",
-                    "--nonblocking",
-                    "-r",
-                    str(RATE_HZ),
-                    "-d",
-                    str(SECONDS),
-                    "-f",
-                    "raw",
-                    "-o",
-                    str(raw),
-                    "-p",
-                    str(pid),
-                ],
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.PIPE,
-            )
-            time.sleep(0.5)
-            run = h.run_wrk(wrk, wrk_pin, url, script, connections, SECONDS)
-            _, err = spy.communicate(timeout=SECONDS + 30)
-            if spy.returncode != 0:
-                raise RuntimeError(f"py-spy failed: {err.decode()[-1000:]}")
+        return profile_server(target, connections, out_dir, data_dir)
+
+
+def profile_server(target: h.Target, connections: int, out_dir: Path, data_dir: Path) -> str:
+    """:func:`profile_http` of a server whose ``data_dir`` the caller prepared."""
+    server_pin, _ = h.pinning() or ([], [])
+    raw = out_dir / f"profile-{target.name}-{connections}conn.collapsed"
+    script = data_dir / "load.lua"
+    script.write_text(h.lua_script(target))
+    with h.server(target.server, server_pin, data_dir) as (url, pid):
+        rps = sample(url, pid, target, connections, raw, script)
     intro = (
         f"`py-spy record --nonblocking -r {RATE_HZ}` on the `{target.label}` server for "
-        f"{SECONDS} s under `wrk` at {connections} connections ({run.rps:,.0f} req/s while "
+        f"{SECONDS} s under `wrk` at {connections} connections ({rps:,.0f} req/s while "
         "sampled)"
     )
     return describe(intro, raw)
+
+
+def sample(
+    url: str, pid: int, target: h.Target, connections: int, raw: Path, script: Path
+) -> float:
+    """py-spy ``raw`` stacks of the server ``pid`` at ``url`` under ``wrk`` running ``script``
+    at ``connections``; the req/s while sampled."""
+    wrk = h.ensure_wrk()
+    _, wrk_pin = h.pinning() or ([], [])
+    h.check_target(url, target)
+    h.run_wrk(wrk, wrk_pin, url, script, connections, 2)
+    spy = subprocess.Popen(
+        [
+            py_spy(),
+            "record",
+            "--nonblocking",
+            "-r",
+            str(RATE_HZ),
+            "-d",
+            str(SECONDS),
+            "-f",
+            "raw",
+            "-o",
+            str(raw),
+            "-p",
+            str(pid),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    time.sleep(0.5)
+    run = h.run_wrk(wrk, wrk_pin, url, script, connections, SECONDS)
+    _, err = spy.communicate(timeout=SECONDS + 30)
+    if spy.returncode != 0:
+        raise RuntimeError(f"py-spy failed: {err.decode()[-1000:]}")
+    return run.rps
 
 
 def describe(intro: str, raw: Path) -> str:

@@ -274,7 +274,9 @@ def profile_worst_miss(r: Results, out_dir: Path) -> None:
     miss that has one.
     """
     from . import http as h
+    from . import production
     from .profile import describe, profile_http
+    from .sections_production import TITLE as PRODUCTION
 
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / "profile.md"
@@ -286,6 +288,11 @@ def profile_worst_miss(r: Results, out_dir: Path) -> None:
         return
 
     def profiler(miss: Figure | Comparison) -> Callable[[], str] | None:
+        config = production.config_of_figure(miss.name) if miss.section == PRODUCTION else None
+        if config is not None:
+            match = re.search(r"(\d+) conn", miss.name)
+            connections = int(match.group(1)) if match else production.P99_CONNECTIONS
+            return lambda: production.profile(config, connections, out_dir)
         http_miss = _http_miss(miss.name)
         if http_miss is not None:
             name, connections = http_miss

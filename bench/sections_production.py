@@ -1,0 +1,200 @@
+"""The ``production`` section of ``python -m bench``: the production configuration (issue 15).
+
+Records what :func:`bench.production.run` measured: each configuration's req/s, latency, CPU and
+RSS; production vs the embedded default; replica scaling; the limiter's exactness; LiteLLM as
+users run it.
+"""
+
+from __future__ import annotations
+
+from . import http as h
+from . import litellm
+from . import production as p
+from .record import Goal, Results
+
+TITLE = "Production configuration: PostgreSQL, API keys, per-client limits, shared limiter"
+ISSUE = 15
+SHARE = Goal(">=", p.SHARE_GOAL, ISSUE)
+P99 = Goal("<=", p.P99_GOAL_MS, ISSUE)
+SCALING = Goal(">=", p.SCALING_GOAL, ISSUE)
+EXACT_MAX = Goal("<=", p.EXACT_LIMIT, ISSUE)
+EXACT_SHARE = Goal(">=", p.EXACT_SHARE_GOAL, ISSUE)
+VS_LITELLM = Goal(">=", p.VS_LITELLM_GOAL, ISSUE)
+RSS_VS_LITELLM = Goal(">=", p.RSS_VS_LITELLM_GOAL, ISSUE)
+
+
+def section(r: Results) -> None:
+    r.section(TITLE)
+    x = p.run()
+    versions = r.machine.setdefault("versions", {})
+    versions["wrk"] = x.load_generator
+    if x.litellm_version:
+        versions["LiteLLM proxy"] = x.litellm_version
+    pinned = f"pinned to CPU {h.SERVER_CPU}" if x.pinned else "UNPINNED"
+    r.note(
+        "The same binary (create_app + uvicorn, one worker) in six configurations, each its own "
+        f"process ({pinned}; `wrk -t1` on CPU {h.WRK_CPU}), serving the echo bot on "
+        f"`POST {h.CHAT_PATH}` over {h.CONVERSATIONS} conversations; per configuration a "
+        f"{h.WARMUP_S} s warm-up, then {h.REPEATS} runs of {h.DURATION_S} s per connection "
+        "count, the median reported. PostgreSQL (config store, conversations, limiter) is the "
+        "local server, Redis the local one; both run unpinned, competing with the server and "
+        "wrk for the 2 CPUs, as a database beside a replica does. Production = PostgreSQL store "
+        f"+ conversations, API keys, the client's requestsPerMinute ({p.RPM:,}) and "
+        f"tokensPerMinute ({p.TPM:,}), never reached during a run: what is measured is their "
+        "cost. Limiter in memory = one replica's reference with the limiter's round trips off."
+    )
+    r.note(
+        f"1-minute load average before / after: {x.load_before:.2f} / {x.load_after:.2f} on "
+        f"{r.machine['cores']} CPUs."
+    )
+    _configurations(r, x)
+    _goals(r, x)
+    _scaling(r, x)
+    _exactness(r, x)
+    _litellm(r, x)
+    r.series["production"] = {
+        "connections": list(p.CONNECTIONS),
+        "targets": {
+            res.target.label: {
+                "rss_kib": res.rss_kib,
+                "runs": {
+                    str(c): {
+                        "rps": run.rps,
+                        "p50_ms": run.p50_ms,
+                        "p99_ms": run.p99_ms,
+                        "server_cpu": run.server_cpu,
+                    }
+                    for c, run in res.runs.items()
+                },
+            }
+            for res in x.results.values()
+        },
+        "scaling": {name: {str(n): v for n, v in s.rps.items()} for name, s in x.scaling.items()},
+    }
+
+
+def _configurations(r: Results, x: p.ProductionBench) -> None:
+    for res in x.results.values():
+        for c, run in res.runs.items():
+            errors = f", {run.socket_errors} socket errors" if run.socket_errors else ""
+            r.add(
+                f"{res.target.label}, {c} conn",
+                run.rps,
+                "req/s",
+                detail=f"p50 {run.p50_ms:.2f} ms, p99 {run.p99_ms:.2f} ms; server "
+                f"{run.server_cpu:.2f} / wrk {run.wrk_cpu:.2f} cores; repeats "
+                + "/".join(f"{v:,.0f}" for v in run.all_rps)
+                + errors,
+            )
+        r.add(f"{res.target.label}: server VmRSS after", res.rss_kib / 1024, "MiB")
+
+
+def _goals(r: Results, x: p.ProductionBench) -> None:
+    embedded = p.EMBEDDED.name
+    for config in (p.PRODUCTION_REDIS, p.PRODUCTION_POSTGRES):
+        for c in p.CONNECTIONS:
+            share = 100 * x.rps(config.name, c) / x.rps(embedded, c)
+            r.add(
+                f"{config.label} / embedded req/s, {c} conn",
+                share,
+                "%",
+                SHARE if config is p.PRODUCTION and c == p.P99_CONNECTIONS else None,
+                f"{x.rps(config.name, c):,.0f} vs {x.rps(embedded, c):,.0f} req/s",
+            )
+        run = x.results[config.name].runs[p.P99_CONNECTIONS]
+        goal = P99 if config is p.PRODUCTION else None
+        r.add(f"{config.label}: p99, {p.P99_CONNECTIONS} conn", run.p99_ms, "ms", goal)
+
+
+def _scaling(r: Results, x: p.ProductionBench) -> None:
+    if not x.scaling:
+        return
+    version = next(iter(x.scaling.values())).hierarchy
+    r.note(
+        f"Replica scaling: one tenant (one API key) through 1 and 2 replicas of the production "
+        f"configuration, each replica limited to {p.REPLICA_CORES} CPU ({version}) on CPU "
+        f"{h.SERVER_CPU}, one `wrk` per replica on CPU {h.WRK_CPU}, "
+        f"{p.SCALING_CONNECTIONS} connections in all; admitted req/s = 2xx answers (a denial "
+        "fails the run)."
+    )
+    for s in x.scaling.values():
+        for n in (1, 2):
+            r.add(
+                f"{s.config.label}: {n} replica(s) x {p.REPLICA_CORES} CPU",
+                s.rps[n],
+                "req/s",
+                detail=f"replicas' CPU {s.server_cpu[n]:.2f} cores, worst p99 "
+                f"{s.p99_ms[n]:.1f} ms; repeats " + "/".join(f"{v:,.0f}" for v in s.all_rps[n]),
+            )
+        r.add(f"{s.config.label}: 2 replicas / 1 replica", s.ratio, "x", SCALING)
+
+
+def _exactness(r: Results, x: p.ProductionBench) -> None:
+    r.note(
+        f"Limiter exactness: {p.EXACT_REPLICAS} replicas (one limiter each, in its own OS "
+        f"process) share one tenant's limit of {p.EXACT_LIMIT} per {p.EXACT_WINDOW_S:g} s "
+        f"window under a steady {p.OVERLOAD:.0%} of it for {p.EXACT_DURATION_S:g} s "
+        "(`RateLimiter.acquire`, evenly interleaved). Max in any window: admitted calls by "
+        "send time in every window of the limit's length minus the slowest call (so it never "
+        "overcounts); admitted share: admitted / (limit x run / window)."
+    )
+    for backend, e in x.exactness.items():
+        offered = len(e.calls)
+        r.add(
+            f"{backend} limiter, {p.EXACT_REPLICAS} replicas: max admitted in any window",
+            e.max_in_window,
+            "",
+            EXACT_MAX,
+            f"{e.admitted} of {offered} calls admitted; slowest call "
+            f"{1000 * e.max_latency_s:.1f} ms",
+        )
+        r.add(
+            f"{backend} limiter, {p.EXACT_REPLICAS} replicas: admitted / limit at "
+            f"{p.OVERLOAD:.0%} load",
+            e.share,
+            "%",
+            EXACT_SHARE,
+        )
+
+
+def _litellm(r: Results, x: p.ProductionBench) -> None:
+    peer = x.results.get(p.LITELLM_PRODUCTION.name)
+    if peer is None:
+        return
+    r.note(
+        f"LiteLLM in production: {litellm.NO_DATABASE}. Clients present the master key; "
+        f"deployment rpm {litellm.RPM_LIMIT:,} / tpm {litellm.TPM_LIMIT:,} (never reached), "
+        f"router Redis at {litellm.REDIS_HOST}:{litellm.REDIS_PORT}; one worker on CPU "
+        f"{h.SERVER_CPU}, the same OpenAI body as our /v1 route."
+    )
+    ours_v1 = x.results[p.PRODUCTION.target(h.COMPLETIONS_PATH).name]
+    ours_chat = x.results[p.PRODUCTION.name]
+    for c in p.CONNECTIONS:
+        theirs = peer.runs[c].rps
+        r.compare(
+            f"production chat req/s, {c} conn",
+            "LiteLLM proxy (production)",
+            ours_chat.runs[c].rps,
+            theirs,
+            "req/s",
+            better="higher",
+            goal=VS_LITELLM,
+        )
+        r.compare(
+            f"production /v1 req/s, {c} conn",
+            "LiteLLM proxy (production)",
+            ours_v1.runs[c].rps,
+            theirs,
+            "req/s",
+            better="higher",
+            goal=VS_LITELLM,
+        )
+    r.compare(
+        "production chat server VmRSS",
+        "LiteLLM proxy (production)",
+        ours_chat.rss_kib / 1024,
+        peer.rss_kib / 1024,
+        "MiB",
+        better="lower",
+        goal=RSS_VS_LITELLM,
+    )
