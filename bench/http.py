@@ -100,13 +100,14 @@ class Target:
     api_key: str | None = None
     reference: str = "bare"  # the name of the bare target it is compared with
     role: Role = "ours"
+    conversations: str = "bench"  # the chat route's conversation ids: <this>-0 .. -63
 
     def bodies(self) -> list[str]:
         if self.path == COMPLETIONS_PATH:
             body = {"model": BOT_ID, "messages": [{"role": "user", "content": MESSAGE}]}
             return [json.dumps(body)]
         return [
-            json.dumps({"message": MESSAGE, "conversation_id": f"bench-{i}"})
+            json.dumps({"message": MESSAGE, "conversation_id": f"{self.conversations}-{i}"})
             for i in range(CONVERSATIONS)
         ]
 

@@ -37,7 +37,7 @@ import time
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -236,13 +236,21 @@ def _total(runs: Sequence[h.WrkRun]) -> h.WrkRun:
 
 
 def scaled_round(
-    wrk: str, wrk_pin: list[str], servers: Sequence[tuple[str, int]], script: Path, seconds: int
+    wrk: str,
+    wrk_pin: list[str],
+    servers: Sequence[tuple[str, int]],
+    scripts: Sequence[Path],
+    seconds: int,
 ) -> h.WrkRun:
-    """One ``wrk`` per replica, all at once, :data:`SCALING_CONNECTIONS` split evenly."""
+    """One ``wrk`` per replica (its own script), all at once, :data:`SCALING_CONNECTIONS` split
+    evenly."""
     each = SCALING_CONNECTIONS // len(servers)
     with ThreadPoolExecutor(len(servers)) as pool:
         runs = list(
-            pool.map(lambda s: h.run_wrk(wrk, wrk_pin, s[0], script, each, seconds, s[1]), servers)
+            pool.map(
+                lambda s: h.run_wrk(wrk, wrk_pin, s[0][0], s[1], each, seconds, s[0][1]),
+                zip(servers, scripts, strict=True),
+            )
         )
     return _total(runs)
 
@@ -251,9 +259,15 @@ def replica_scaling(
     config: ServerConfig, wrk: str, pins: tuple[list[str], list[str]], data_dir: Path
 ) -> Scaling:
     server_pin, wrk_pin = pins
+    # Each replica's wrk has conversations of its own: a conversation's turns come one at a
+    # time in real use, whereas two wrk processes rotating the same ids would send turns of one
+    # conversation to both replicas at once, measuring conflicting turns instead of the limiter.
     target = config.target()
-    script = data_dir / f"{target.name}-scaling.lua"
-    script.write_text(h.lua_script(target))
+    scripts = []
+    for n in range(2):
+        script = data_dir / f"{target.name}-scaling-{n}.lua"
+        script.write_text(h.lua_script(replace(target, conversations=f"replica{n}")))
+        scripts.append(script)
     rps: dict[int, float] = {}
     all_rps: dict[int, tuple[float, ...]] = {}
     cpu: dict[int, float] = {}
@@ -269,10 +283,10 @@ def replica_scaling(
                 quota.add(n, pid)
                 h.check_target(url, target)
                 running.append((url, pid))
-            scaled_round(wrk, wrk_pin, running, script, h.WARMUP_S)
+            scaled_round(wrk, wrk_pin, running, scripts[:replicas], h.WARMUP_S)
             best = h.median_run(
                 [
-                    scaled_round(wrk, wrk_pin, running, script, h.DURATION_S)
+                    scaled_round(wrk, wrk_pin, running, scripts[:replicas], h.DURATION_S)
                     for _ in range(h.REPEATS)
                 ]
             )

@@ -114,8 +114,10 @@ def _scaling(r: Results, x: p.ProductionBench) -> None:
         f"Replica scaling: one tenant (one API key) through 1 and 2 replicas of the production "
         f"configuration, each replica limited to {p.REPLICA_CORES} CPU ({version}) on CPU "
         f"{h.SERVER_CPU}, one `wrk` per replica on CPU {h.WRK_CPU}, "
-        f"{p.SCALING_CONNECTIONS} connections in all; admitted req/s = 2xx answers (a denial "
-        "fails the run)."
+        f"{p.SCALING_CONNECTIONS} connections in all, each wrk with 64 conversations of its own "
+        "(a conversation's turns come one at a time in real use; sending one conversation's "
+        "turns to both replicas at once would measure conflicting turns, each re-asked of the "
+        "model, not the limiter); admitted req/s = 2xx answers (a denial fails the run)."
     )
     for s in x.scaling.values():
         for n in (1, 2):
