@@ -66,6 +66,22 @@ def _why(miss: dict[str, Any], data: dict[str, Any]) -> str:
                 f"The `kubectl patch` process alone takes p50 {alone:.0f} ms on this machine; the "
                 f"same change sent as one API PATCH is served at p50 {api:.1f} ms."
             )
+    if name == "production chat req/s, 1 conn":
+        admit = _value(data, "turn wait: limiter admit (Redis, budget + rate in one script), p50")
+        append = _value(data, "turn wait: conversation append (PostgreSQL, one statement), p50")
+        no_flush = _value(data, "turn wait: the same append without waiting for the WAL flush, p50")
+        stateless = next(
+            (c for c in data["comparisons"] if c["measure"] == "production /v1 req/s, 1 conn"),
+            None,
+        )
+        if None not in (admit, append, no_flush) and stateless is not None:
+            return (
+                "At one connection nothing overlaps a turn's waits: besides its own work it "
+                f"waits for the limiter's admission (Redis, p50 {admit:.2f} ms) and the durable "
+                f"append to PostgreSQL (p50 {append:.2f} ms, of which the commit's WAL flush is "
+                f"about {append - no_flush:.2f} ms), which LiteLLM's stateless route does not "
+                f"make; stateless like LiteLLM, our /v1 route is {stateless['ratio']:.1f}x."
+            )
     if "VmRSS" in name and name.startswith("chat"):
         stateless = next(
             (

@@ -30,11 +30,12 @@ import asyncio
 import json
 import os
 import secrets
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field, replace
@@ -392,6 +393,67 @@ def limiter_exactness(backend: str, where: Scratch) -> Exactness:
     return Exactness(backend, calls)
 
 
+# -- what one turn waits for ------------------------------------------------------------------
+
+WAIT_CALLS = 500  # calls per measured wait (after 50 of warm-up)
+
+
+@dataclass(frozen=True)
+class TurnWaits:
+    """Medians (ms) of the round trips a production chat turn waits for, measured alone from
+    one process (no HTTP): what bounds one connection's req/s."""
+
+    admit_ms: float  # RedisRateLimiter.admit: token budget + request slot, one script call
+    append_ms: float  # PostgreSQL conversation append (one statement; its commit waits for
+    # the WAL flush, as every durable commit does)
+    append_no_flush_ms: float  # the same with synchronous_commit=off: the flush's share
+
+
+async def _median_ms(call: Callable[[int], Awaitable[object]]) -> float:
+    for i in range(50):
+        await call(i)
+    times = []
+    for i in range(WAIT_CALLS):
+        started = time.perf_counter()
+        await call(50 + i)
+        times.append((time.perf_counter() - started) * 1000)
+    return statistics.median(times)
+
+
+async def _turn_waits(where: Scratch) -> TurnWaits:
+    from kubebots.runtime.conversations import ConversationKey
+    from kubebots.runtime.conversations.postgres import PostgresConversationStore
+    from kubebots.runtime.ratelimit import Limit, RedisRateLimiter
+
+    limiter = await RedisRateLimiter.open(REDIS_URL, prefix=where.prefix)
+    limits = [Limit("tokens", TPM, cost=0), Limit("requests", RPM)]
+    no_flush = where.url + "%20-csynchronous_commit%3Doff"
+    stores = [
+        await PostgresConversationStore.open(url, table=f"{where.prefix}waits{n}")
+        for n, url in enumerate((where.url, no_flush))
+    ]
+    turn = [("user", "a question of a few words"), ("assistant", "an answer of a few words")]
+    try:
+        admit = await _median_ms(lambda i: limiter.admit(f"waits-{where.prefix}", limits))
+        appends = [
+            await _median_ms(
+                lambda i, store=store: store.append(
+                    ConversationKey("default:echo", "tenant", f"c{i % 64}"), turn
+                )
+            )
+            for store in stores
+        ]
+    finally:
+        await limiter.close()
+        for store in stores:
+            await store.close()
+    return TurnWaits(admit, appends[0], appends[1])
+
+
+def turn_waits(where: Scratch) -> TurnWaits:
+    return asyncio.run(_turn_waits(where))
+
+
 # -- the whole run ---------------------------------------------------------------------------
 
 
@@ -403,6 +465,7 @@ class ProductionBench:
     scaling: dict[str, Scaling] = field(default_factory=dict)
     exactness: dict[str, Exactness] = field(default_factory=dict)
     litellm_version: str | None = None
+    waits: TurnWaits | None = None
     load_before: float = 0.0
     load_after: float = 0.0
 
@@ -435,6 +498,7 @@ def run(with_litellm: bool = True) -> ProductionBench:
             bench.scaling[config.name] = replica_scaling(config, wrk, pin, dirs[config.name])
         for backend in ("redis", "postgres"):
             bench.exactness[backend] = limiter_exactness(backend, where)
+        bench.waits = turn_waits(where)
     bench.load_after = os.getloadavg()[0]
     return bench
 

@@ -51,6 +51,7 @@ def section(r: Results) -> None:
     _goals(r, x)
     _scaling(r, x)
     _exactness(r, x)
+    _waits(r, x)
     _litellm(r, x)
     r.series["production"] = {
         "connections": list(p.CONNECTIONS),
@@ -157,6 +158,25 @@ def _exactness(r: Results, x: p.ProductionBench) -> None:
             "%",
             EXACT_SHARE,
         )
+
+
+def _waits(r: Results, x: p.ProductionBench) -> None:
+    if x.waits is None:
+        return
+    r.note(
+        "What one production chat turn waits for, each measured alone from one process "
+        f"(median of {p.WAIT_CALLS} calls): the limiter's admission and the conversation's "
+        "append. At one connection nothing overlaps them."
+    )
+    w = x.waits
+    r.add("turn wait: limiter admit (Redis, budget + rate in one script), p50", w.admit_ms, "ms")
+    r.add("turn wait: conversation append (PostgreSQL, one statement), p50", w.append_ms, "ms")
+    r.add(
+        "turn wait: the same append without waiting for the WAL flush, p50",
+        w.append_no_flush_ms,
+        "ms",
+        detail="synchronous_commit=off, for comparison only: kubebots keeps conversations durable",
+    )
 
 
 def _litellm(r: Results, x: p.ProductionBench) -> None:
