@@ -68,31 +68,114 @@ class MessageRejectedError(KubebotsError, ValueError):
 
 
 class LLMError(KubebotsError):
-    """Base of errors from an LLM provider. Messages never carry the API key."""
+    """Base of errors from an LLM provider. Messages never carry the API key.
+
+    Two texts: ``message`` (``str(error)``) is for the log and may name the endpoint and quote
+    the upstream's error text (keys redacted); ``public_message`` is all a client is told, with
+    ``code`` (an OpenAI-style error code) and ``param`` (the request field at fault, if the
+    upstream named one). Tenants never see upstream hosts, credentials or upstream text.
+    """
+
+    default_code: ClassVar[str] = "upstream_error"
+    default_public_message: ClassVar[str] = "The bot's LLM failed"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        public_message: str | None = None,
+        code: str | None = None,
+        param: str | None = None,
+        detail: Mapping[str, Any] | None = None,
+    ) -> None:
+        super().__init__(message, detail=detail)
+        self.public_message = public_message or self.default_public_message
+        self.code = code or self.default_code
+        self.param = param
 
 
 class RateLimitError(LLMError):
-    """The upstream LLM answered 429. ``retry_after`` is in seconds when the upstream said."""
+    """The upstream LLM answered 429. ``retry_after`` is in seconds when known (the upstream's
+    ``Retry-After``/``retry-after-ms``, or the backoff a caller computed)."""
 
-    def __init__(self, message: str, *, retry_after: float | None = None) -> None:
-        super().__init__(message, detail={"retry_after": retry_after})
+    default_code: ClassVar[str] = "rate_limit_exceeded"
+    default_public_message: ClassVar[str] = "The bot's LLM is rate limited; retry later"
+
+    def __init__(
+        self, message: str, *, retry_after: float | None = None, public_message: str | None = None
+    ) -> None:
+        super().__init__(
+            message, public_message=public_message, detail={"retry_after": retry_after}
+        )
         self.retry_after = retry_after
+
+    def with_retry_after(self, seconds: float) -> RateLimitError:
+        """The same error with ``retry_after`` set (e.g. a backoff computed by the caller)."""
+        return RateLimitError(self.message, retry_after=seconds, public_message=self.public_message)
 
 
 class LLMTimeoutError(LLMError):
     """The upstream LLM did not answer within the configured timeout (after retries)."""
 
+    default_code: ClassVar[str] = "upstream_timeout"
+    default_public_message: ClassVar[str] = "The bot's LLM did not answer in time"
+
 
 class LLMUnavailableError(LLMError):
     """The upstream LLM failed (5xx or connection error) after retries."""
 
+    default_code: ClassVar[str] = "upstream_unavailable"
+    default_public_message: ClassVar[str] = "The bot's LLM is unavailable"
+
 
 class LLMRequestError(LLMError):
-    """The upstream LLM refused the request (4xx other than 429: auth, unknown model, ...)."""
+    """The upstream LLM refused the request (4xx other than 429: auth, unknown model, ...).
 
-    def __init__(self, message: str, *, status_code: int | None = None) -> None:
-        super().__init__(message, detail={"status_code": status_code})
+    ``status_code`` is the upstream's status. Not the client's fault (except a 400, see
+    :class:`LLMBadRequestError`): the bot's key or model is wrong.
+    """
+
+    default_code: ClassVar[str] = "upstream_refused"
+    default_public_message: ClassVar[str] = "The bot's LLM refused the request"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status_code: int | None = None,
+        public_message: str | None = None,
+        code: str | None = None,
+        param: str | None = None,
+    ) -> None:
+        super().__init__(
+            message,
+            public_message=public_message,
+            code=code,
+            param=param,
+            detail={"status_code": status_code},
+        )
         self.status_code = status_code
+
+
+class LLMBadRequestError(LLMRequestError):
+    """The upstream LLM answered 400: this request cannot succeed as sent (e.g. the
+    conversation exceeds the model's context). Retrying it, or trying another endpoint, is
+    pointless; the client must change it."""
+
+    default_code: ClassVar[str] = "invalid_request"
+    default_public_message: ClassVar[str] = "The bot's LLM rejected the request as invalid"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        public_message: str | None = None,
+        code: str | None = None,
+        param: str | None = None,
+    ) -> None:
+        super().__init__(
+            message, status_code=400, public_message=public_message, code=code, param=param
+        )
 
 
 class StorageError(KubebotsError):

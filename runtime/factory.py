@@ -18,8 +18,10 @@ from .conversations import (
     storage_key,
     store_problem,
 )
-from .errors import BotCreationError, KubebotsError
+from .errors import BotCreationError, ConfigurationError, KubebotsError
 from .llm import LLMProvider, build_provider
+from .llm.fallback import Endpoint, FallbackProvider
+from .llm.stats import LLMRequestStats, endpoint_label
 from .schema import (
     BotConfig,
     LLMConfig,
@@ -95,6 +97,16 @@ def with_process_defaults(llm: LLMConfig, env: Mapping[str, str]) -> LLMConfig:
 
 ProviderFactory = Callable[[LLMConfig, str | None], LLMProvider]
 
+#: An endpoint's config (the bot's ``llm``, or one of its fallbacks as a config) and its key.
+_Keyed = tuple[LLMConfig, str | None]
+
+
+def _at_fallback(exc: ConfigurationError, index: int) -> ConfigurationError:
+    """``exc`` (about ``llm...``) as an error about ``llm.fallbacks.<index>...``."""
+    where = f"llm.fallbacks.{index}"
+    errors = [(where + field.removeprefix("llm"), reason) for field, reason in exc.errors]
+    return ConfigurationError(f"{exc.message} ({where})", errors=errors, bot_id=exc.bot_id)
+
 
 def _default_provider(config: LLMConfig, api_key: str | None) -> LLMProvider:
     return build_provider(config, api_key=api_key)
@@ -105,7 +117,9 @@ class BotFactory:
 
     ``env`` is where ``apiKeyEnv``/``urlEnv`` names are looked up (``os.environ`` when not
     given, read at build time, never at import); ``secrets`` resolves ``apiKeySecretRef``;
-    ``providers`` builds the LLM provider (inject your own implementation to test or extend);
+    ``providers`` builds the LLM provider of one endpoint (inject your own implementation to
+    test or extend); an ``openai`` bot's endpoints (its own and its ``llm.fallbacks``) are
+    wrapped in a :class:`~.llm.fallback.FallbackProvider` counting calls in ``llm_stats``;
     ``data_dir`` is where relative SQLite conversation paths live (default: the working
     directory).
     """
@@ -117,11 +131,14 @@ class BotFactory:
         secrets: SecretResolver | None = None,
         providers: ProviderFactory | None = None,
         data_dir: Path | None = None,
+        llm_stats: LLMRequestStats | None = None,
     ) -> None:
         self._env = env
         self._secrets = secrets
         self._providers = providers or _default_provider
         self._stores = _SharedStores(data_dir)
+        #: LLM calls per bot, endpoint and outcome, of every bot this factory built.
+        self.llm_stats = llm_stats or LLMRequestStats()
 
     @property
     def open_stores(self) -> int:
@@ -137,9 +154,10 @@ class BotFactory:
         env = self._environment()
         llm_config = with_process_defaults(config.llm, env)
         api_key = await resolve_api_key(llm_config, bot_id=bot_id, env=env, secrets=self._secrets)
+        fallbacks = await self._fallback_endpoints(bot_id, llm_config, env)
         key, store = await self._acquire_store(bot_id, config, env)
         try:
-            llm = self._providers(llm_config, api_key)
+            llm = await self._endpoint_provider(bot_id, (llm_config, api_key), fallbacks)
         except BaseException:
             await self._stores.release(key)
             raise
@@ -161,6 +179,41 @@ class BotFactory:
             yield StoredConversations(bot_id, store)
         finally:
             await self._stores.release(key)
+
+    async def _fallback_endpoints(
+        self, bot_id: str, llm: LLMConfig, env: Mapping[str, str]
+    ) -> list[_Keyed]:
+        """Each of ``llm.fallbacks`` as a config, with its key resolved like the bot's."""
+        resolved: list[_Keyed] = []
+        for index, fallback in enumerate(llm.fallbacks):
+            config = with_process_defaults(fallback.llm_config(llm), env)
+            try:
+                key = await resolve_api_key(config, bot_id=bot_id, env=env, secrets=self._secrets)
+            except ConfigurationError as exc:
+                raise _at_fallback(exc, index) from None
+            resolved.append((config, key))
+        return resolved
+
+    async def _endpoint_provider(
+        self, bot_id: str, primary: _Keyed, fallbacks: list[_Keyed]
+    ) -> LLMProvider:
+        """The bot's provider: an ``openai`` bot's endpoints behind a ``FallbackProvider``."""
+        config, api_key = primary
+        llm = self._providers(config, api_key)
+        if config.provider != "openai":
+            return llm
+        endpoints = [Endpoint(endpoint_label(config.model, config.base_url), llm)]
+        try:
+            for fallback, key in fallbacks:
+                label = endpoint_label(fallback.model, fallback.base_url)
+                endpoints.append(Endpoint(label, self._providers(fallback, key)))
+        except BaseException:
+            for endpoint in endpoints:
+                await endpoint.provider.close()
+            raise
+        return FallbackProvider(
+            endpoints, bot_id=bot_id, stats=self.llm_stats, cooldown=config.cooldown_seconds
+        )
 
     def _environment(self) -> Mapping[str, str]:
         return self._env if self._env is not None else os.environ

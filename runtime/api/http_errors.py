@@ -22,10 +22,12 @@ BotCreationError                  503     BotCreationError [3]
 BotClosedError                    503     ServiceUnavailableError, ``Retry-After: 1``
 StorageError                      503     ServiceUnavailableError naming the component [4],
                                           ``Retry-After: 1``
-RateLimitError (upstream 429)     429     RateLimitError, ``Retry-After`` when known
-LLMTimeoutError                   504     UpstreamTimeoutError
-LLMUnavailableError               502     UpstreamError
-LLMRequestError                   502     UpstreamError
+RateLimitError (upstream 429)     429     RateLimitError, always ``Retry-After`` [5]
+LLMTimeoutError                   504     UpstreamTimeoutError [6]
+LLMUnavailableError (5xx, conn.)  502     UpstreamError [6]
+LLMBadRequestError (upstream 400) 400     UpstreamBadRequestError [6]
+LLMRequestError (401/403/404/4xx) 502     UpstreamError [6]
+LLMError (any other)              502     UpstreamError [6]
 any other KubebotsError           500     its class name, its message
 any other exception               500     InternalServerError, a fixed message
 ================================  ======  ==========================================
@@ -38,7 +40,12 @@ any other exception               500     InternalServerError, a fixed message
     ``ValueError("Unknown bot: x")``) is a configuration failure, hence 500. [3] Building a bot
     fails for reasons other than its config (storage, provider) that are usually transient, so
     clients may retry. [4] Storage errors can name files or servers, so the client gets a
-    generic message and the log the real one.
+    generic message and the log the real one. [5] The upstream's ``Retry-After`` (or
+    ``retry-after-ms``), else the backoff the provider computed, else 1 s: a 429 without one
+    makes SDKs retry at once. [6] The client gets the error's ``public_message``, and its
+    ``code`` (and ``param``, if the upstream named one) in ``detail``; never its ``message``,
+    which names the endpoint and may quote the upstream's text: that goes to the log only (the
+    provider logs it, keys redacted).
 """
 
 from __future__ import annotations
@@ -57,7 +64,10 @@ class APIError(Exception):
     """An error the API answers with ``status_code`` and a ``{error, message, detail}`` body.
 
     ``error`` defaults to the class name; ``detail`` must be JSON-serialisable and hold no
-    secrets; ``headers`` are added to the response (e.g. ``Retry-After``).
+    secrets; ``headers`` are added to the response (e.g. ``Retry-After``). ``code`` (an
+    OpenAI-style error code) and ``param`` (the request field at fault) are for renderings
+    that have room for them (the OpenAI shape on ``/v1``); the guide's body shows them only
+    where a class copies them into ``detail``.
     """
 
     status_code: int = 500
@@ -70,6 +80,8 @@ class APIError(Exception):
         *,
         error: str | None = None,
         headers: Mapping[str, str] | None = None,
+        code: str | None = None,
+        param: str | None = None,
     ) -> None:
         super().__init__(message)
         self.message = message
@@ -78,6 +90,8 @@ class APIError(Exception):
         self.error = error or type(self).__name__
         self.detail: dict[str, Any] = dict(detail or {})
         self.headers: dict[str, str] | None = dict(headers) if headers else None
+        self.code = code
+        self.param = param
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.status_code}, {self.message!r})"
@@ -152,12 +166,17 @@ class RateLimitError(APIError):
     status_code = 429
 
     def __init__(
-        self, message: str = "Rate limit exceeded", retry_after: float | None = None
+        self,
+        message: str = "Rate limit exceeded",
+        retry_after: float | None = None,
+        *,
+        code: str | None = "rate_limit_exceeded",
     ) -> None:
         super().__init__(
             message,
             detail={"retry_after": retry_after},
             headers=retry_after_header(retry_after),
+            code=code,
         )
         self.retry_after = retry_after
 
@@ -226,9 +245,13 @@ class UpstreamError(APIError):
     status_code = 502
 
     def __init__(
-        self, message: str = "Upstream service failed", detail: Mapping[str, Any] | None = None
+        self,
+        message: str = "Upstream service failed",
+        detail: Mapping[str, Any] | None = None,
+        *,
+        code: str | None = "upstream_error",
     ) -> None:
-        super().__init__(message, detail=detail)
+        super().__init__(message, detail=detail, code=code)
 
 
 class UpstreamTimeoutError(APIError):
@@ -240,8 +263,27 @@ class UpstreamTimeoutError(APIError):
         self,
         message: str = "Upstream service timed out",
         detail: Mapping[str, Any] | None = None,
+        *,
+        code: str | None = "upstream_timeout",
     ) -> None:
-        super().__init__(message, detail=detail)
+        super().__init__(message, detail=detail, code=code)
+
+
+class UpstreamBadRequestError(APIError):
+    """400: the LLM provider rejected the request as invalid; it cannot succeed as sent (e.g.
+    the conversation exceeds the model's context), so clients must not retry it unchanged."""
+
+    status_code = 400
+
+    def __init__(
+        self,
+        message: str = "The bot's LLM rejected the request as invalid",
+        detail: Mapping[str, Any] | None = None,
+        *,
+        code: str | None = "invalid_request",
+        param: str | None = None,
+    ) -> None:
+        super().__init__(message, detail=detail, code=code, param=param)
 
 
 # -- the table: library errors -> HTTP errors ---------------------------------------------------
@@ -264,8 +306,28 @@ def _invalid(field: str) -> Callable[[lib.KubebotsError], APIError]:
     return convert
 
 
+#: ``Retry-After`` for an upstream 429 that came with none and had none computed.
+DEFAULT_UPSTREAM_RETRY_AFTER = 1.0
+
+
+def _upstream(err: APIError, exc: lib.LLMError) -> APIError:
+    """``err`` with the upstream error's ``code`` (and ``param``), also in its detail."""
+    err.code, err.param = exc.code, exc.param
+    err.detail["code"] = exc.code
+    if exc.param is not None:
+        err.detail["param"] = exc.param
+    return err
+
+
 def _rate_limited(exc: lib.RateLimitError) -> APIError:
-    return RateLimitError(message=exc.message, retry_after=exc.retry_after)
+    retry_after = exc.retry_after
+    if retry_after is None or not math.isfinite(retry_after):
+        retry_after = DEFAULT_UPSTREAM_RETRY_AFTER
+    return _upstream(RateLimitError(exc.public_message, retry_after=retry_after), exc)
+
+
+def _upstream_refused(exc: lib.LLMRequestError) -> APIError:
+    return _upstream(UpstreamError(exc.public_message, {"status_code": exc.status_code}), exc)
 
 
 _MAPPERS: dict[type[lib.KubebotsError], Callable[[Any], APIError]] = {
@@ -280,9 +342,11 @@ _MAPPERS: dict[type[lib.KubebotsError], Callable[[Any], APIError]] = {
         f"{e.component} is unavailable", retry_after=1
     ),
     lib.RateLimitError: _rate_limited,
-    lib.LLMTimeoutError: lambda e: UpstreamTimeoutError(e.message, e.detail),
-    lib.LLMUnavailableError: lambda e: UpstreamError(e.message, e.detail),
-    lib.LLMRequestError: lambda e: UpstreamError(e.message, e.detail),
+    lib.LLMTimeoutError: lambda e: _upstream(UpstreamTimeoutError(e.public_message), e),
+    lib.LLMUnavailableError: lambda e: _upstream(UpstreamError(e.public_message), e),
+    lib.LLMBadRequestError: lambda e: _upstream(UpstreamBadRequestError(e.public_message), e),
+    lib.LLMRequestError: _upstream_refused,
+    lib.LLMError: lambda e: _upstream(UpstreamError(e.public_message), e),
 }
 
 

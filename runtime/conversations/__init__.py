@@ -31,7 +31,9 @@ from .base import (
     ConversationStore,
     MessageRole,
     Messages,
+    NewMessage,
     StoredMessage,
+    StoredToolCall,
     store_problem,
 )
 from .deferred import DeferredConversationStore
@@ -47,10 +49,12 @@ __all__ = [
     "MemoryConversationStore",
     "MessageRole",
     "Messages",
+    "NewMessage",
     "PostgresConversationStore",
     "SqliteConversationStore",
     "StorageConfig",
     "StoredMessage",
+    "StoredToolCall",
     "open_conversation_store",
     "storage_key",
     "store_problem",

@@ -6,6 +6,10 @@ which a bot's retention uses); a turn's cost depends on the window it reads (``r
 the conversation's length. An append may name the position it expects to follow (``after``): a
 writer that read a window, then called a model, stores its turn only if nobody stored one since
 (else :class:`ConversationChanged`).
+
+Besides text, a conversation keeps tool calling as OpenAI's API has it: an ``assistant`` message
+may carry the ``tool_calls`` it made (:class:`StoredToolCall`), and a ``tool`` message answers
+one of them (its ``tool_call_id``). ``(role, content)`` pairs still append text messages.
 """
 
 from __future__ import annotations
@@ -15,9 +19,31 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal, NamedTuple, Protocol, runtime_checkable
 
-MessageRole = Literal["user", "assistant"]
-#: Messages to append: ``(role, content)`` pairs, in order.
-Messages = Sequence[tuple[MessageRole, str]]
+MessageRole = Literal["user", "assistant", "tool"]
+
+
+@dataclass(frozen=True, slots=True)
+class StoredToolCall:
+    """A function call an assistant message made; ``arguments`` is the JSON text it wrote."""
+
+    id: str
+    name: str
+    arguments: str
+
+
+@dataclass(frozen=True, slots=True)
+class NewMessage:
+    """A message to append: text, an assistant's ``tool_calls``, or a ``tool`` message's
+    answer to the call ``tool_call_id``."""
+
+    role: MessageRole
+    content: str
+    tool_calls: tuple[StoredToolCall, ...] = ()
+    tool_call_id: str | None = None
+
+
+#: Messages to append, in order: :class:`NewMessage` objects or ``(role, content)`` pairs.
+Messages = Sequence[NewMessage | tuple[MessageRole, str]]
 
 
 class ConversationKey(NamedTuple):
@@ -32,6 +58,8 @@ class StoredMessage:
     role: MessageRole
     content: str
     created_at: datetime  # timezone-aware UTC
+    tool_calls: tuple[StoredToolCall, ...] = ()  # an assistant message's calls
+    tool_call_id: str | None = None  # the call a tool message answers
 
 
 class ConversationChanged(Exception):

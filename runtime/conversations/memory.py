@@ -56,8 +56,8 @@ class MemoryConversationStore:
             existing = clients.setdefault(key.client_id, {}).setdefault(key.conversation_id, [])
         now = datetime.now(UTC)
         existing.extend(
-            StoredMessage(seq=last + i, role=role, content=content, created_at=now)
-            for i, (role, content) in enumerate(checked, start=1)
+            StoredMessage(last + i, m.role, m.content, now, m.tool_calls, m.tool_call_id)
+            for i, m in enumerate(checked, start=1)
         )
         return existing[-1].seq
 

@@ -32,8 +32,8 @@ from ..persistence.postgres import (
     open_pool,
 )
 from .base import ConversationChanged, ConversationKey, Messages, StoredMessage
-from .messages import DEFAULT_TABLE, check_key, check_messages, to_message
-from .queries import LAST_SEQ, SqlQueries
+from .messages import DEFAULT_TABLE, calls_json, check_key, check_messages, to_message
+from .queries import COLUMNS, LAST_SEQ, TOOL_COLUMNS, SqlQueries
 from .window import DEFAULT_CAPACITY, WindowCache, appended, bot_changed, deleted
 
 #: How often an append is tried when another writer took its sequence numbers first.
@@ -45,9 +45,10 @@ APPEND_ATTEMPTS: Final = 10
 _APPEND: Final = (
     f"WITH last(m) AS ({LAST_SEQ}),"
     " added AS ("
-    "INSERT INTO {t} (bot_id, client_id, conversation_id, seq, role, content, created_at)"
-    " SELECT %s, %s, %s, last.m + o.i, o.role, o.content, %s"
-    " FROM last, unnest(%s::text[], %s::text[]) WITH ORDINALITY AS o(role, content, i)"
+    f"INSERT INTO {{t}} (bot_id, client_id, conversation_id, seq, {COLUMNS})"
+    " SELECT %s, %s, %s, last.m + o.i, o.role, o.content, %s, o.calls, o.call_id"
+    " FROM last, unnest(%s::text[], %s::text[], %s::text[], %s::text[])"
+    " WITH ORDINALITY AS o(role, content, calls, call_id, i)"
     " WHERE %s::integer IS NULL OR last.m = %s::integer"
     " RETURNING seq)"
     " SELECT (SELECT m FROM last), max(seq),"
@@ -65,11 +66,35 @@ _DDL = (
     ' bot_id text COLLATE "C" NOT NULL, client_id text COLLATE "C" NOT NULL,'
     ' conversation_id text COLLATE "C" NOT NULL, seq integer NOT NULL,'
     " role text NOT NULL, content text NOT NULL, created_at timestamptz NOT NULL,"
+    " tool_calls text, tool_call_id text,"
     " PRIMARY KEY (bot_id, client_id, conversation_id, seq))"
 )
 #: What a retention's prune deletes by (made with the table; an older table is pruned through
 #: the primary key's ``bot_id`` prefix).
 _INDEX = "CREATE INDEX IF NOT EXISTS {i} ON {t} (bot_id, created_at)"
+#: The :data:`~.queries.TOOL_COLUMNS` a table has (a table made before them has none).
+_HAS_COLUMNS = (
+    "SELECT count(*) FROM pg_attribute"
+    " WHERE attrelid = to_regclass(%s) AND attname = ANY(%s) AND NOT attisdropped"
+)
+_ADD_COLUMN = "ALTER TABLE {t} ADD COLUMN IF NOT EXISTS {c} text"
+
+
+async def _add_tool_columns(conn: Conn, lock: int, table: str) -> None:
+    """Give a table made before tool calling its :data:`~.queries.TOOL_COLUMNS`, holding the
+    DDL lock ``lock``; a table that has them is left alone (a role with only DML rights can
+    open it)."""
+    columns = list(TOOL_COLUMNS)
+    async with conn.transaction():
+        found = await (await conn.execute(_HAS_COLUMNS, (table, columns))).fetchone()
+        if found is not None and found[0] == len(columns):
+            return
+        await conn.execute("SELECT pg_advisory_xact_lock(%s)", (lock,))
+        for column in columns:
+            statement = sql.SQL(_ADD_COLUMN).format(
+                t=sql.Identifier(table), c=sql.Identifier(column)
+            )
+            await conn.execute(statement)
 
 
 class PostgresConversationStore(SqlQueries, PostgresTable[StorageError]):
@@ -121,6 +146,7 @@ class PostgresConversationStore(SqlQueries, PostgresTable[StorageError]):
 
         async def setup(conn: Conn) -> None:
             await create_missing_tables(conn, lock_id(table), [table], [ddl, index])
+            await _add_tool_columns(conn, lock_id(table), table)
 
         owner = Owner(StorageError, "conversation store", f"kubebots-{table}")
         pool = await open_pool(
@@ -164,7 +190,10 @@ class PostgresConversationStore(SqlQueries, PostgresTable[StorageError]):
         return int(rows[0][0])
 
     def _message(self, row: Sequence[Any]) -> StoredMessage:
-        return to_message(*row)
+        seq, role, content, created_at, tool_calls, tool_call_id = row
+        return to_message(
+            seq, role, content, created_at, tool_calls=tool_calls, tool_call_id=tool_call_id
+        )
 
     async def recent(self, key: ConversationKey, limit: int) -> list[StoredMessage]:
         """The last ``limit`` messages, oldest first (``[]`` for an unknown conversation); from
@@ -203,8 +232,10 @@ class PostgresConversationStore(SqlQueries, PostgresTable[StorageError]):
             *key,
             *key,
             now,
-            [role for role, _ in checked],
-            [content for _, content in checked],
+            [m.role for m in checked],
+            [m.content for m in checked],
+            [calls_json(m.tool_calls) for m in checked],
+            [m.tool_call_id for m in checked],
             expected,
             expected,
             self._table,
@@ -220,8 +251,8 @@ class PostgresConversationStore(SqlQueries, PostgresTable[StorageError]):
         self._cache.stored(
             key,
             [
-                StoredMessage(first + i, role, content, now)
-                for i, (role, content) in enumerate(checked)
+                StoredMessage(first + i, m.role, m.content, now, m.tool_calls, m.tool_call_id)
+                for i, m in enumerate(checked)
             ],
         )
         return last

@@ -12,23 +12,33 @@ from datetime import datetime
 from typing import Any, Final
 
 from ..persistence.checks import check_count
-from .base import ConversationKey, MessageRole, StoredMessage
-from .messages import check_aware, check_key
+from .base import ConversationKey, NewMessage, StoredMessage
+from .messages import calls_json, check_aware, check_key
 
 _KEY: Final = "bot_id = %s AND client_id = %s AND conversation_id = %s"
-_MESSAGES: Final = f"SELECT seq, role, content, created_at FROM {{t}} WHERE {_KEY}"
+#: What a message row holds besides its key and seq (tool_calls: :func:`.messages.calls_json`).
+COLUMNS: Final = "role, content, created_at, tool_calls, tool_call_id"
+_MESSAGES: Final = f"SELECT seq, {COLUMNS} FROM {{t}} WHERE {_KEY}"
 #: The last ``limit`` messages, newest first.
 RECENT: Final = f"{_MESSAGES} ORDER BY seq DESC LIMIT %s"
 #: The last seq of a conversation (0 for a new one); an append takes the next ones.
 LAST_SEQ: Final = f"SELECT COALESCE(MAX(seq), 0) FROM {{t}} WHERE {_KEY}"
-INSERT: Final = "INSERT INTO {t} VALUES (%s, %s, %s, %s, %s, %s, %s)"
+INSERT: Final = (
+    f"INSERT INTO {{t}} (bot_id, client_id, conversation_id, seq, {COLUMNS})"
+    " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)"
+)
+#: The columns tool calling added: a table made before them gets them when a store opens it.
+TOOL_COLUMNS: Final = ("tool_calls", "tool_call_id")
 
 
 def new_rows(
-    key: ConversationKey, last: int, messages: list[tuple[MessageRole, str]], now: object
+    key: ConversationKey, last: int, messages: list[NewMessage], now: object
 ) -> list[tuple[object, ...]]:
     """The :data:`INSERT` rows of ``messages`` appended after seq ``last``, stamped ``now``."""
-    return [(*key, last + i, role, text, now) for i, (role, text) in enumerate(messages, start=1)]
+    return [
+        (*key, last + i, m.role, m.content, now, calls_json(m.tool_calls), m.tool_call_id)
+        for i, m in enumerate(messages, start=1)
+    ]
 
 
 class SqlQueries(ABC):
@@ -45,7 +55,8 @@ class SqlQueries(ABC):
 
     @abstractmethod
     def _message(self, row: Sequence[Any]) -> StoredMessage:
-        """A fetched ``(seq, role, content, created_at)`` row as a message."""
+        """A fetched ``(seq, role, content, created_at, tool_calls, tool_call_id)`` row as a
+        message."""
 
     async def _delete(self, query: str, params: Sequence[Any], scope: ConversationKey | str) -> int:
         """Run the DELETE ``query`` of one conversation (``scope``: its key) or across a bot

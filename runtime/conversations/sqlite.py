@@ -13,14 +13,14 @@ from ..persistence.owner import Owner
 from ..persistence.sqlite import SharedConnection, open_sqlite
 from .base import ConversationChanged, ConversationKey, Messages, StoredMessage
 from .messages import DEFAULT_TABLE, check_key, check_messages, to_message
-from .queries import INSERT, LAST_SEQ, SqlQueries, new_rows
+from .queries import INSERT, LAST_SEQ, TOOL_COLUMNS, SqlQueries, new_rows
 
 _OWNER = Owner(StorageError, "conversation store")
 _DDL = (
     "CREATE TABLE IF NOT EXISTS {t} ("
     " bot_id TEXT NOT NULL, client_id TEXT NOT NULL, conversation_id TEXT NOT NULL,"
     " seq INTEGER NOT NULL, role TEXT NOT NULL, content TEXT NOT NULL,"
-    " created_at TEXT NOT NULL,"
+    " created_at TEXT NOT NULL, tool_calls TEXT, tool_call_id TEXT,"
     " PRIMARY KEY (bot_id, client_id, conversation_id, seq))"
 )
 #: What a retention's prune deletes by (created through ``open``, existing files included).
@@ -51,7 +51,23 @@ class SqliteConversationStore(SqlQueries):
         check_identifier("table", table)
         prepare = ("PRAGMA journal_mode = WAL", _DDL.format(t=table), _INDEX.format(t=table))
         conn = await open_sqlite(Path(path), _OWNER, busy_timeout=busy_timeout, prepare=prepare)
-        return cls(SharedConnection(conn, _OWNER), table)
+        store = cls(SharedConnection(conn, _OWNER), table)
+        try:
+            await store._add_tool_columns()
+        except BaseException:
+            await store.close()
+            raise
+        return store
+
+    async def _add_tool_columns(self) -> None:
+        """Give a table made before tool calling its :data:`TOOL_COLUMNS` (in one write
+        transaction, so processes opening the file at once add them once)."""
+        async with self._conn.transaction() as conn:
+            rows = await conn.execute_fetchall(f"PRAGMA table_info({self._table})")
+            have = {str(row[1]) for row in rows}
+            for column in TOOL_COLUMNS:
+                if column not in have:
+                    await conn.execute(f"ALTER TABLE {self._table} ADD COLUMN {column} TEXT")
 
     def _sql(self, query: str) -> str:
         return query.format(t=self._table).replace("%s", "?")
@@ -65,8 +81,11 @@ class SqliteConversationStore(SqlQueries):
             return cursor.rowcount
 
     def _message(self, row: Sequence[Any]) -> StoredMessage:
-        seq, role, content, created_at = row
-        return to_message(seq, role, content, datetime.fromisoformat(created_at))
+        seq, role, content, created_at, tool_calls, tool_call_id = row
+        created = datetime.fromisoformat(created_at)
+        return to_message(
+            seq, role, content, created, tool_calls=tool_calls, tool_call_id=tool_call_id
+        )
 
     def _timestamp(self, at: datetime) -> object:
         # Stored times are UTC ``isoformat()`` text, which sorts as the times do.

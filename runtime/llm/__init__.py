@@ -13,7 +13,19 @@ import httpx
 
 from ..errors import ConfigurationError
 from ..schema.llm import LLMConfig
-from .base import ChatMessage, Completion, LLMProvider, Role, Usage, UsageSink
+from .base import (
+    ChatMessage,
+    Completion,
+    Delta,
+    LLMProvider,
+    Role,
+    Settings,
+    ToolCall,
+    ToolCallDelta,
+    Usage,
+    UsageSink,
+    joined,
+)
 from .echo import EchoProvider
 
 if TYPE_CHECKING:
@@ -22,13 +34,18 @@ if TYPE_CHECKING:
 __all__ = [
     "ChatMessage",
     "Completion",
+    "Delta",
     "EchoProvider",
     "LLMProvider",
     "OpenAIProvider",
     "Role",
+    "Settings",
+    "ToolCall",
+    "ToolCallDelta",
     "Usage",
     "UsageSink",
     "build_provider",
+    "joined",
 ]
 
 
@@ -42,7 +59,7 @@ def build_provider(
     and stays open when the provider is closed.
     """
     if config.provider == "echo":
-        return EchoProvider(config.model)
+        return EchoProvider(config.model, max_tokens=config.max_tokens)
     if config.provider == "openai":
         if api_key is None:
             raise ConfigurationError(

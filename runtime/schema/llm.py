@@ -9,6 +9,24 @@ from pydantic import Field, field_validator, model_validator
 from ._base import ENV_NAME_PATTERN, SchemaModel
 from .urls import HTTP_SECRET_PARAMS, url_credentials
 
+#: The request settings a ``/v1`` request may set for the upstream (OpenAI's names), which
+#: ``llm.allowRequestOverrides`` can narrow.
+RequestSetting = Literal[
+    "temperature",
+    "top_p",
+    "max_tokens",
+    "max_completion_tokens",
+    "stop",
+    "seed",
+    "presence_penalty",
+    "frequency_penalty",
+    "response_format",
+    "tools",
+    "tool_choice",
+    "parallel_tool_calls",
+    "user",
+]
+
 #: Keys that would carry a key value inline. They are rejected with a pointer to the safe fields.
 INLINE_KEY_FIELDS = frozenset({"apiKey", "api_key", "key", "token", "apiToken", "api_token"})
 
@@ -18,6 +36,97 @@ class SecretKeyRef(SchemaModel):
 
     name: str = Field(min_length=1, max_length=253, pattern=r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
     key: str = Field(min_length=1, max_length=253, pattern=r"^[-._a-zA-Z0-9]+$")
+
+
+#: At most this many ``llm.fallbacks``.
+MAX_FALLBACKS = 5
+
+_BASE_URL_PATTERN = r"^https?://[^\s]+$"
+
+
+def _without_credentials(value: str | None) -> str | None:
+    found = url_credentials(value, secret_params=HTTP_SECRET_PARAMS) if value else []
+    if found:
+        raise ValueError(
+            f"must not hold credentials ({', '.join(found)}); "
+            "give the key by apiKeyEnv or apiKeySecretRef"
+        )
+    return value
+
+
+def _without_inline_key(data: Any) -> Any:
+    if isinstance(data, dict):
+        inline = sorted(k for k in data if k in INLINE_KEY_FIELDS)
+        if inline:
+            raise ValueError(
+                f"inline API keys are not allowed ({', '.join(inline)}); "
+                "use apiKeyEnv or apiKeySecretRef"
+            )
+    return data
+
+
+def _check_one_key_source(env: str | None, secret_ref: SecretKeyRef | None) -> None:
+    if env is not None and secret_ref is not None:
+        raise ValueError("set at most one of apiKeyEnv and apiKeySecretRef")
+
+
+class FallbackEndpoint(SchemaModel):
+    """An OpenAI-compatible endpoint tried, in order, when the ones before it are rate limited
+    (429), fail (5xx, connection) or time out; never after a 400. Its own model, endpoint and
+    key source (referenced, never inline, like the bot's); ``timeout`` and ``maxRetries``
+    default to the bot's."""
+
+    model: str = Field(min_length=1, max_length=200)
+    base_url: str | None = Field(
+        default=None,
+        max_length=2048,
+        pattern=_BASE_URL_PATTERN,
+        description="OpenAI-compatible endpoint, e.g. http://vllm:8000/v1 (default: OpenAI).",
+    )
+    api_key_env: str | None = Field(
+        default=None,
+        max_length=256,
+        pattern=ENV_NAME_PATTERN,
+        description="Name of the environment variable holding the API key.",
+    )
+    api_key_secret_ref: SecretKeyRef | None = Field(
+        default=None, description="Secret (in the Bot's namespace) and key holding the API key."
+    )
+    timeout: float | None = Field(
+        default=None, gt=0.0, le=3600.0, description="Seconds per attempt (default: the bot's)."
+    )
+    max_retries: int | None = Field(default=None, ge=0, le=10)
+
+    @field_validator("base_url")
+    @classmethod
+    def _no_credentials_in_url(cls, value: str | None) -> str | None:
+        return _without_credentials(value)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_inline_key(cls, data: Any) -> Any:
+        return _without_inline_key(data)
+
+    @model_validator(mode="after")
+    def _one_key_source(self) -> FallbackEndpoint:
+        _check_one_key_source(self.api_key_env, self.api_key_secret_ref)
+        return self
+
+    def llm_config(self, primary: LLMConfig) -> LLMConfig:
+        """This endpoint as an ``openai`` config: the bot's settings with this endpoint's."""
+        return primary.model_copy(
+            update={
+                "model": self.model,
+                "base_url": self.base_url,
+                "api_key_env": self.api_key_env,
+                "api_key_secret_ref": self.api_key_secret_ref,
+                "timeout": primary.timeout if self.timeout is None else self.timeout,
+                "max_retries": (
+                    primary.max_retries if self.max_retries is None else self.max_retries
+                ),
+                "fallbacks": [],
+            }
+        )
 
 
 class LLMConfig(SchemaModel):
@@ -30,7 +139,7 @@ class LLMConfig(SchemaModel):
     base_url: str | None = Field(
         default=None,
         max_length=2048,
-        pattern=r"^https?://[^\s]+$",
+        pattern=_BASE_URL_PATTERN,
         description="OpenAI-compatible endpoint, e.g. http://vllm:8000/v1 (default: OpenAI).",
     )
     api_key_env: str | None = Field(
@@ -46,32 +155,40 @@ class LLMConfig(SchemaModel):
     max_tokens: int | None = Field(default=None, ge=1, le=1_000_000)
     timeout: float = Field(default=60.0, gt=0.0, le=3600.0, description="Seconds per attempt.")
     max_retries: int = Field(default=2, ge=0, le=10)
+    fallbacks: list[FallbackEndpoint] = Field(
+        default_factory=list,
+        max_length=MAX_FALLBACKS,
+        description="Endpoints tried in order when this one is rate limited, fails or times "
+        "out (openai provider only).",
+    )
+    cooldown_seconds: float = Field(
+        default=30.0,
+        ge=0.0,
+        le=3600.0,
+        description="With fallbacks: how long an endpoint that failed is skipped (unless all "
+        "are cooling down).",
+    )
+    allow_request_overrides: list[RequestSetting] | None = Field(
+        default=None,
+        max_length=13,
+        description="The request settings /v1 clients may set (OpenAI's names, e.g. "
+        "temperature, max_tokens, tools); unset: all of them, []: none. maxTokens is a "
+        "ceiling on max_tokens either way.",
+    )
 
     @field_validator("base_url")
     @classmethod
     def _no_credentials_in_url(cls, value: str | None) -> str | None:
-        found = url_credentials(value, secret_params=HTTP_SECRET_PARAMS) if value else []
-        if found:
-            raise ValueError(
-                f"must not hold credentials ({', '.join(found)}); "
-                "give the key by apiKeyEnv or apiKeySecretRef"
-            )
-        return value
+        return _without_credentials(value)
 
     @model_validator(mode="before")
     @classmethod
     def _no_inline_key(cls, data: Any) -> Any:
-        if isinstance(data, dict):
-            inline = sorted(k for k in data if k in INLINE_KEY_FIELDS)
-            if inline:
-                raise ValueError(
-                    f"inline API keys are not allowed ({', '.join(inline)}); "
-                    "use apiKeyEnv or apiKeySecretRef"
-                )
-        return data
+        return _without_inline_key(data)
 
     @model_validator(mode="after")
     def _one_key_source(self) -> LLMConfig:
-        if self.api_key_env is not None and self.api_key_secret_ref is not None:
-            raise ValueError("set at most one of apiKeyEnv and apiKeySecretRef")
+        _check_one_key_source(self.api_key_env, self.api_key_secret_ref)
+        if self.fallbacks and self.provider != "openai":
+            raise ValueError("fallbacks need the openai provider")
         return self

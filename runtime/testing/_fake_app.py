@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import re
 import time
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
@@ -13,31 +12,23 @@ from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse, StreamingResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from ..llm.echo import split_words
+from ._fake_reply import FakeReply, prompt_tokens, reply_for
+
 if TYPE_CHECKING:
     from .fake_openai import FakeOpenAIServer, Fault
 
-_WORD = re.compile(r"\S+\s*|\s+")
+#: Streamed tool call arguments come in pieces of this many characters (as OpenAI's do).
+ARGUMENT_PIECE = 8
+
+
+def _pieces(text: str) -> list[str]:
+    """``text`` in pieces of :data:`ARGUMENT_PIECE` characters."""
+    return [text[i : i + ARGUMENT_PIECE] for i in range(0, len(text), ARGUMENT_PIECE)]
 
 
 class DroppedConnectionError(Exception):
     """Raised mid-stream to make the server drop the connection (an injected fault)."""
-
-
-def _text(content: Any) -> str:
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):  # content parts: [{"type": "text", "text": ...}, ...]
-        return " ".join(str(p.get("text", "")) for p in content if isinstance(p, dict))
-    return ""
-
-
-def reply_for(model: str, messages: list[dict[str, Any]]) -> str:
-    """``f"[{model}] {first system message or '-'} | {last user message}"``."""
-    system = next((_text(m.get("content")) for m in messages if m.get("role") == "system"), "-")
-    user = next(
-        (_text(m.get("content")) for m in reversed(messages) if m.get("role") == "user"), ""
-    )
-    return f"[{model}] {system} | {user}"
 
 
 def _error(status: int, message: str, retry_after: float | None = None) -> JSONResponse:
@@ -93,29 +84,40 @@ class _FakeApp:
         return fault
 
     async def chunks(
-        self, model: str, reply: str, fault: Fault | None, usage: dict[str, int] | None
+        self, model: str, reply: FakeReply, fault: Fault | None, usage: dict[str, int] | None
     ) -> AsyncIterator[str]:
-        """The SSE events of a streamed reply, with a mid-stream fault if one applies."""
+        """The SSE events of a streamed reply, with a mid-stream fault if one applies: a role
+        chunk, one chunk per word, per tool call a chunk with its id and name then its
+        arguments in pieces, a chunk with the finish reason, the usage chunk if asked for."""
         head = _head("chat.completion.chunk", model)
 
-        def chunk(delta: dict[str, str], finish: str | None = None) -> str:
+        def chunk(delta: dict[str, Any], finish: str | None = None) -> str:
             choice = {"index": 0, "delta": delta, "finish_reason": finish, "logprobs": None}
             return _sse(head | {"choices": [choice]})
 
-        yield chunk({"role": "assistant", "content": ""})
+        pieces: list[dict[str, Any]] = [{"content": w} for w in split_words(reply.content or "")]
+        for index, call in enumerate(reply.tool_calls):
+            function = {"name": call.name, "arguments": ""}
+            first = {"index": index, "id": call.id, "type": "function", "function": function}
+            pieces.append({"tool_calls": [first]})
+            pieces.extend(
+                {"tool_calls": [{"index": index, "function": {"arguments": piece}}]}
+                for piece in _pieces(call.arguments)
+            )
+        yield chunk({"role": "assistant", "content": "" if reply.content is not None else None})
         error_after = fault.error_after if fault is not None else None
         drop_after = fault.drop_after if fault is not None else None
         cut = error_after if error_after is not None else drop_after
-        for word in _WORD.findall(reply)[:cut]:
+        for piece in pieces[:cut]:
             await self.pause(self.server.chunk_delay)
-            yield chunk({"content": word})
+            yield chunk(piece)
         if error_after is not None:
             message = (fault.message if fault else None) or "injected error mid-stream"
             yield _sse({"error": {"message": message, "type": "server_error", "code": None}})
             return
         if drop_after is not None:
             raise DroppedConnectionError("injected connection drop mid-stream")
-        yield chunk({}, "stop")
+        yield chunk({}, reply.finish_reason)
         if usage is not None:
             yield _sse(head | {"choices": [], "usage": usage})
         yield "data: [DONE]\n\n"
@@ -133,18 +135,26 @@ class _FakeApp:
         if not isinstance(body, dict) or not isinstance(body.get("messages"), list):
             return _error(400, "the body must be a JSON object with a messages list")
         model = str(body.get("model", ""))
-        messages = [m for m in body["messages"] if isinstance(m, dict)]
-        reply = reply_for(model, messages)
-        prompt = sum(len(_text(m.get("content")).split()) for m in messages)
-        completion = len(reply.split())
+        reply = reply_for(body, self.server.take_script())
+        prompt, completion = prompt_tokens(body), reply.completion_tokens()
         usage = {"prompt_tokens": prompt, "completion_tokens": completion}
         usage["total_tokens"] = prompt + completion
         if streaming:
             include_usage = (body.get("stream_options") or {}).get("include_usage")
             events = self.chunks(model, reply, outcome, usage if include_usage else None)
             return StreamingResponse(events, media_type="text/event-stream")
-        message = {"role": "assistant", "content": reply}
-        choice = {"index": 0, "message": message, "finish_reason": "stop", "logprobs": None}
+        message: dict[str, Any] = {"role": "assistant", "content": reply.content}
+        if reply.tool_calls:
+            message["tool_calls"] = [
+                {
+                    "id": c.id,
+                    "type": "function",
+                    "function": {"name": c.name, "arguments": c.arguments},
+                }
+                for c in reply.tool_calls
+            ]
+        choice = {"index": 0, "message": message, "finish_reason": reply.finish_reason}
+        choice["logprobs"] = None
         return JSONResponse(_head("chat.completion", model) | {"choices": [choice], "usage": usage})
 
     async def models(self, request: Request) -> Response:

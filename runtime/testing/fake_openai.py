@@ -7,16 +7,22 @@ in a background thread. Use it as a context manager or call :meth:`~FakeOpenAISe
 
 Endpoints:
 
-* ``POST /v1/chat/completions`` -- ``object: "chat.completion"`` with ``usage``, or with
-  ``"stream": true`` server-sent events ``data: {chunk}\\n\\n`` ... ``data: [DONE]\\n\\n`` whose
-  chunks (``object: "chat.completion.chunk"``) carry ``choices[0].delta.content``: a role chunk,
-  one chunk per word (trailing whitespace kept), a ``finish_reason: "stop"`` chunk, and a usage
-  chunk when ``stream_options.include_usage`` is set.
+* ``POST /v1/chat/completions`` -- ``object: "chat.completion"`` with ``usage``, the message's
+  ``tool_calls`` and the ``finish_reason``; or with ``"stream": true`` server-sent events
+  ``data: {chunk}\\n\\n`` ... ``data: [DONE]\\n\\n`` whose chunks
+  (``object: "chat.completion.chunk"``) are: a role chunk, one ``delta.content`` chunk per word
+  (trailing whitespace kept), per tool call a ``delta.tool_calls`` chunk with its ``index``,
+  ``id``, ``type`` and ``function.name`` then chunks of ``function.arguments`` pieces, a chunk
+  with the ``finish_reason``, and a usage chunk when ``stream_options.include_usage`` is set.
 * ``GET /v1/models`` -- a list holding the model ``fake-model``.
 
 The reply is deterministic: ``f"[{model}] {system} | {user}"`` where ``system`` is the content of
 the first ``system`` message (``-`` if none) and ``user`` that of the last ``user`` message (empty
-if none). Usage counts whitespace-separated words (prompt: all messages; completion: the reply).
+if none), plus ``" | tool NAME: RESULT"`` per tool result after it. ``tools`` and a last user
+message ``call NAME ARGS`` (or a forcing ``tool_choice``) make a tool call instead,
+``response_format`` JSON, ``max_tokens`` a cut reply (``finish_reason: "length"``): see
+``_fake_reply`` for the rules. :meth:`~FakeOpenAIServer.script` sets the next replies outright.
+Usage counts whitespace-separated words (prompt: all messages; completion: the reply).
 
 With ``api_key`` set, requests without ``Authorization: Bearer <api_key>`` get a 401 whose message
 echoes the presented key, as real upstreams partly do (to prove callers never leak it).
@@ -27,11 +33,13 @@ in :attr:`~FakeOpenAIServer.requests`.
 from __future__ import annotations
 
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Self
 
 from ._fake_app import build_app
+from ._fake_reply import FakeCall, FakeReply
 from .server import ThreadedServer
 
 
@@ -74,6 +82,7 @@ class FakeOpenAIServer:
         self._lock = threading.Lock()
         self._requests: list[dict[str, Any]] = []
         self._faults: list[Fault] = []
+        self._scripts: list[FakeReply] = []
         self.stopping = threading.Event()
         self._app = build_app(self)
         self._threaded: ThreadedServer | None = None
@@ -135,11 +144,33 @@ class FakeOpenAIServer:
                 return fault
         return None
 
+    def script(
+        self,
+        content: str | None = None,
+        *,
+        tool_calls: Sequence[tuple[str, str]] = (),
+        finish_reason: str | None = None,
+    ) -> None:
+        """Queue the next reply (replies queue in order; each answers one chat completion):
+        ``content`` (None: no content), ``tool_calls`` as ``(name, arguments JSON)`` pairs (ids
+        ``call_fake_0``, ``call_fake_1``, ...), and the ``finish_reason`` (default:
+        ``"tool_calls"`` with calls, else ``"stop"``)."""
+        calls = tuple(FakeCall(f"call_fake_{i}", *call) for i, call in enumerate(tool_calls))
+        finish = finish_reason or ("tool_calls" if calls else "stop")
+        with self._lock:
+            self._scripts.append(FakeReply(content, calls, finish))
+
+    def take_script(self) -> FakeReply | None:
+        """Consume the next scripted reply, if any (called by the app)."""
+        with self._lock:
+            return self._scripts.pop(0) if self._scripts else None
+
     def reset(self) -> None:
-        """Forget recorded requests and queued faults."""
+        """Forget recorded requests, queued faults and scripted replies."""
         with self._lock:
             self._requests.clear()
             self._faults.clear()
+            self._scripts.clear()
 
     def start(self) -> Self:
         """Bind the port and serve in a background thread; returns once it accepts requests."""

@@ -145,7 +145,7 @@ LIBRARY_CASES: list[tuple[lib.KubebotsError, int, str]] = [
     (lib.LLMTimeoutError("the LLM did not answer"), 504, "UpstreamTimeoutError"),
     (lib.LLMUnavailableError("the LLM failed"), 502, "UpstreamError"),
     (lib.LLMRequestError("refused", status_code=404), 502, "UpstreamError"),
-    (lib.LLMError("the LLM client failed"), 500, "LLMError"),
+    (lib.LLMError("the LLM client failed"), 502, "UpstreamError"),
     (lib.KubebotsError("something else"), 500, "KubebotsError"),
 ]
 
@@ -206,21 +206,25 @@ async def test_storage_errors_do_not_reveal_paths(caplog: pytest.LogCaptureFixtu
     assert "/srv/private/store.db" in caplog.text  # the operator still sees it
 
 
-@pytest.mark.parametrize(("retry_after", "header"), [(2.5, "3"), (0.1, "1"), (None, None)])
-async def test_upstream_rate_limit_passes_retry_after_on(
-    retry_after: float | None, header: str | None
+@pytest.mark.parametrize(
+    ("retry_after", "header", "sent"), [(2.5, "3", 2.5), (0.1, "1", 0.1), (None, "1", 1.0)]
+)
+async def test_upstream_rate_limit_always_has_retry_after(
+    retry_after: float | None, header: str, sent: float
 ) -> None:
-    exc = lib.RateLimitError("the LLM is rate limited", retry_after=retry_after)
+    exc = lib.RateLimitError("the LLM is rate limited (model at host:1)", retry_after=retry_after)
     response = await fetch(lambda: exc)
     body = assert_error_body(response, 429, "RateLimitError")
     assert response.headers.get("retry-after") == header
-    assert body["detail"] == {"retry_after": retry_after}
+    assert body["detail"] == {"retry_after": sent, "code": "rate_limit_exceeded"}
+    assert "host:1" not in response.text
 
 
 async def test_upstream_refusal_keeps_the_upstream_status() -> None:
     exc = lib.LLMRequestError("the LLM refused the request (HTTP 404)", status_code=404)
     body = assert_error_body(await fetch(lambda: exc), 502, "UpstreamError")
-    assert body["detail"] == {"status_code": 404}
+    assert body["detail"] == {"status_code": 404, "code": "upstream_refused"}
+    assert body["message"] == "The bot's LLM refused the request"
 
 
 async def test_other_library_errors_keep_their_message_and_carry_the_request_id() -> None:
@@ -234,8 +238,8 @@ async def test_other_library_errors_keep_their_message_and_carry_the_request_id(
 
 
 def test_error_body_for_streams() -> None:
-    body = error_body(lib.LLMUnavailableError("the LLM failed"))
-    assert (body["error"], body["message"]) == ("UpstreamError", "the LLM failed")
+    body = error_body(lib.LLMUnavailableError("the LLM failed (HTTP 503, model at host:1)"))
+    assert (body["error"], body["message"]) == ("UpstreamError", "The bot's LLM is unavailable")
     assert set(body) == {"error", "message", "detail", "timestamp"}
     assert error_body(RuntimeError(SECRET))["message"] == "An internal error occurred"
     assert SECRET not in str(error_body(RuntimeError(SECRET)))

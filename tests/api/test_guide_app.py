@@ -157,8 +157,8 @@ def test_upstream_failures_in_the_guide_example(
         fake.reset()
         fake.inject(400, message=f"bad request from key {KEY}")
         refused = chat(client, "support", "hi")
-        body = assert_error_body(refused, 502, "UpstreamError")
-        assert body["detail"] == {"status_code": 400}
+        body = assert_error_body(refused, 400, "UpstreamBadRequestError")
+        assert body["detail"] == {"code": "invalid_request"}
         assert KEY not in refused.text
         fake.reset()
         assert chat(client, "support", "hi").status_code == 200

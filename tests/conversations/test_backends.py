@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 import subprocess
 import sys
 import textwrap
 import uuid
+from datetime import UTC, datetime
 from pathlib import Path
 
 import psycopg
@@ -15,8 +17,10 @@ from psycopg import sql
 
 from kubebots.runtime.conversations import (
     ConversationKey,
+    NewMessage,
     PostgresConversationStore,
     SqliteConversationStore,
+    StoredToolCall,
 )
 
 from .util import new_key
@@ -152,3 +156,76 @@ async def test_postgres_role_with_only_dml_rights_can_use_an_existing_table(
         finally:
             await admin.execute(sql.SQL("DROP OWNED BY {}").format(ident))
             await admin.execute(sql.SQL("DROP ROLE {}").format(ident))
+
+
+OLD_SQLITE_DDL = (
+    "CREATE TABLE kubebots_messages ("
+    " bot_id TEXT NOT NULL, client_id TEXT NOT NULL, conversation_id TEXT NOT NULL,"
+    " seq INTEGER NOT NULL, role TEXT NOT NULL, content TEXT NOT NULL,"
+    " created_at TEXT NOT NULL,"
+    " PRIMARY KEY (bot_id, client_id, conversation_id, seq))"
+)
+ANSWER = [
+    NewMessage("assistant", "", tool_calls=(StoredToolCall("c1", "f", "{}"),)),
+    NewMessage("tool", "done", tool_call_id="c1"),
+]
+
+
+async def test_sqlite_table_made_before_tool_calling_gets_its_columns(tmp_path: Path) -> None:
+    path = tmp_path / "old.db"
+    with sqlite3.connect(path) as conn:
+        conn.execute(OLD_SQLITE_DDL)
+        conn.execute(
+            "INSERT INTO kubebots_messages VALUES ('b', 'c', 'conv', 1, 'user', 'old', ?)",
+            (datetime.now(UTC).isoformat(),),
+        )
+    conn.close()
+    key = ConversationKey("b", "c", "conv")
+    for _ in range(2):  # the second open finds the columns there
+        store = await SqliteConversationStore.open(path)
+        try:
+            await store.append(key, ANSWER)
+            stored = await store.history(key)
+        finally:
+            await store.close()
+        assert (stored[0].content, stored[0].tool_calls, stored[0].tool_call_id) == (
+            "old",
+            (),
+            None,
+        )
+        assert stored[-2].tool_calls == ANSWER[0].tool_calls
+        assert stored[-1].tool_call_id == "c1"
+
+
+@pytest.mark.postgres
+async def test_postgres_table_made_before_tool_calling_gets_its_columns(postgres_url: str) -> None:
+    table = f"kb_old_{uuid.uuid4().hex[:12]}"
+    ident = sql.Identifier(table)
+    old = (
+        OLD_SQLITE_DDL.replace("kubebots_messages", "{}")
+        .replace("created_at TEXT", "created_at timestamptz")
+        .replace("INTEGER", "integer")
+    )
+    async with await psycopg.AsyncConnection.connect(postgres_url, autocommit=True) as admin:
+        await admin.execute(sql.SQL(old).format(ident))
+        await admin.execute(
+            sql.SQL("INSERT INTO {} VALUES ('b', 'c', 'conv', 1, 'user', 'old', now())").format(
+                ident
+            )
+        )
+        try:
+            key = ConversationKey("b", "c", "conv")
+            stores = [
+                await PostgresConversationStore.open(postgres_url, table=table) for _ in range(3)
+            ]
+            try:
+                await stores[0].append(key, ANSWER)
+                stored = await stores[-1].history(key)
+            finally:
+                for store in stores:
+                    await store.close()
+            assert (stored[0].content, stored[0].tool_calls) == ("old", ())
+            assert stored[1].tool_calls == ANSWER[0].tool_calls
+            assert stored[2].tool_call_id == "c1"
+        finally:
+            await admin.execute(sql.SQL("DROP TABLE {}").format(ident))

@@ -12,7 +12,9 @@ from kubebots.runtime.conversations import (
     ConversationKey,
     ConversationStore,
     MessageRole,
+    NewMessage,
     StoredMessage,
+    StoredToolCall,
 )
 from kubebots.runtime.errors import StorageError
 
@@ -192,6 +194,80 @@ async def test_invalid_arguments_are_rejected_and_store_nothing(store: Conversat
     assert await store.exists(key) is False  # all or none: no partial batch
 
 
+WEATHER = StoredToolCall("call_1", "get_weather", '{"city": "Paris"}')
+TIME = StoredToolCall("call_2", "get_time", "{}")
+
+
+def tool_round() -> list[NewMessage | tuple[MessageRole, str]]:
+    """A user question, an assistant's two tool calls, their answers, the final reply."""
+    return [
+        ("user", "weather and time in Paris?"),
+        NewMessage("assistant", "", tool_calls=(WEATHER, TIME)),
+        NewMessage("tool", '{"temp": 21}', tool_call_id="call_1"),
+        NewMessage("tool", "12:00", tool_call_id="call_2"),
+        NewMessage("assistant", "21 degrees at noon"),
+    ]
+
+
+def shapes(messages: list[StoredMessage]) -> list[tuple[object, ...]]:
+    return [(m.seq, m.role, m.content, m.tool_calls, m.tool_call_id) for m in messages]
+
+
+EXPECTED_ROUND = [
+    (1, "user", "weather and time in Paris?", (), None),
+    (2, "assistant", "", (WEATHER, TIME), None),
+    (3, "tool", '{"temp": 21}', (), "call_1"),
+    (4, "tool", "12:00", (), "call_2"),
+    (5, "assistant", "21 degrees at noon", (), None),
+]
+
+
+async def test_tool_messages_are_stored_in_order_with_their_calls(
+    store: ConversationStore,
+) -> None:
+    key = new_key()
+    assert await store.append(key, tool_round()[:2], after=0) == 2
+    assert await store.append(key, tool_round()[2:], after=2) == 5
+    assert shapes(await store.history(key)) == EXPECTED_ROUND
+    assert shapes(await store.recent(key, 4)) == EXPECTED_ROUND[1:]
+    assert shapes(await store.recent(key, 4)) == EXPECTED_ROUND[1:]  # a cached window alike
+    assert shapes(await store.history(key, offset=2, limit=1)) == EXPECTED_ROUND[2:3]
+    with pytest.raises(ConversationChanged):
+        await store.append(key, [NewMessage("tool", "late", tool_call_id="call_1")], after=4)
+    assert await store.append(key, [NewMessage("user", "thanks")]) == 6
+
+
+async def test_tool_call_text_is_kept_exactly(store: ConversationStore) -> None:
+    key = new_key()
+    odd = StoredToolCall('id "quoted" 🤖', "name'; --", '{"a": "\\u00e9 %s {t}"}')
+    await store.append(key, [NewMessage("assistant", "%s", tool_calls=(odd,))])
+    await store.append(key, [NewMessage("tool", "", tool_call_id=odd.id)])
+    stored = await store.history(key)
+    assert stored[0].tool_calls == (odd,)
+    assert stored[1].tool_call_id == odd.id
+
+
+async def test_invalid_tool_messages_are_rejected_and_store_nothing(
+    store: ConversationStore,
+) -> None:
+    key = new_key()
+    bad: list[list[NewMessage | tuple[MessageRole, str]]] = [
+        [("tool", "an answer without a call id")],
+        [NewMessage("tool", "no id")],
+        [NewMessage("user", "hi", tool_call_id="call_1")],
+        [NewMessage("assistant", "x", tool_call_id="call_1")],
+        [NewMessage("user", "hi", tool_calls=(WEATHER,))],
+        [NewMessage("tool", "x", tool_calls=(WEATHER,), tool_call_id="call_1")],
+        [NewMessage("assistant", "", tool_calls=(StoredToolCall("c", "f", "nul\x00"),))],
+        [NewMessage("tool", "x", tool_call_id="lone \ud800")],
+        [NewMessage("system", "no")],  # type: ignore[arg-type]
+    ]
+    for messages in bad:
+        with pytest.raises(ValueError):
+            await store.append(key, [("user", "ok"), *messages])
+    assert await store.exists(key) is False
+
+
 async def test_concurrent_appends_get_gapless_unique_seqs(store: ConversationStore) -> None:
     key = new_key()
     counts = await asyncio.gather(*(store.append(key, [("user", f"c{i}")]) for i in range(50)))
@@ -339,6 +415,14 @@ async def test_two_instances_appending_concurrently_stay_consistent(
         assert seqs(stored) == list(range(1, 101))
         for start in range(0, 100, 2):
             assert stored[start].content.endswith("-0") and stored[start + 1].content.endswith("-1")
+
+
+async def test_tool_messages_survive_a_restart(open_durable: StoreFactory) -> None:
+    key = new_key()
+    first = await open_durable()
+    await first.append(key, tool_round())
+    await first.close()
+    assert shapes(await (await open_durable()).history(key)) == EXPECTED_ROUND
 
 
 async def test_messages_survive_a_restart(open_durable: StoreFactory) -> None:

@@ -19,7 +19,7 @@ from kubebots.runtime.conversations import (
     MessageRole,
     PostgresConversationStore,
 )
-from kubebots.runtime.llm.base import ChatMessage, Completion, UsageSink
+from kubebots.runtime.llm.base import ChatMessage, Completion, Delta, Settings, UsageSink
 from kubebots.runtime.llm.echo import EchoProvider
 from kubebots.runtime.schema import parse_bot_config
 from tests.private_postgres import PrivatePostgres
@@ -189,19 +189,25 @@ class OtherReplicaWrites:
         self._turns = list(turns)
         self.prompts: list[list[str]] = []
 
-    async def complete(self, messages: Sequence[ChatMessage]) -> Completion:
+    async def complete(
+        self, messages: Sequence[ChatMessage], *, settings: Settings | None = None
+    ) -> Completion:
         self.prompts.append([m.content for m in messages])
         if self._turns:
             await self._other.complete(self._turns.pop(0), self._context)
-        return await self._echo.complete(messages)
+        return await self._echo.complete(messages, settings=settings)
 
     async def stream(
-        self, messages: Sequence[ChatMessage], *, on_usage: UsageSink | None = None
-    ) -> AsyncIterator[str]:
+        self,
+        messages: Sequence[ChatMessage],
+        *,
+        settings: Settings | None = None,
+        on_usage: UsageSink | None = None,
+    ) -> AsyncIterator[Delta]:
         self.prompts.append([m.content for m in messages])
         if self._turns:
             await self._other.complete(self._turns.pop(0), self._context)
-        async for delta in self._echo.stream(messages, on_usage=on_usage):
+        async for delta in self._echo.stream(messages, settings=settings, on_usage=on_usage):
             yield delta
 
     async def close(self) -> None:

@@ -34,7 +34,9 @@ def write_old_rows(path: Path, bot_id: str, conversation: str, count: int, days:
         for seq in range(1, count + 1):
             role = "user" if seq % 2 else "assistant"
             conn.execute(
-                "INSERT INTO kubebots_messages VALUES (?, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO kubebots_messages"
+                " (bot_id, client_id, conversation_id, seq, role, content, created_at)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?)",
                 (bot_id, CTX.client_id, conversation, seq, role, f"old{seq}", at),
             )
     conn.close()

@@ -168,3 +168,124 @@ async def test_stop_cuts_a_hang_short() -> None:
     assert request.done()
     assert request.exception() is None  # the hang ended early and the reply went out
     assert not server.running
+
+
+TOOLS = [{"type": "function", "function": {"name": "lookup", "parameters": {"type": "object"}}}]
+CALL_BODY = {
+    "model": "m",
+    "messages": [{"role": "user", "content": 'call lookup {"query": "a longer query"}'}],
+    "tools": TOOLS,
+}
+
+
+async def test_a_tool_call_reply_on_the_wire(fake_openai: FakeOpenAIServer) -> None:
+    async with httpx.AsyncClient(base_url=fake_openai.base_url, headers=AUTH) as client:
+        data = (await client.post("/chat/completions", json=CALL_BODY)).json()
+    (choice,) = data["choices"]
+    assert choice["finish_reason"] == "tool_calls"
+    assert choice["message"] == {
+        "role": "assistant",
+        "content": None,
+        "tool_calls": [
+            {
+                "id": "call_fake_0",
+                "type": "function",
+                "function": {"name": "lookup", "arguments": '{"query": "a longer query"}'},
+            }
+        ],
+    }
+    assert data["usage"]["completion_tokens"] == 5  # lookup {"query": "a longer query"}
+
+
+async def test_a_streamed_tool_call_on_the_wire(fake_openai: FakeOpenAIServer) -> None:
+    body = CALL_BODY | {"stream": True, "stream_options": {"include_usage": True}}
+    async with httpx.AsyncClient(base_url=fake_openai.base_url, headers=AUTH) as client:
+        response = await client.post("/chat/completions", json=body)
+    *payloads, done = sse_events(response.text)
+    assert done == "[DONE]"
+    role, first, *pieces, finish, usage = [json.loads(p) for p in payloads]
+    assert role["choices"][0]["delta"] == {"role": "assistant", "content": None}
+    assert first["choices"][0]["delta"] == {
+        "tool_calls": [
+            {
+                "index": 0,
+                "id": "call_fake_0",
+                "type": "function",
+                "function": {"name": "lookup", "arguments": ""},
+            }
+        ]
+    }
+    arguments = [p["choices"][0]["delta"]["tool_calls"][0] for p in pieces]
+    assert all(set(a) == {"index", "function"} and a["index"] == 0 for a in arguments)
+    assert "".join(a["function"]["arguments"] for a in arguments) == '{"query": "a longer query"}'
+    assert finish["choices"][0] == {
+        "index": 0,
+        "delta": {},
+        "finish_reason": "tool_calls",
+        "logprobs": None,
+    }
+    assert usage["choices"] == []
+    assert usage["usage"]["completion_tokens"] == 5
+
+
+async def test_tool_results_are_mentioned_in_the_reply(fake_openai: FakeOpenAIServer) -> None:
+    call = {"id": "c9", "type": "function", "function": {"name": "lookup", "arguments": "{}"}}
+    body = CALL_BODY | {
+        "messages": [
+            *CALL_BODY["messages"],
+            {"role": "assistant", "content": None, "tool_calls": [call]},
+            {"role": "tool", "tool_call_id": "c9", "content": "found 3"},
+        ]
+    }
+    async with httpx.AsyncClient(base_url=fake_openai.base_url, headers=AUTH) as client:
+        data = (await client.post("/chat/completions", json=body)).json()
+    assert data["choices"][0]["message"]["content"].endswith(" | tool lookup: found 3")
+    assert data["choices"][0]["finish_reason"] == "stop"
+
+
+async def test_scripted_replies_come_in_order_then_the_rules_again(
+    fake_openai: FakeOpenAIServer,
+) -> None:
+    fake_openai.script("first")
+    fake_openai.script(None, tool_calls=[("lookup", "{}")], finish_reason="stop")
+    async with httpx.AsyncClient(base_url=fake_openai.base_url, headers=AUTH) as client:
+        replies = [(await client.post("/chat/completions", json=BODY)).json() for _ in range(3)]
+    choices = [reply["choices"][0] for reply in replies]
+    assert (choices[0]["message"]["content"], choices[0]["finish_reason"]) == ("first", "stop")
+    assert choices[1]["message"]["tool_calls"][0]["function"]["name"] == "lookup"
+    assert choices[1]["finish_reason"] == "stop"
+    assert choices[2]["message"]["content"] == "[m] sys prompt | two parts"
+    fake_openai.script("forgotten")
+    fake_openai.reset()
+    assert fake_openai.take_script() is None
+
+
+async def test_max_tokens_truncates_the_stream_too(fake_openai: FakeOpenAIServer) -> None:
+    body = BODY | {"stream": True, "max_tokens": 2}
+    async with httpx.AsyncClient(base_url=fake_openai.base_url, headers=AUTH) as client:
+        response = await client.post("/chat/completions", json=body)
+    chunks = [json.loads(p) for p in sse_events(response.text)[:-1]]
+    text = "".join(c["choices"][0]["delta"].get("content") or "" for c in chunks)
+    assert text == "[m] sys "
+    assert chunks[-1]["choices"][0]["finish_reason"] == "length"
+
+
+@pytest.mark.parametrize(
+    ("extra", "called"),
+    [
+        ({"tool_choice": "required"}, "lookup"),  # the first tool, though not asked
+        ({"tool_choice": {"type": "function", "function": {"name": "lookup"}}}, "lookup"),
+        ({"tool_choice": {"type": "function", "function": {"name": "unknown"}}}, None),
+        ({"tool_choice": "auto"}, None),
+        ({"tool_choice": "none", "messages": CALL_BODY["messages"]}, None),
+    ],
+)
+async def test_tool_choice(
+    fake_openai: FakeOpenAIServer, extra: dict[str, Any], called: str | None
+) -> None:
+    body = BODY | {"tools": TOOLS} | extra
+    async with httpx.AsyncClient(base_url=fake_openai.base_url, headers=AUTH) as client:
+        message = (await client.post("/chat/completions", json=body)).json()["choices"][0]
+    calls = message["message"].get("tool_calls") or []
+    assert [c["function"]["name"] for c in calls] == ([called] if called else [])
+    assert message["finish_reason"] == ("tool_calls" if called else "stop")

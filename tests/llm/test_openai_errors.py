@@ -37,7 +37,7 @@ def assert_no_key(error: BaseException, key: str = API_KEY) -> None:
 
 
 async def collect(provider: OpenAIProvider) -> str:
-    return "".join([chunk async for chunk in provider.stream(MESSAGES)])
+    return "".join([delta.content async for delta in provider.stream(MESSAGES)])
 
 
 async def test_rate_limit_carries_retry_after(
@@ -196,7 +196,7 @@ async def test_error_event_mid_stream(
     chunks: list[str] = []
     with pytest.raises(LLMUnavailableError) as info:
         async for chunk in make_provider().stream(MESSAGES):
-            chunks.append(chunk)
+            chunks.append(chunk.content)
     assert chunks == [f"[{MODEL}] ", "Be "]
     assert "overloaded (***)" in str(info.value)
     assert_no_key(info.value)
@@ -209,6 +209,6 @@ async def test_connection_dropped_mid_stream(
     chunks: list[str] = []
     with pytest.raises(LLMUnavailableError) as info:
         async for chunk in make_provider().stream(MESSAGES):
-            chunks.append(chunk)
+            chunks.append(chunk.content)
     assert len(chunks) == 3
     assert_no_key(info.value)

@@ -9,7 +9,7 @@ import httpx
 import pytest
 
 from kubebots.runtime.errors import LLMUnavailableError
-from kubebots.runtime.llm import ChatMessage, Completion, LLMProvider, Usage
+from kubebots.runtime.llm import ChatMessage, Completion, Delta, LLMProvider, Usage, joined
 from kubebots.runtime.testing import FakeOpenAIServer
 
 from .conftest import API_KEY, MODEL, ProviderFactory
@@ -57,7 +57,7 @@ async def test_temperature_and_max_tokens_reach_the_wire_when_set(
 ) -> None:
     provider = make_provider(temperature=0.0, max_tokens=64)
     await provider.complete(HISTORY)
-    _ = [chunk async for chunk in provider.stream(HISTORY)]
+    _ = [delta async for delta in provider.stream(HISTORY)]
     for request in fake_openai.requests:
         assert (request["body"]["temperature"], request["body"]["max_tokens"]) == (0.0, 64)
 
@@ -65,9 +65,10 @@ async def test_temperature_and_max_tokens_reach_the_wire_when_set(
 async def test_stream_yields_non_empty_deltas_that_join_to_the_reply(
     make_provider: ProviderFactory, fake_openai: FakeOpenAIServer
 ) -> None:
-    chunks = [chunk async for chunk in make_provider().stream(HISTORY)]
-    assert chunks == ["[fake-model] ", "You ", "are ", "terse. ", "| ", "And ", "a ", "pod?"]
-    assert "".join(chunks) == REPLY
+    deltas = [delta async for delta in make_provider().stream(HISTORY)]
+    words = ["[fake-model] ", "You ", "are ", "terse. ", "| ", "And ", "a ", "pod?"]
+    assert deltas == [*(Delta(w) for w in words), Delta(finish_reason="stop")]
+    assert joined(deltas).content == REPLY
     (request,) = fake_openai.requests
     assert request["body"]["stream"] is True
     assert request["body"]["messages"] == WIRE_HISTORY
@@ -76,8 +77,11 @@ async def test_stream_yields_non_empty_deltas_that_join_to_the_reply(
 
 async def test_stream_and_complete_agree(make_provider: ProviderFactory) -> None:
     provider = make_provider()
-    streamed = "".join([chunk async for chunk in provider.stream(HISTORY)])
-    assert streamed == (await provider.complete(HISTORY)).content
+    usages: list[Usage] = []
+    streamed = [delta async for delta in provider.stream(HISTORY, on_usage=usages.append)]
+    completion = await provider.complete(HISTORY)
+    assert usages == [completion.usage]
+    assert joined(streamed, completion.usage) == completion
 
 
 async def test_stream_can_be_abandoned_early(
@@ -87,7 +91,7 @@ async def test_stream_can_be_abandoned_early(
     provider = make_provider()
     stream = provider.stream(HISTORY)
     assert isinstance(stream, AsyncGenerator)
-    assert await anext(stream) == "[fake-model] "
+    assert await anext(stream) == Delta("[fake-model] ")
     await stream.aclose()
     assert (await provider.complete(HISTORY)).content == REPLY
 
@@ -112,8 +116,8 @@ async def test_retries_ride_out_a_server_error_on_stream(
     make_provider: ProviderFactory, fake_openai: FakeOpenAIServer
 ) -> None:
     fake_openai.inject(503, times=1, retry_after=0.1)
-    chunks = [chunk async for chunk in make_provider(max_retries=1).stream(HISTORY)]
-    assert "".join(chunks) == REPLY
+    deltas = [delta async for delta in make_provider(max_retries=1).stream(HISTORY)]
+    assert joined(deltas).content == REPLY
     assert len(fake_openai.requests) == 2
 
 
@@ -127,7 +131,7 @@ async def test_shared_http_client_works_and_stays_open_after_close(
         await first.close()
         assert not client.is_closed
         second = make_provider(http_client=client)
-        assert "".join([c async for c in second.stream(HISTORY)]) == REPLY
+        assert joined([d async for d in second.stream(HISTORY)]).content == REPLY
         await second.close()
         assert not client.is_closed
 

@@ -10,39 +10,69 @@ from pathlib import Path
 import yaml
 
 from kubebots.runtime.errors import LLMUnavailableError
-from kubebots.runtime.llm.base import ChatMessage, Completion, UsageSink
+from kubebots.runtime.llm.base import (
+    ChatMessage,
+    Completion,
+    Delta,
+    Settings,
+    ToolCallDelta,
+    UsageSink,
+)
 
 
 class RecordingProvider:
-    """Answers ``<tag>: <last user message>``; records prompts; can be gated or made to fail."""
+    """Answers ``<tag>: <last message>``; records prompts and settings; can be gated, made to
+    fail, or told its next replies (:attr:`replies`, e.g. a :class:`Completion` with tool
+    calls). Streams yield the text in 3-character deltas, each tool call's id and name then its
+    arguments, then the finish reason."""
 
     def __init__(self, tag: str = "rec") -> None:
         self.tag = tag
         self.prompts: list[list[ChatMessage]] = []
+        self.settings: list[Settings | None] = []
+        self.replies: list[Completion] = []
         self.gate: asyncio.Event | None = None
         self.started = asyncio.Event()
         self.fail_next = 0
         self.closed = 0
 
-    async def _answer(self, messages: Sequence[ChatMessage]) -> str:
+    async def _answer(
+        self, messages: Sequence[ChatMessage], settings: Settings | None
+    ) -> Completion:
         self.prompts.append(list(messages))
+        self.settings.append(settings)
         self.started.set()
         if self.gate is not None:
             await self.gate.wait()
         if self.fail_next:
             self.fail_next -= 1
             raise LLMUnavailableError("upstream failed (test)")
-        return f"{self.tag}: {messages[-1].content}"
+        if self.replies:
+            return self.replies.pop(0)
+        return Completion(f"{self.tag}: {messages[-1].content}")
 
-    async def complete(self, messages: Sequence[ChatMessage]) -> Completion:
-        return Completion(await self._answer(messages))
+    async def complete(
+        self, messages: Sequence[ChatMessage], *, settings: Settings | None = None
+    ) -> Completion:
+        return await self._answer(messages, settings)
 
     async def stream(
-        self, messages: Sequence[ChatMessage], *, on_usage: UsageSink | None = None
-    ) -> AsyncIterator[str]:
-        text = await self._answer(messages)
+        self,
+        messages: Sequence[ChatMessage],
+        *,
+        settings: Settings | None = None,
+        on_usage: UsageSink | None = None,
+    ) -> AsyncIterator[Delta]:
+        completion = await self._answer(messages, settings)
+        text = completion.content
         for i in range(0, len(text), 3):
-            yield text[i : i + 3]
+            yield Delta(text[i : i + 3])
+        for index, call in enumerate(completion.tool_calls):
+            yield Delta(tool_calls=(ToolCallDelta(index, call.id, call.name),))
+            yield Delta(tool_calls=(ToolCallDelta(index, arguments=call.arguments),))
+        yield Delta(finish_reason=completion.finish_reason)
+        if on_usage is not None and completion.usage is not None:
+            on_usage(completion.usage)
 
     async def close(self) -> None:
         self.closed += 1

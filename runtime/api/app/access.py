@@ -29,6 +29,7 @@ from ...bot_conversations import BotConversations
 from ...context import BotContext
 from ...llm.base import Usage
 from ...llm.echo import count_words
+from ...ratelimit import Decision
 from ..http_errors import BotNotFoundError
 from .security import Caller
 from .state import RuntimeState
@@ -43,25 +44,36 @@ async def admit(
     *,
     claimed_client_id: str | None,
     turn: bool,
-) -> str:
+) -> Admission:
     """Run the checks of the module's docstring in their order (``turn``: a chat turn, which
-    spends tokens); return the request's client id."""
+    spends tokens)."""
     client_id = caller.client_id(claimed_client_id)
-    await state.quota.admit(caller, client_id, turn=turn)
+    decision = await state.quota.admit(caller, client_id, turn=turn)
     if not caller.may_use(bot_id):
         raise BotNotFoundError(bot_id)
-    return client_id
+    return Admission(client_id, decision)
+
+
+@dataclass(frozen=True, slots=True)
+class Admission:
+    """Who a request is for, and the limiter's decision that admitted it (``None``: the client
+    has no limits), whose figures /v1 sends as ``x-ratelimit-*`` headers."""
+
+    client_id: str
+    decision: Decision | None
 
 
 @dataclass(frozen=True, slots=True)
 class BotTurn(Generic[Body]):
-    """A chat turn admitted: what the client sent (``body``), for which client, to which bot."""
+    """A chat turn admitted: what the client sent (``body``), for which client, to which bot,
+    and the limiter's ``decision`` that admitted it (``None``: no limits)."""
 
     body: Body
     client_id: str
     bot: DynaBot
     state: RuntimeState
     caller: Caller
+    decision: Decision | None = None
 
     def charge(self, tokens: int) -> None:
         """Charge the finished turn's tokens to the client's budget, exactly once per turn.
@@ -108,9 +120,9 @@ async def open_turn(
     state: RuntimeState, caller: Caller, bot_id: str, body: Body, *, claimed_client_id: str | None
 ) -> BotTurn[Body]:
     """Admit a chat turn, then get (or build) its bot."""
-    client_id = await admit(state, caller, bot_id, claimed_client_id=claimed_client_id, turn=True)
+    admission = await admit(state, caller, bot_id, claimed_client_id=claimed_client_id, turn=True)
     bot = await state.manager.get_or_create(bot_id)
-    return BotTurn(body, client_id, bot, state, caller)
+    return BotTurn(body, admission.client_id, bot, state, caller, admission.decision)
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,6 +144,6 @@ async def open_conversations(
 ) -> AsyncIterator[ConversationAccess]:
     """Admit a read of the client's conversations, then reach them for the block's duration
     (an unknown bot is a 404, as for a turn)."""
-    client_id = await admit(state, caller, bot_id, claimed_client_id=claimed_client_id, turn=False)
+    admission = await admit(state, caller, bot_id, claimed_client_id=claimed_client_id, turn=False)
     async with state.manager.conversations(bot_id) as conversations:
-        yield ConversationAccess(bot_id, client_id, conversations)
+        yield ConversationAccess(bot_id, admission.client_id, conversations)

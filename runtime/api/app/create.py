@@ -17,6 +17,7 @@ from functools import partial
 from pathlib import Path
 
 from fastapi import FastAPI
+from starlette.middleware.cors import CORSMiddleware
 
 from ...auth import KeyRing
 from ...configstore import ReportingConfigStore, open_config_store
@@ -37,12 +38,25 @@ from ..exception_handlers import register_exception_handlers
 from .failed_auth import FailedAuthentications
 from .metrics import Metrics
 from .middleware import RequestContextMiddleware
+from .openai_errors import register_openai_error_handlers
 from .quota import Quota
 from .routers import bots, chat, conversations, health, openai
 from .settings import RuntimeSettings
 from .state import RuntimeState
 
 log = logging.getLogger("kubebots.runtime.api")
+
+#: Response headers a browser client may read (CORS).
+CORS_EXPOSED_HEADERS = [
+    "retry-after",
+    "x-request-id",
+    "x-kubebots-usage",
+    *(
+        f"x-ratelimit-{what}-{scope}"
+        for what in ("limit", "remaining", "reset")
+        for scope in ("requests", "tokens")
+    ),
+]
 
 
 def load_keyring(settings: RuntimeSettings) -> KeyRing | None:
@@ -181,9 +195,18 @@ def create_app(
         lifespan=lifespan,
     )
     register_exception_handlers(app)
+    register_openai_error_handlers(app)  # after them: /v1 answers errors in OpenAI's shape
     for module in (chat, conversations, bots, openai, health):
         app.include_router(module.router)
     app.add_middleware(
         RequestContextMiddleware, metrics=metrics, max_body_bytes=settings.max_body_bytes
     )
+    if settings.cors_origins:  # outermost: preflights are answered before authentication
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["GET", "POST", "DELETE"],
+            allow_headers=["*"],
+            expose_headers=CORS_EXPOSED_HEADERS,
+        )
     return app

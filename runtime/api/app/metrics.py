@@ -8,6 +8,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from ...llm.stats import LLMRequestStats
 from ...manager import BotManager
 from ...sync import StoreSync
 
@@ -52,6 +53,23 @@ class _RuntimeCollector(Collector):
         )
 
 
+class _LLMCollector(Collector):
+    """Read at scrape time: LLM calls per bot, endpoint (``model@host``) and outcome."""
+
+    def __init__(self, stats: LLMRequestStats) -> None:
+        self._stats = stats
+
+    def collect(self) -> Iterator[Metric]:
+        family = CounterMetricFamily(
+            "kubebots_llm_requests",
+            "Calls to LLM endpoints (a bot's own and its fallbacks), by outcome",
+            labels=["bot", "endpoint", "outcome"],
+        )
+        for (bot, endpoint, outcome), count in sorted(self._stats.snapshot().items()):
+            family.add_metric([bot, endpoint, outcome], count)
+        yield family
+
+
 class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
@@ -89,3 +107,4 @@ class Metrics:
 
     def watch_runtime(self, manager: BotManager, sync: StoreSync) -> None:
         self.registry.register(_RuntimeCollector(manager, sync))
+        self.registry.register(_LLMCollector(manager.factory.llm_stats))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -37,11 +38,23 @@ class ChatResponse(BaseModel):
     usage: Usage | None = None
 
 
+class ToolCallOut(BaseModel):
+    """A function call an assistant message made (OpenAI's shape)."""
+
+    id: str
+    type: Literal["function"] = "function"
+    function: dict[str, str]  # name, arguments (JSON text)
+
+
 class MessageOut(BaseModel):
+    """A stored message; ``tool_calls`` and ``tool_call_id`` appear only when it has them."""
+
     seq: int
     role: str
     content: str
     created_at: datetime
+    tool_calls: list[ToolCallOut] | None = None
+    tool_call_id: str | None = None
 
 
 class ConversationOut(BaseModel):

@@ -20,11 +20,18 @@ When the limiter's storage fails, ``rate_limit_on_outage`` decides (:data:`Outag
 Every request decided without the shared storage is counted in
 ``kubebots_rate_limit_degraded_requests{policy}`` and logged at most once per
 :data:`OUTAGE_LOG_INTERVAL` seconds.
+
+:meth:`Quota.admit` returns the limiter's :class:`Decision` (a turn carries it as
+``BotTurn.decision``): :func:`rate_limit_headers` turns it into OpenAI's
+``x-ratelimit-*`` headers, which 429s carry too. The limiter answers for one limit: the one that
+refused, else the request slot when the client has one (so a client with both limits gets the
+``-requests`` headers, and the ``-tokens`` ones only when its budget refused it).
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import time
 from typing import TYPE_CHECKING, Final, Literal
 
@@ -44,6 +51,28 @@ REQUESTS: Final = "requests"
 TOKENS: Final = "tokens"
 
 log = logging.getLogger("kubebots.runtime.api")
+
+
+def _duration(seconds: float) -> str:
+    """OpenAI's reset format: ``1s``, ``6m0s``, ``250ms``."""
+    if seconds < 1:
+        return f"{max(1, math.ceil(seconds * 1000))}ms"
+    whole = math.ceil(seconds)
+    minutes, rest = divmod(whole, 60)
+    return f"{minutes}m{rest}s" if minutes else f"{rest}s"
+
+
+def rate_limit_headers(decision: Decision, window_seconds: float = 60.0) -> dict[str, str]:
+    """``x-ratelimit-{limit,remaining,reset}-{requests|tokens}`` for ``decision``. The reset is
+    the time until the window holds nothing again: a whole window after an admitted request (its
+    own slot is the newest entry; at most that for a budget), the retry time after a refusal."""
+    suffix = decision.scope
+    reset = window_seconds if decision.retry_after is None else decision.retry_after
+    return {
+        f"x-ratelimit-limit-{suffix}": str(decision.limit),
+        f"x-ratelimit-remaining-{suffix}": str(max(0, decision.remaining)),
+        f"x-ratelimit-reset-{suffix}": _duration(reset),
+    }
 
 
 class Quota:
@@ -78,12 +107,13 @@ class Quota:
             limits.append(Limit(REQUESTS, rpm))
         return limits
 
-    async def admit(self, caller: Caller, client_id: str, *, turn: bool) -> None:
+    async def admit(self, caller: Caller, client_id: str, *, turn: bool) -> Decision | None:
         """Admit one request of ``client_id`` or raise a 429 :class:`RateLimitError` (or, with
-        policy ``closed`` during an outage, the storage's 503 error)."""
+        policy ``closed`` during an outage, the storage's 503 error). Returns the decision,
+        ``None`` when nothing was checked (or the storage was away with policy ``open``)."""
         limits = self.limits(caller, turn=turn)
         if not limits:
-            return
+            return None
         if turn and limits[0].scope == TOKENS:
             await self._charges.settled(client_id)  # its previous turns count
         decision: Decision | None
@@ -93,6 +123,7 @@ class Quota:
             decision = await self._degraded(client_id, limits, exc)
         if decision is not None and not decision.allowed:
             self._refuse(decision)
+        return decision
 
     def charges_tokens(self, caller: Caller) -> bool:
         """Whether a turn of ``caller`` is charged (the client has a token budget)."""
@@ -138,4 +169,6 @@ class Quota:
             message = f"token budget of {decision.limit} tokens per minute exceeded"
         else:
             message = f"rate limit of {decision.limit} requests per minute exceeded"
-        raise RateLimitError(message=message, retry_after=decision.retry_after)
+        error = RateLimitError(message=message, retry_after=decision.retry_after)
+        error.headers = {**(error.headers or {}), **rate_limit_headers(decision)}
+        raise error

@@ -5,13 +5,14 @@ Read once at the process edge (``kubebots serve``) and passed to :func:`create_a
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field, SecretStr
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from ...configstore import (
     DEFAULT_DATA_DIR,
@@ -92,10 +93,27 @@ class RuntimeSettings(BaseSettings):
         "before it gets 429 until the minute frees up.",
     )
     max_body_bytes: int = Field(default=1_000_000, ge=1024)
+    cors_origins: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Browser origins allowed to call the API (CORS), e.g. "
+        "https://app.example.com; comma-separated or a JSON list; '*' for any. Empty (the "
+        "default): CORS is off.",
+    )
     log_level: str = "INFO"
     freeze_gc: bool = Field(
         default=True, description="gc.freeze() after start-up and rarer young collections."
     )
+
+    @field_validator("cors_origins", mode="before")
+    @classmethod
+    def _split_origins(cls, value: Any) -> Any:
+        """``a,b`` or ``["a", "b"]`` (the variable's text), or a list (the constructor's)."""
+        if isinstance(value, str):
+            text = value.strip()
+            if text.startswith("["):
+                return json.loads(text)
+            return [part.strip() for part in text.split(",") if part.strip()]
+        return value
 
     def store_url(self) -> str:
         return self.store or embedded_store_url(self.data_dir)

@@ -1,8 +1,9 @@
 """The admission every bot route shares: client id, token budget, request rate, allow-list.
 
 Six routes reach a bot: chat, its stream, ``/v1/chat/completions`` and the three conversation
-routes. Each refuses a request in the same order, with the same status; a request that fails
-validation is a 422 before anything is admitted, so it is not counted against a limit.
+routes. Each refuses a request in the same order, with the same status (in OpenAI's error shape
+under ``/v1``, where a 422 is a 400); a request that fails validation is refused before anything
+is admitted, so it is not counted against a limit.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import pytest
 from kubebots.runtime.testing import FakeOpenAIServer
 
 from .conftest import default_bots, put_bots, running_app
-from .helpers import assert_error
+from .v1_support import assert_refusal
 
 #: A request: method, path, JSON body.
 Request = tuple[str, str, dict[str, Any] | None]
@@ -73,14 +74,16 @@ def test_each_route_checks_client_then_rate_then_allow_list(
     ):
         for name, route in ROUTES.items():
             # A bot outside the allow-list does not exist for the client (the request counts).
-            assert_error(send(c, name, route("default:gpt", None)), 404, "BotNotFoundError")
+            assert_refusal(send(c, name, route("default:gpt", None)), 404, "BotNotFoundError")
             # The request limit comes before the allow-list.
-            limited = assert_error(send(c, name, route("default:gpt", None)), 429, "RateLimitError")
+            limited = assert_refusal(
+                send(c, name, route("default:gpt", None)), 429, "RateLimitError"
+            )
             assert "requests per minute" in limited["message"]
             if name in CLAIMING:
                 # The client id comes before everything: another client's id is a 403.
                 spoof = route("default:gpt", "someone-else")
-                assert_error(send(c, name, spoof), 403, "PermissionDeniedError")
+                assert_refusal(send(c, name, spoof), 403, "PermissionDeniedError")
 
 
 def test_tokens_are_checked_before_the_request_rate_and_only_for_turns(
@@ -106,15 +109,15 @@ def test_tokens_are_checked_before_the_request_rate_and_only_for_turns(
         assert first.status_code == 200, first.text
         assert first.json()["usage"]["total_tokens"] > 1  # charged: the budget is spent
         for turn in ("chat", "chat_stream", "completion"):
-            refused = assert_error(call(turn), 429, "RateLimitError")
+            refused = assert_refusal(call(turn), 429, "RateLimitError")
             assert "token budget" in refused["message"]
         # Reads spend no tokens; the refused turns were not counted as requests (1 of 3 so far).
         assert call("conversations").status_code == 200
         assert call("history").status_code == 200
-        refused = assert_error(call("history"), 429, "RateLimitError")
+        refused = assert_refusal(call("history"), 429, "RateLimitError")
         assert "requests per minute" in refused["message"]
         # With both spent, a turn is refused for its tokens: they are checked first.
-        refused = assert_error(call("chat"), 429, "RateLimitError")
+        refused = assert_refusal(call("chat"), 429, "RateLimitError")
         assert "token budget" in refused["message"]
 
 
@@ -143,5 +146,7 @@ def test_an_invalid_request_is_refused_before_it_is_admitted(
     headers = {"Authorization": "Bearer key-l-0123456789", **kwargs.pop("headers", {})}
     with sqlite_app() as server, httpx.Client(base_url=server.url) as c:
         for _ in range(70):  # more than the limit: none of them is counted
-            assert_error(c.request(method, path, headers=headers, **kwargs), 422, "ValidationError")
+            assert_refusal(
+                c.request(method, path, headers=headers, **kwargs), 422, "ValidationError"
+            )
         assert c.get("/bots/default:gpt/conversations", headers=headers).status_code == 200

@@ -20,6 +20,7 @@ from kubebots.runtime.testing import FakeOpenAIServer, ThreadedServer
 
 from .conftest import HEADERS_A, HEADERS_B
 from .helpers import TIMEOUT, assert_error, conversation_path, default_bots_server
+from .v1_support import assert_openai_error
 
 KEY_A = "key-a-0123456789"
 
@@ -200,8 +201,13 @@ def test_unknown_model_is_not_found(client: openai.OpenAI, stream: bool) -> None
             stream=stream,
         )
     assert caught.value.status_code == 404
-    body = assert_error(caught.value.response, 404, "BotNotFoundError")
-    assert body["detail"] == {"bot_id": "default:no-such-bot"}
+    error = assert_openai_error(
+        caught.value.response, 404, "not_found_error", code="model_not_found"
+    )
+    assert error["message"] == "Bot with ID 'default:no-such-bot' not found"
+    # the SDK shows the server's message (it reads error.message)
+    assert caught.value.message == f"Error code: 404 - {error['message']}"
+    assert caught.value.code == "model_not_found"
 
 
 def test_missing_or_wrong_key_is_an_authentication_error(server: ThreadedServer) -> None:
@@ -212,7 +218,9 @@ def test_missing_or_wrong_key_is_an_authentication_error(server: ThreadedServer)
         with pytest.raises(openai.AuthenticationError) as missing:
             sdk.models.list(extra_headers={"Authorization": openai.omit})
         assert "authorization" not in missing.value.request.headers
-        assert_error(missing.value.response, 401, "AuthenticationError")
+        assert_openai_error(
+            missing.value.response, 401, "authentication_error", code="invalid_api_key"
+        )
         with pytest.raises(openai.AuthenticationError):
             sdk.chat.completions.create(
                 model="default:echo",
@@ -226,8 +234,12 @@ def test_missing_or_wrong_key_is_an_authentication_error(server: ThreadedServer)
             wrong.chat.completions.create(
                 model="default:echo", messages=[{"role": "user", "content": "hi"}]
             )
-        body = assert_error(caught.value.response, 401, "AuthenticationError")
-        assert "not-a-key-at-all" not in str(body)
+        error = assert_openai_error(
+            caught.value.response, 401, "authentication_error", code="invalid_api_key"
+        )
+        assert error["message"] == "the API key is not valid"
+        assert caught.value.message == "Error code: 401 - the API key is not valid"
+        assert "not-a-key-at-all" not in str(error)
         assert caught.value.response.headers["www-authenticate"].lower().startswith("bearer")
 
 

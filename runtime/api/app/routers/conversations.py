@@ -11,9 +11,10 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query
 
+from ....conversations import StoredMessage
 from ...http_errors import ConversationNotFoundError
 from ..access import ConversationAccess, open_conversations
-from ..models import ConversationOut, MessageOut
+from ..models import ConversationOut, MessageOut, ToolCallOut
 from ..security import CallerDep
 from ..state import StateDep
 
@@ -70,7 +71,27 @@ async def list_conversations(access: ConversationAccessDep) -> dict[str, Any]:
     return {"bot_id": access.bot_id, "conversations": ids, "count": len(ids)}
 
 
-@router.get("/bots/{bot_id}/conversations/{conversation_id:path}", response_model=ConversationOut)
+def message_out(message: StoredMessage) -> MessageOut:
+    """``message`` as the history shows it (tool fields only when it has them)."""
+    calls = [
+        ToolCallOut(id=c.id, function={"name": c.name, "arguments": c.arguments})
+        for c in message.tool_calls
+    ]
+    return MessageOut(
+        seq=message.seq,
+        role=message.role,
+        content=message.content,
+        created_at=message.created_at,
+        tool_calls=calls or None,
+        tool_call_id=message.tool_call_id,
+    )
+
+
+@router.get(
+    "/bots/{bot_id}/conversations/{conversation_id:path}",
+    response_model=ConversationOut,
+    response_model_exclude_none=True,
+)
 async def get_conversation(
     bot_id: str, conversation_id: str, read: HistoryReadDep
 ) -> ConversationOut:
@@ -83,10 +104,7 @@ async def get_conversation(
         bot_id=bot_id,
         conversation_id=conversation_id,
         client_id=access.client_id,
-        messages=[
-            MessageOut(seq=m.seq, role=m.role, content=m.content, created_at=m.created_at)
-            for m in messages
-        ],
+        messages=[message_out(m) for m in messages],
     )
 
 
