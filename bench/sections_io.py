@@ -9,9 +9,10 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
+from .http import TargetResult
 from .record import Comparison, Figure, Goal, Results
 
 APPLY_P50 = Goal("<=", 50, 6)
@@ -169,19 +170,7 @@ def http(r: Results) -> None:
         f"1-minute load average before / after: {x.load_before:.2f} / {x.load_after:.2f} on "
         f"{r.machine['cores']} CPUs (wrk + server make ~2; more means others competed)."
     )
-    for res in x.results.values():
-        for c, run in res.runs.items():
-            errors = f", {run.socket_errors} socket errors" if run.socket_errors else ""
-            r.add(
-                f"{res.target.label}, {c} conn",
-                run.rps,
-                "req/s",
-                detail=f"p50 {run.p50_ms:.2f} ms, p99 {run.p99_ms:.2f} ms; server "
-                f"{run.server_cpu:.2f} / wrk {run.wrk_cpu:.2f} cores; repeats "
-                + "/".join(f"{v:,.0f}" for v in run.all_rps)
-                + errors,
-            )
-        r.add(f"{res.target.label}: server VmRSS after", res.rss_kib / 1024, "MiB")
+    add_target_runs(r, x.results.values())
     ours = [n for n, res in x.results.items() if res.target.role == "ours"]
     for name in ours:
         label = x.results[name].target.label
@@ -248,6 +237,24 @@ def http(r: Results) -> None:
             for res in x.results.values()
         },
     }
+
+
+def add_target_runs(r: Results, results: Iterable[TargetResult]) -> None:
+    """Each target's req/s per connection count (latency, CPU and repeats in the detail) and
+    its server's VmRSS after the runs."""
+    for res in results:
+        for c, run in res.runs.items():
+            errors = f", {run.socket_errors} socket errors" if run.socket_errors else ""
+            r.add(
+                f"{res.target.label}, {c} conn",
+                run.rps,
+                "req/s",
+                detail=f"p50 {run.p50_ms:.2f} ms, p99 {run.p99_ms:.2f} ms; server "
+                f"{run.server_cpu:.2f} / wrk {run.wrk_cpu:.2f} cores; repeats "
+                + "/".join(f"{v:,.0f}" for v in run.all_rps)
+                + errors,
+            )
+        r.add(f"{res.target.label}: server VmRSS after", res.rss_kib / 1024, "MiB")
 
 
 def _http_miss(name: str) -> tuple[str, int] | None:

@@ -11,6 +11,7 @@ from . import http as h
 from . import litellm
 from . import production as p
 from .record import Goal, Results
+from .sections_io import add_target_runs
 
 TITLE = "Production configuration: PostgreSQL, API keys, per-client limits, shared limiter"
 ISSUE = 15
@@ -75,19 +76,7 @@ def section(r: Results) -> None:
 
 
 def _configurations(r: Results, x: p.ProductionBench) -> None:
-    for res in x.results.values():
-        for c, run in res.runs.items():
-            errors = f", {run.socket_errors} socket errors" if run.socket_errors else ""
-            r.add(
-                f"{res.target.label}, {c} conn",
-                run.rps,
-                "req/s",
-                detail=f"p50 {run.p50_ms:.2f} ms, p99 {run.p99_ms:.2f} ms; server "
-                f"{run.server_cpu:.2f} / wrk {run.wrk_cpu:.2f} cores; repeats "
-                + "/".join(f"{v:,.0f}" for v in run.all_rps)
-                + errors,
-            )
-        r.add(f"{res.target.label}: server VmRSS after", res.rss_kib / 1024, "MiB")
+    add_target_runs(r, x.results.values())
 
 
 def _goals(r: Results, x: p.ProductionBench) -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, Literal, Self
 
 from pydantic import Field, field_validator, model_validator
 
@@ -44,39 +44,10 @@ MAX_FALLBACKS = 5
 _BASE_URL_PATTERN = r"^https?://[^\s]+$"
 
 
-def _without_credentials(value: str | None) -> str | None:
-    found = url_credentials(value, secret_params=HTTP_SECRET_PARAMS) if value else []
-    if found:
-        raise ValueError(
-            f"must not hold credentials ({', '.join(found)}); "
-            "give the key by apiKeyEnv or apiKeySecretRef"
-        )
-    return value
+class _Endpoint(SchemaModel):
+    """What an OpenAI-compatible endpoint is reached by: its URL and where its key comes from
+    (referenced, never inline), with the checks both the bot's endpoint and its fallbacks need."""
 
-
-def _without_inline_key(data: Any) -> Any:
-    if isinstance(data, dict):
-        inline = sorted(k for k in data if k in INLINE_KEY_FIELDS)
-        if inline:
-            raise ValueError(
-                f"inline API keys are not allowed ({', '.join(inline)}); "
-                "use apiKeyEnv or apiKeySecretRef"
-            )
-    return data
-
-
-def _check_one_key_source(env: str | None, secret_ref: SecretKeyRef | None) -> None:
-    if env is not None and secret_ref is not None:
-        raise ValueError("set at most one of apiKeyEnv and apiKeySecretRef")
-
-
-class FallbackEndpoint(SchemaModel):
-    """An OpenAI-compatible endpoint tried, in order, when the ones before it are rate limited
-    (429), fail (5xx, connection) or time out; never after a 400. Its own model, endpoint and
-    key source (referenced, never inline, like the bot's); ``timeout`` and ``maxRetries``
-    default to the bot's."""
-
-    model: str = Field(min_length=1, max_length=200)
     base_url: str | None = Field(
         default=None,
         max_length=2048,
@@ -92,25 +63,48 @@ class FallbackEndpoint(SchemaModel):
     api_key_secret_ref: SecretKeyRef | None = Field(
         default=None, description="Secret (in the Bot's namespace) and key holding the API key."
     )
-    timeout: float | None = Field(
-        default=None, gt=0.0, le=3600.0, description="Seconds per attempt (default: the bot's)."
-    )
-    max_retries: int | None = Field(default=None, ge=0, le=10)
 
     @field_validator("base_url")
     @classmethod
     def _no_credentials_in_url(cls, value: str | None) -> str | None:
-        return _without_credentials(value)
+        found = url_credentials(value, secret_params=HTTP_SECRET_PARAMS) if value else []
+        if found:
+            raise ValueError(
+                f"must not hold credentials ({', '.join(found)}); "
+                "give the key by apiKeyEnv or apiKeySecretRef"
+            )
+        return value
 
     @model_validator(mode="before")
     @classmethod
     def _no_inline_key(cls, data: Any) -> Any:
-        return _without_inline_key(data)
+        if isinstance(data, dict):
+            inline = sorted(k for k in data if k in INLINE_KEY_FIELDS)
+            if inline:
+                raise ValueError(
+                    f"inline API keys are not allowed ({', '.join(inline)}); "
+                    "use apiKeyEnv or apiKeySecretRef"
+                )
+        return data
 
     @model_validator(mode="after")
-    def _one_key_source(self) -> FallbackEndpoint:
-        _check_one_key_source(self.api_key_env, self.api_key_secret_ref)
+    def _one_key_source(self) -> Self:
+        if self.api_key_env is not None and self.api_key_secret_ref is not None:
+            raise ValueError("set at most one of apiKeyEnv and apiKeySecretRef")
         return self
+
+
+class FallbackEndpoint(_Endpoint):
+    """An OpenAI-compatible endpoint tried, in order, when the ones before it are rate limited
+    (429), fail (5xx, connection) or time out; never after a 400. Its own model, endpoint and
+    key source (referenced, never inline, like the bot's); ``timeout`` and ``maxRetries``
+    default to the bot's."""
+
+    model: str = Field(min_length=1, max_length=200)
+    timeout: float | None = Field(
+        default=None, gt=0.0, le=3600.0, description="Seconds per attempt (default: the bot's)."
+    )
+    max_retries: int | None = Field(default=None, ge=0, le=10)
 
     def llm_config(self, primary: LLMConfig) -> LLMConfig:
         """This endpoint as an ``openai`` config: the bot's settings with this endpoint's."""
@@ -129,28 +123,13 @@ class FallbackEndpoint(SchemaModel):
         )
 
 
-class LLMConfig(SchemaModel):
+class LLMConfig(_Endpoint):
     """How the bot reaches its LLM. API keys are referenced, never written inline."""
 
     provider: Literal["openai", "echo"] = Field(
         default="echo", description="`openai` (any OpenAI-compatible endpoint) or `echo` (offline)."
     )
     model: str = Field(default="echo", min_length=1, max_length=200)
-    base_url: str | None = Field(
-        default=None,
-        max_length=2048,
-        pattern=_BASE_URL_PATTERN,
-        description="OpenAI-compatible endpoint, e.g. http://vllm:8000/v1 (default: OpenAI).",
-    )
-    api_key_env: str | None = Field(
-        default=None,
-        max_length=256,
-        pattern=ENV_NAME_PATTERN,
-        description="Name of the environment variable holding the API key.",
-    )
-    api_key_secret_ref: SecretKeyRef | None = Field(
-        default=None, description="Secret (in the Bot's namespace) and key holding the API key."
-    )
     temperature: float | None = Field(default=None, ge=0.0, le=2.0)
     max_tokens: int | None = Field(default=None, ge=1, le=1_000_000)
     timeout: float = Field(default=60.0, gt=0.0, le=3600.0, description="Seconds per attempt.")
@@ -176,19 +155,8 @@ class LLMConfig(SchemaModel):
         "ceiling on max_tokens either way.",
     )
 
-    @field_validator("base_url")
-    @classmethod
-    def _no_credentials_in_url(cls, value: str | None) -> str | None:
-        return _without_credentials(value)
-
-    @model_validator(mode="before")
-    @classmethod
-    def _no_inline_key(cls, data: Any) -> Any:
-        return _without_inline_key(data)
-
     @model_validator(mode="after")
-    def _one_key_source(self) -> LLMConfig:
-        _check_one_key_source(self.api_key_env, self.api_key_secret_ref)
+    def _fallbacks_need_openai(self) -> LLMConfig:
         if self.fallbacks and self.provider != "openai":
             raise ValueError("fallbacks need the openai provider")
         return self
