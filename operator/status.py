@@ -3,12 +3,17 @@
 ``Ready=True`` only when every live runtime replica reports it has applied the store revision
 of this generation and reports no error for the bot: ``kubectl wait --for=condition=Ready``
 then means "the new config is live everywhere".
+
+While replicas report that an ``llm.fallbacks`` endpoint answers for the bot (its primary
+failed), ``status.llm.servedBy`` lists those endpoints with their replica counts and the
+``LLMFallback`` condition says so; both go once the primary answers again everywhere.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -24,6 +29,8 @@ class Serving:
     replicas: int
     served: int
     errors: tuple[str, ...] = ()
+    #: the fallback LLM endpoints answering for the bot: ``(model@host, replicas)``, sorted
+    fallbacks: tuple[tuple[str, int], ...] = ()
 
 
 def comparable(status: Mapping[str, Any] | None) -> Any:
@@ -48,22 +55,21 @@ def differs(new: Mapping[str, Any], old: Mapping[str, Any] | None) -> bool:
 def serving_from(reports: Sequence[ReplicaReport], bot_id: str, revision: int) -> Serving:
     served = 0
     errors: list[str] = []
+    fallbacks: Counter[str] = Counter()
     for report in reports:
-        problem = next(
-            (
-                b
-                for b in report.bots
-                if b.bot_id == bot_id
-                and b.error_revision is not None
-                and b.error_revision >= revision
-            ),
-            None,
-        )
-        if problem is not None:
-            errors.append(f"replica {report.replica_id}: {problem.error}")
+        mine = next((b for b in report.bots if b.bot_id == bot_id), None)  # one at most
+        if mine is not None and mine.served_by is not None:
+            fallbacks[mine.served_by] += 1
+        if mine is not None and mine.error_revision is not None and mine.error_revision >= revision:
+            errors.append(f"replica {report.replica_id}: {mine.error}")
         elif report.synced_revision >= revision:
             served += 1
-    return Serving(replicas=len(reports), served=served, errors=tuple(errors))
+    return Serving(
+        replicas=len(reports),
+        served=served,
+        errors=tuple(errors),
+        fallbacks=tuple(sorted(fallbacks.items())),
+    )
 
 
 class ReportsCache:
@@ -150,6 +156,14 @@ def _ready(applied: Applied, live: Serving | None) -> tuple[Condition, bool, boo
     return Condition("Ready", True, "Serving", msg), False, False
 
 
+def _fallback(live: Serving) -> Condition:
+    """The ``LLMFallback`` condition of a bot some fallback endpoint answers for."""
+    noun = "replica" if live.replicas == 1 else "replicas"
+    served = (f"{endpoint} on {n} of {live.replicas} {noun}" for endpoint, n in live.fallbacks)
+    message = f"served by fallback {'; '.join(served)}"
+    return Condition("LLMFallback", True, "FallbackServing", message)
+
+
 def status_patch(
     ref: BotRef,
     applied: Applied,
@@ -190,6 +204,8 @@ def status_patch(
             ready.message if reconciling else "",
         ),
     ]
+    if live is not None and live.fallbacks:
+        conditions.append(_fallback(live))
     previous_conditions = (previous or {}).get("conditions")
     status: dict[str, Any] = {
         "observedGeneration": ref.generation,
@@ -206,4 +222,9 @@ def status_patch(
         status["replicas"] = live.replicas
         status["servedReplicas"] = live.served
         status["served"] = f"{live.served}/{live.replicas}"
+        if live.fallbacks:
+            served_by = [{"endpoint": e, "replicas": n} for e, n in live.fallbacks]
+            status["llm"] = {"servedBy": served_by}
+        elif (previous or {}).get("llm") is not None:
+            status["llm"] = None  # the primary serves again: the merge patch removes it
     return status

@@ -33,6 +33,7 @@ from .llm.base import (
     UsageSink,
     joined,
 )
+from .llm.fallback import FallbackProvider
 from .persistence.times import utc_now
 from .schema import BotConfig
 
@@ -285,6 +286,13 @@ class DynaBot:
     async def list_conversations(self, client_id: str) -> list[str]:
         with self._life.operation():
             return await self._storage.list_conversations(self.bot_id, client_id)
+
+    @property
+    def serving_fallback(self) -> str | None:
+        """The ``model@host`` label of the ``llm.fallbacks`` endpoint that answered the last LLM
+        call, or None (the primary answered, nothing was asked yet, or the provider has no
+        fallbacks)."""
+        return self._llm.serving_fallback if isinstance(self._llm, FallbackProvider) else None
 
     # -- lifecycle --------------------------------------------------------------------------
     @property

@@ -97,13 +97,17 @@ class WatchEvent:
 
 @dataclass(frozen=True, slots=True)
 class BotReport:
-    """What one replica serves for one bot: the version it runs and the last error, if any."""
+    """What one replica serves for one bot: the version it runs, the last error, if any, and
+    the fallback LLM endpoint answering for it, if one does."""
 
     bot_id: str
     generation: int | None  # generation being served (None: none loaded successfully)
     revision: int | None  # store revision of that config
     error: str | None = None  # why the newest config is not served (no secrets in it)
     error_revision: int | None = None  # the store revision that failed
+    #: the ``model@host`` label of the ``llm.fallbacks`` endpoint that answered the bot's last
+    #: LLM call on this replica (None: the primary answered, or nothing was asked yet)
+    served_by: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,7 +12,7 @@ from typing import Final
 
 from psycopg import sql
 
-from ..persistence.postgres import Conn, create_missing_tables, lock_id
+from ..persistence.postgres import Conn, add_text_columns, create_missing_tables, lock_id
 from . import schema
 
 SNAPSHOT: Final = "SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY"
@@ -56,7 +56,8 @@ HEARTBEAT: Final = (
 )
 REPORTS: Final = (
     "SELECT r.replica_id, r.synced_revision, r.heartbeat_at, b.bot_id, b.generation,"
-    " b.revision, b.error, b.error_revision FROM {replicas} AS r LEFT JOIN {replica_bots} AS b"
+    " b.revision, b.error, b.error_revision, b.served_by"
+    " FROM {replicas} AS r LEFT JOIN {replica_bots} AS b"
     " ON b.replica_id = r.replica_id WHERE r.heartbeat_at > now() - make_interval(secs => %s)"
     " ORDER BY r.replica_id, b.bot_id"
 )
@@ -99,5 +100,9 @@ class Statements:
         return sql.SQL(template).format(**self.names)
 
     async def create_tables(self, conn: Conn) -> None:
-        """Create the tables unless they all exist (a role with only DML rights can use them)."""
+        """Create the tables unless they all exist, and give a ``replica_bots`` table of an
+        older release its new columns (a role with only DML rights can use tables that have
+        them)."""
         await create_missing_tables(conn, self.lock_id, self.tables, map(self, schema.SCHEMA))
+        replica_bots = self.prefix + "replica_bots"
+        await add_text_columns(conn, self.lock_id, replica_bots, schema.REPLICA_BOT_COLUMNS)

@@ -31,19 +31,21 @@ def check_report(report: ReplicaReport) -> ReplicaReport:
         check_revision("a bot report's error_revision", bot.error_revision, optional=True)
         if bot.error is not None:
             check_text("a bot report's error", bot.error)
+        if bot.served_by is not None and not check_text("a bot report's served_by", bot.served_by):
+            raise ValueError("a bot report's served_by must not be empty")
     return report
 
 
 def group_reports(rows: list[tuple[Any, ...]]) -> list[ReplicaReport]:
     """Rows ``(replica_id, synced_revision, heartbeat_at, bot_id, generation, revision, error,
-    error_revision)`` ordered by replica then bot (bot columns NULL for a replica without bots)
-    as reports; ``heartbeat_at`` is a datetime."""
+    error_revision, served_by)`` ordered by replica then bot (bot columns NULL for a replica
+    without bots) as reports; ``heartbeat_at`` is a datetime."""
     reports: list[ReplicaReport] = []
     bots: list[BotReport] = []
     for index, (replica_id, synced, heartbeat, bot_id, *rest) in enumerate(rows):
         if bot_id is not None:
-            generation, revision, error, error_revision = rest
-            bots.append(BotReport(bot_id, generation, revision, error, error_revision))
+            generation, revision, error, error_revision, served_by = rest
+            bots.append(BotReport(bot_id, generation, revision, error, error_revision, served_by))
         if index + 1 == len(rows) or rows[index + 1][0] != replica_id:
             reports.append(ReplicaReport(replica_id, int(synced), to_utc(heartbeat), tuple(bots)))
             bots = []
@@ -52,8 +54,16 @@ def group_reports(rows: list[tuple[Any, ...]]) -> list[ReplicaReport]:
 
 def bot_rows(report: ReplicaReport) -> list[tuple[Any, ...]]:
     """The rows of a report's bots: ``(replica_id, bot_id, generation, revision, error,
-    error_revision)``."""
+    error_revision, served_by)``."""
     return [
-        (report.replica_id, b.bot_id, b.generation, b.revision, b.error, b.error_revision)
+        (
+            report.replica_id,
+            b.bot_id,
+            b.generation,
+            b.revision,
+            b.error,
+            b.error_revision,
+            b.served_by,
+        )
         for b in report.bots
     ]

@@ -28,8 +28,11 @@ SCHEMA: Final = (
     " synced_revision {int} NOT NULL, heartbeat_at {time} NOT NULL)",
     "CREATE TABLE IF NOT EXISTS {replica_bots} (replica_id {key} NOT NULL,"
     " bot_id {key} NOT NULL, generation {int}, revision {int}, error {text},"
-    " error_revision {int}, PRIMARY KEY (replica_id, bot_id))",
+    " error_revision {int}, served_by {text}, PRIMARY KEY (replica_id, bot_id))",
 )
+#: Columns added to ``{replica_bots}`` after it was first released (all ``{text}``): a table
+#: made before them gets them when a store opens it.
+REPLICA_BOT_COLUMNS: Final = ("served_by",)
 
 _ENTRY: Final = "bot_id, config, generation, uid, annotations, revision, updated_at"
 GET: Final = f"SELECT {_ENTRY} FROM {{state}} WHERE bot_id = %s AND NOT deleted"
@@ -47,4 +50,7 @@ COMPACT: Final = (
     "UPDATE {meta} SET compacted = %s WHERE id = 1",
 )
 CLEAR_BOTS: Final = "DELETE FROM {replica_bots} WHERE replica_id = %s"
-BOT: Final = "INSERT INTO {replica_bots} VALUES (%s, %s, %s, %s, %s, %s)"
+BOT: Final = (
+    "INSERT INTO {replica_bots} (replica_id, bot_id, generation, revision, error,"
+    " error_revision, served_by) VALUES (%s, %s, %s, %s, %s, %s, %s)"
+)

@@ -42,7 +42,8 @@ HEARTBEAT: Final = (
 )
 REPORTS: Final = (
     "SELECT r.replica_id, r.synced_revision, r.heartbeat_at, b.bot_id, b.generation,"
-    " b.revision, b.error, b.error_revision FROM {replicas} AS r LEFT JOIN {replica_bots} AS b"
+    " b.revision, b.error, b.error_revision, b.served_by"
+    " FROM {replicas} AS r LEFT JOIN {replica_bots} AS b"
     " ON b.replica_id = r.replica_id WHERE r.heartbeat_at > %s ORDER BY r.replica_id, b.bot_id"
 )
 EXPIRE: Final = (
@@ -67,6 +68,10 @@ class Statements:
     def __init__(self, prefix: str) -> None:
         self._names = {t: prefix + t for t in (*schema.TABLES, "events_at")} | _TYPES
         self._bound: dict[str, str] = {}
+
+    def table(self, name: str) -> str:
+        """The name of the table ``name`` (one of :data:`.schema.TABLES`) with its prefix."""
+        return self._names[name]
 
     def __call__(self, template: str) -> str:
         """``template`` with its table names filled in and ``?`` placeholders."""

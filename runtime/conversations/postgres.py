@@ -27,6 +27,7 @@ from ..persistence.postgres import (
     Conn,
     Pool,
     PostgresTable,
+    add_text_columns,
     create_missing_tables,
     lock_id,
     open_pool,
@@ -72,29 +73,6 @@ _DDL = (
 #: What a retention's prune deletes by (made with the table; an older table is pruned through
 #: the primary key's ``bot_id`` prefix).
 _INDEX = "CREATE INDEX IF NOT EXISTS {i} ON {t} (bot_id, created_at)"
-#: The :data:`~.queries.TOOL_COLUMNS` a table has (a table made before them has none).
-_HAS_COLUMNS = (
-    "SELECT count(*) FROM pg_attribute"
-    " WHERE attrelid = to_regclass(%s) AND attname = ANY(%s) AND NOT attisdropped"
-)
-_ADD_COLUMN = "ALTER TABLE {t} ADD COLUMN IF NOT EXISTS {c} text"
-
-
-async def _add_tool_columns(conn: Conn, lock: int, table: str) -> None:
-    """Give a table made before tool calling its :data:`~.queries.TOOL_COLUMNS`, holding the
-    DDL lock ``lock``; a table that has them is left alone (a role with only DML rights can
-    open it)."""
-    columns = list(TOOL_COLUMNS)
-    async with conn.transaction():
-        found = await (await conn.execute(_HAS_COLUMNS, (table, columns))).fetchone()
-        if found is not None and found[0] == len(columns):
-            return
-        await conn.execute("SELECT pg_advisory_xact_lock(%s)", (lock,))
-        for column in columns:
-            statement = sql.SQL(_ADD_COLUMN).format(
-                t=sql.Identifier(table), c=sql.Identifier(column)
-            )
-            await conn.execute(statement)
 
 
 class PostgresConversationStore(SqlQueries, PostgresTable[StorageError]):
@@ -146,7 +124,8 @@ class PostgresConversationStore(SqlQueries, PostgresTable[StorageError]):
 
         async def setup(conn: Conn) -> None:
             await create_missing_tables(conn, lock_id(table), [table], [ddl, index])
-            await _add_tool_columns(conn, lock_id(table), table)
+            # a table made before tool calling lacks the TOOL_COLUMNS
+            await add_text_columns(conn, lock_id(table), table, TOOL_COLUMNS)
 
         owner = Owner(StorageError, "conversation store", f"kubebots-{table}")
         pool = await open_pool(

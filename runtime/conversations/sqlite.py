@@ -10,7 +10,7 @@ from typing import Any
 from ..errors import StorageError
 from ..persistence.checks import check_count, check_identifier
 from ..persistence.owner import Owner
-from ..persistence.sqlite import SharedConnection, open_sqlite
+from ..persistence.sqlite import SharedConnection, add_text_columns, open_sqlite
 from .base import ConversationChanged, ConversationKey, Messages, StoredMessage
 from .messages import DEFAULT_TABLE, check_key, check_messages, to_message
 from .queries import INSERT, LAST_SEQ, TOOL_COLUMNS, SqlQueries, new_rows
@@ -63,11 +63,7 @@ class SqliteConversationStore(SqlQueries):
         """Give a table made before tool calling its :data:`TOOL_COLUMNS` (in one write
         transaction, so processes opening the file at once add them once)."""
         async with self._conn.transaction() as conn:
-            rows = await conn.execute_fetchall(f"PRAGMA table_info({self._table})")
-            have = {str(row[1]) for row in rows}
-            for column in TOOL_COLUMNS:
-                if column not in have:
-                    await conn.execute(f"ALTER TABLE {self._table} ADD COLUMN {column} TEXT")
+            await add_text_columns(conn, self._table, TOOL_COLUMNS)
 
     def _sql(self, query: str) -> str:
         return query.format(t=self._table).replace("%s", "?")

@@ -93,10 +93,16 @@ class FallbackProvider:
         self._clock = clock
         self._closed = False
         self.served_by: str | None = None
+        self._served_index = 0  # the index of the endpoint behind served_by
 
     @property
     def endpoints(self) -> tuple[Endpoint, ...]:
         return self._endpoints
+
+    @property
+    def serving_fallback(self) -> str | None:
+        """``served_by`` when that is one of the fallbacks (not the first endpoint), else None."""
+        return self.served_by if self._served_index else None
 
     async def complete(
         self, messages: Sequence[ChatMessage], *, settings: Settings | None = None
@@ -178,6 +184,7 @@ class FallbackProvider:
     def _answered(self, index: int) -> None:
         self._health[index] = _Health()
         self.served_by = self._endpoints[index].label
+        self._served_index = index
         self._record(index, "ok")
 
     def _failed(self, index: int, error: LLMError) -> LLMError:

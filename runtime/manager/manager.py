@@ -154,6 +154,11 @@ class BotManager:
         """The version each loaded bot runs (``None`` for bots given an explicit config)."""
         return {bot_id: entry.bot.version for bot_id, entry in self._bots.items()}
 
+    def serving_fallbacks(self) -> dict[str, str]:
+        """The loaded bots a fallback LLM endpoint answered last, with its ``model@host``."""
+        serving = {bot_id: entry.bot.serving_fallback for bot_id, entry in self._bots.items()}
+        return {bot_id: label for bot_id, label in serving.items() if label is not None}
+
     def list_bots(self) -> list[str]:
         return list(self._bots)
 

@@ -81,6 +81,30 @@ async def create_missing_tables(
             await conn.execute(statement)
 
 
+_HAS_COLUMNS = (
+    "SELECT count(*) FROM pg_attribute"
+    " WHERE attrelid = to_regclass(%s) AND attname = ANY(%s) AND NOT attisdropped"
+)
+_ADD_TEXT_COLUMN = "ALTER TABLE {t} ADD COLUMN IF NOT EXISTS {c} text"
+
+
+async def add_text_columns(conn: Conn, lock: int, table: str, columns: Sequence[str]) -> None:
+    """Give ``table`` (made by an older release) the nullable ``text`` ``columns`` it lacks,
+    holding the advisory lock ``lock``; a table that has them all is left alone without taking
+    the lock (so a role with only DML rights can use it)."""
+    async with conn.transaction():
+        cur = await conn.execute(_HAS_COLUMNS, (table, list(columns)))
+        found = await cur.fetchone()
+        if found is not None and found[0] == len(columns):
+            return
+        await conn.execute("SELECT pg_advisory_xact_lock(%s)", (lock,))
+        for column in columns:
+            statement = sql.SQL(_ADD_TEXT_COLUMN).format(
+                t=sql.Identifier(table), c=sql.Identifier(column)
+            )
+            await conn.execute(statement)
+
+
 #: How long a call waits for a connection while the pool holds none (the server is unreachable).
 OUTAGE_WAIT = 1.0
 #: A pooled connection idle longer than this (seconds) is checked before it is handed out.

@@ -43,6 +43,17 @@ async def open_sqlite(
     return conn
 
 
+async def add_text_columns(conn: aiosqlite.Connection, table: str, columns: Sequence[str]) -> None:
+    """Give ``table`` (made by an older release) the nullable ``TEXT`` ``columns`` it lacks.
+    Run it in a write transaction, so processes opening the file at once add them once;
+    ``table`` and ``columns`` are checked identifiers (they are not quoted)."""
+    rows = await conn.execute_fetchall(f"PRAGMA table_info({table})")
+    have = {str(row[1]) for row in rows}
+    for column in columns:
+        if column not in have:
+            await conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} TEXT")
+
+
 class SharedConnection(Generic[E]):
     """One connection shared by a store's calls, one call at a time."""
 

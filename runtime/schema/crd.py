@@ -44,6 +44,30 @@ STATUS_SCHEMA: dict[str, Any] = {
             "description": "Runtime replicas serving this generation.",
         },
         "served": {"type": "string", "description": "servedReplicas/replicas, for printing."},
+        "llm": {
+            "type": "object",
+            "description": "Set while an llm.fallbacks endpoint answers for the bot (its "
+            "primary failed) on some runtime replicas; gone once the primary answers again.",
+            "properties": {
+                "servedBy": {
+                    "type": "array",
+                    "items": {
+                        "type": "object",
+                        "required": ["endpoint", "replicas"],
+                        "properties": {
+                            "endpoint": {
+                                "type": "string",
+                                "description": "The fallback endpoint, model@host.",
+                            },
+                            "replicas": {
+                                "type": "integer",
+                                "description": "Runtime replicas it answers on.",
+                            },
+                        },
+                    },
+                },
+            },
+        },
         "conditions": {
             "type": "array",
             "items": _CONDITION,

@@ -1,7 +1,9 @@
-"""What this replica serves and why not: the errors behind its replica report."""
+"""What this replica serves and why not: the errors behind its replica report, and the bots a
+fallback LLM endpoint answers for."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from ..configstore.base import BotReport
@@ -32,18 +34,27 @@ class ServingStatus:
         for bot_id in [b for b in self._problems if b not in bot_ids]:
             del self._problems[bot_id]
 
-    def reports(self, served: dict[str, tuple[int, int] | None]) -> tuple[BotReport, ...]:
-        """Bot reports for every bot with a problem; ``served`` maps bot id to (gen, rev)."""
+    def reports(
+        self,
+        served: Mapping[str, tuple[int, int]],
+        fallbacks: Mapping[str, str] | None = None,
+    ) -> tuple[BotReport, ...]:
+        """Bot reports for every bot with a problem or served by a fallback LLM endpoint (the
+        others need none: reports stay small); ``served`` maps bot id to (gen, rev),
+        ``fallbacks`` to the ``model@host`` of the fallback that answered its last call."""
+        fallbacks = fallbacks or {}
         out = []
-        for bot_id, problem in sorted(self._problems.items()):
+        for bot_id in sorted(self._problems.keys() | fallbacks.keys()):
+            problem = self._problems.get(bot_id)
             version = served.get(bot_id)
             out.append(
                 BotReport(
                     bot_id=bot_id,
                     generation=version[0] if version else None,
                     revision=version[1] if version else None,
-                    error=problem.error,
-                    error_revision=problem.revision,
+                    error=problem.error if problem else None,
+                    error_revision=problem.revision if problem else None,
+                    served_by=fallbacks.get(bot_id),
                 )
             )
         return tuple(out)

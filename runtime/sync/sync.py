@@ -7,7 +7,8 @@ delivered is validated once here and handed to the manager as it is: a change co
 read of the store and no second parse. After a lost connection or a
 "resync required" it lists and reconciles again, so no delete is ever missed. A config that
 fails to validate or build never replaces a good bot: the old one keeps serving and the error
-goes into the replica's report.
+goes into the replica's report. So does the ``llm.fallbacks`` endpoint answering for a loaded bot
+whose primary endpoint failed (read at each report: a change shows by the next heartbeat).
 """
 
 from __future__ import annotations
@@ -196,7 +197,7 @@ class StoreSync:
             replica_id=self._settings.replica_id,
             synced_revision=self.synced_revision,
             heartbeat_at=datetime.now(UTC),
-            bots=self._status.reports(dict(served)),
+            bots=self._status.reports(served, self._manager.serving_fallbacks()),
         )
 
     async def _report_loop(self) -> None:

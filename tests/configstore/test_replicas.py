@@ -1,13 +1,21 @@
-"""Replica reports on every backend: round trip, replacement, expiry by heartbeat age."""
+"""Replica reports on every backend: round trip, replacement, expiry by heartbeat age; a
+``replica_bots`` table of an older release gets its new columns."""
 
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
+import psycopg
 import pytest
 
+from kubebots.runtime.configstore import postgres_schema, schema, sqlite_schema
 from kubebots.runtime.configstore.base import BotReport, ReplicaReport, ReplicaReports
+from kubebots.runtime.configstore.postgres import PostgresConfigStore
+from kubebots.runtime.configstore.sqlite import SqliteConfigStore
+from kubebots.runtime.persistence.times import to_micros, utc_now
 
 from .util import StoreFactory
 
@@ -19,6 +27,7 @@ async def test_reports_round_trip(store: ReplicaReports) -> None:
         BotReport("zeta", 3, 17, error="provider refused the model", error_revision=18),
         BotReport("alpha", None, None, error="invalid config", error_revision=5),
         BotReport("mid", 1, 2),
+        BotReport("fell", 2, 9, served_by="small-model@backup.example:8000"),
     )
     before = datetime.now(UTC) - timedelta(minutes=5)
     await store.report(ReplicaReport("replica-b", 18, LONG_AGO, bots))
@@ -83,9 +92,80 @@ async def test_stale_replicas_are_hidden_then_expired(store: ReplicaReports) -> 
         ReplicaReport("r", 0, LONG_AGO, (BotReport("bad id", 1, 1),)),
         ReplicaReport("r", 0, LONG_AGO, (BotReport("a", 1, -3),)),
         ReplicaReport("r", 0, LONG_AGO, (BotReport("a", 1, 1, error="nul\x00"),)),
+        ReplicaReport("r", 0, LONG_AGO, (BotReport("a", 1, 1, served_by=""),)),
+        ReplicaReport("r", 0, LONG_AGO, (BotReport("a", 1, 1, served_by="m@h\x00"),)),
     ],
 )
 async def test_invalid_reports_are_rejected(store: ReplicaReports, report: ReplicaReport) -> None:
     with pytest.raises(ValueError):
         await store.report(report)
     assert await store.replica_reports(max_age_seconds=3600) == []
+
+
+#: The tables as the release before ``served_by`` made them.
+OLD_SCHEMA = tuple(s.replace(" served_by {text},", "") for s in schema.SCHEMA)
+OLD_REPORT = ReplicaReport("old", 3, LONG_AGO, (BotReport("a", 1, 2, "boom", 3),))
+NEW_REPORT = ReplicaReport("new", 3, LONG_AGO, (BotReport("a", 1, 2, served_by="m@backup"),))
+
+
+async def _upgraded_round_trip(store: ReplicaReports) -> None:
+    """The report written on the old table is read back as it was; a new one keeps served_by."""
+    reports = await store.replica_reports(max_age_seconds=3600)
+    assert [r.bots for r in reports if r.replica_id == "old"] == [OLD_REPORT.bots]
+    await store.report(NEW_REPORT)
+    reports = await store.replica_reports(max_age_seconds=3600)
+    assert [r.bots for r in reports] == [NEW_REPORT.bots, OLD_REPORT.bots]
+
+
+def test_the_old_schema_is_the_new_one_without_served_by() -> None:
+    assert OLD_SCHEMA != schema.SCHEMA and schema.REPLICA_BOT_COLUMNS == ("served_by",)
+
+
+async def test_sqlite_adds_served_by_to_an_older_table(tmp_path: Path) -> None:
+    path = tmp_path / "store.db"
+    bind = sqlite_schema.Statements("kubebots_")
+    with sqlite3.connect(path) as conn:  # what the older release made and wrote
+        for statement in OLD_SCHEMA:
+            conn.execute(bind(statement))
+        conn.execute(bind(sqlite_schema.HEARTBEAT), ("old", 3, to_micros(utc_now())))
+        conn.execute(
+            bind("INSERT INTO {replica_bots} VALUES (%s, %s, %s, %s, %s, %s)"),
+            ("old", "a", 1, 2, "boom", 3),
+        )
+    conn.close()
+    for _ in range(2):  # a second open finds the column and adds nothing
+        store = await SqliteConfigStore.open(path)
+        try:
+            await _upgraded_round_trip(store)
+        finally:
+            await store.close()
+    with sqlite3.connect(path) as conn:
+        columns = [row[1] for row in conn.execute("PRAGMA table_info(kubebots_replica_bots)")]
+    conn.close()
+    assert columns[-1] == "served_by" and columns.count("served_by") == 1
+
+
+@pytest.mark.postgres
+async def test_postgres_adds_served_by_to_an_older_table(postgres_url: str, pg_prefix: str) -> None:
+    bind = postgres_schema.Statements(pg_prefix)
+    async with await psycopg.AsyncConnection.connect(postgres_url, autocommit=True) as conn:
+        for statement in OLD_SCHEMA:
+            await conn.execute(bind(statement))
+        await conn.execute(bind(postgres_schema.HEARTBEAT), ("old", 3))
+        await conn.execute(
+            bind("INSERT INTO {replica_bots} VALUES (%s, %s, %s, %s, %s, %s)"),
+            ("old", "a", 1, 2, "boom", 3),
+        )
+    for _ in range(2):  # a second open finds the column and adds nothing
+        store = await PostgresConfigStore.open(postgres_url, prefix=pg_prefix, pool_size=1)
+        try:
+            await _upgraded_round_trip(store)
+        finally:
+            await store.close()
+    async with await psycopg.AsyncConnection.connect(postgres_url, autocommit=True) as conn:
+        cur = await conn.execute(
+            "SELECT data_type FROM information_schema.columns"
+            " WHERE table_name = %s AND column_name = 'served_by'",
+            (pg_prefix + "replica_bots",),
+        )
+        assert await cur.fetchall() == [("text",)]

@@ -91,6 +91,7 @@ async def test_the_primary_answers_when_it_can(
     assert len(upstreams[1].requests) == 0
     primary, _ = labels(upstreams)
     assert provider.served_by == primary
+    assert provider.serving_fallback is None  # the primary is no news for the Bot's status
     assert stats.snapshot() == {("ns:bot", primary, "ok"): 1}
 
 
@@ -116,7 +117,7 @@ async def test_falls_back_on_5xx_429_and_timeout(
     assert len(first.requests) == 1 and len(second.requests) == 1
     assert second.requests[0]["body"]["model"] == "backup-model"
     primary, backup = labels(upstreams)
-    assert provider.served_by == backup
+    assert provider.served_by == provider.serving_fallback == backup
     assert stats.snapshot() == {("ns:bot", primary, outcome): 1, ("ns:bot", backup, "ok"): 1}
 
 
@@ -169,15 +170,18 @@ async def test_cooldown_skips_the_failed_primary_then_it_is_tried_again(
     clock: Clock,
 ) -> None:
     first, second = upstreams
+    assert provider.serving_fallback is None  # nothing asked yet
     first.inject(503)
     await provider.complete(MESSAGES)
     assert (len(first.requests), len(second.requests)) == (1, 1)
+    assert provider.serving_fallback == labels(upstreams)[1]
     clock.now += 29  # still cooling down: the primary is not asked
     assert (await provider.complete(MESSAGES)).content.startswith("[backup-model]")
     assert (len(first.requests), len(second.requests)) == (1, 2)
     clock.now += 2  # the cooldown is over
     assert (await provider.complete(MESSAGES)).content.startswith("[primary-model]")
     assert (len(first.requests), len(second.requests)) == (2, 2)
+    assert provider.serving_fallback is None  # the primary serves again
 
 
 async def test_when_all_cool_down_all_are_tried_in_order(

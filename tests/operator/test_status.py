@@ -51,6 +51,23 @@ def test_a_replica_serves_a_revision_once_synced_unless_it_reports_an_error() ->
     assert serving_from([], "ns:a", 1) == Serving(replicas=0, served=0)
 
 
+def test_fallbacks_serving_a_bot_are_counted_per_endpoint() -> None:
+    reports = [
+        report("r1", 10, BotReport("ns:a", 1, 10, served_by="small@backup:8000")),
+        report("r2", 10, BotReport("ns:a", 1, 10, served_by="small@backup:8000")),
+        report("r3", 10, BotReport("ns:a", 1, 10, "boom", 10, served_by="tiny@other")),
+        report("r4", 10, BotReport("ns:b", 1, 10, served_by="elsewhere@x")),
+        report("r5", 10),
+    ]
+    assert serving_from(reports, "ns:a", 10) == Serving(
+        replicas=5,
+        served=4,
+        errors=("replica r3: boom",),
+        fallbacks=(("small@backup:8000", 2), ("tiny@other", 1)),
+    )
+    assert serving_from(reports, "ns:c", 10).fallbacks == ()
+
+
 # -- the status to patch --------------------------------------------------------------------
 
 
@@ -174,3 +191,34 @@ async def test_the_handler_waits_no_longer_than_told_and_not_for_an_error() -> N
     reads = store.reads
     live = await wait_served(cache, "ns:a", 5, wait=10, max_age=60)
     assert live.errors == ("replica r1: boom",) and store.reads == reads + 1
+
+
+def test_a_fallback_serving_shows_in_the_status_until_the_primary_serves_again() -> None:
+    primary = status_patch(BOT, Applied(revision=7), Serving(2, 2), None)
+    assert "llm" not in primary and "LLMFallback" not in conditions(primary)
+
+    live = Serving(2, 2, fallbacks=(("small@backup:8000", 1),))
+    fallback = status_patch(BOT, Applied(revision=7), live, primary)
+    assert fallback["llm"] == {"servedBy": [{"endpoint": "small@backup:8000", "replicas": 1}]}
+    assert conditions(fallback)["LLMFallback"] == ("True", "FallbackServing")
+    assert conditions(fallback)["Ready"] == ("True", "Serving")  # a fallback still serves
+    (cond,) = [c for c in fallback["conditions"] if c["type"] == "LLMFallback"]
+    assert cond["message"] == "served by fallback small@backup:8000 on 1 of 2 replicas"
+    assert differs(fallback, primary)
+    assert not differs(status_patch(BOT, Applied(revision=7), live, fallback), fallback)
+
+    two = Serving(1, 1, fallbacks=(("a@h", 1), ("b@h", 1)))
+    (cond,) = [
+        c
+        for c in status_patch(BOT, Applied(revision=7), two, None)["conditions"]
+        if c["type"] == "LLMFallback"
+    ]
+    assert cond["message"] == "served by fallback a@h on 1 of 1 replica; b@h on 1 of 1 replica"
+
+    # the primary again: the merge patch deletes status.llm, the condition list drops it
+    back = status_patch(BOT, Applied(revision=7), Serving(2, 2), fallback)
+    assert back["llm"] is None and "LLMFallback" not in conditions(back)
+    assert differs(back, fallback)
+    settled = {k: v for k, v in back.items() if k != "llm"}
+    assert not differs(status_patch(BOT, Applied(revision=7), Serving(2, 2), back), settled)
+    assert "llm" not in status_patch(BOT, Applied(revision=7), Serving(2, 2), back)

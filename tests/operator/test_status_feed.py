@@ -108,6 +108,46 @@ async def test_replica_expiry_and_error_lists_recompute_every_bot() -> None:
     assert patcher.ready("a") == "RuntimeError" and len(patcher.sent) == 5  # b unchanged
 
 
+async def test_a_fallback_serving_a_bot_shows_in_its_status_until_the_primary_is_back() -> None:
+    clock = Clock()
+    feed, store, patcher, secrets = make(clock)
+    await handled(feed, ref("a"), secrets)
+    applied = await handled(feed, ref("b"), secrets)
+    revision = applied.revision or 0
+    await store.report(ReplicaReport("r1", revision, clock.wall()))
+    await store.report(ReplicaReport("r2", revision, clock.wall()))
+    await feed.tick()
+    assert "llm" not in patcher.last() and len(patcher.sent) == 2
+    # r2's calls for ns:a are answered by the fallback: a's status says so, b's is unchanged
+    fallback = BotReport("ns:a", 1, revision, served_by="small@backup:8000")
+    await store.report(ReplicaReport("r2", revision, clock.wall(), (fallback,)))
+    await feed.tick()
+    assert len(patcher.sent) == 3 and patcher.sent[-1].name == "a"
+    status = patcher.last()
+    assert status["llm"] == {"servedBy": [{"endpoint": "small@backup:8000", "replicas": 1}]}
+    (cond,) = [c for c in status["conditions"] if c["type"] == "LLMFallback"]
+    assert (cond["status"], cond["reason"]) == ("True", "FallbackServing")
+    assert cond["message"] == "served by fallback small@backup:8000 on 1 of 2 replicas"
+    assert patcher.ready("a") == "Serving"
+    await feed.tick()
+    assert len(patcher.sent) == 3  # nothing new: nothing patched
+    # the primary answers again on r2: the field and the condition go
+    await store.report(ReplicaReport("r2", revision, clock.wall()))
+    await feed.tick()
+    assert len(patcher.sent) == 4 and patcher.sent[-1].name == "a"
+    status = patcher.last()
+    assert status["llm"] is None
+    assert [c["type"] for c in status["conditions"]] == [
+        "Accepted",
+        "Synced",
+        "Ready",
+        "Stalled",
+        "Reconciling",
+    ]
+    await feed.tick()
+    assert len(patcher.sent) == 4
+
+
 async def test_an_older_generation_never_overwrites_a_newer_one() -> None:
     clock = Clock()
     feed, store, patcher, secrets = make(clock)
