@@ -18,6 +18,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ..exception_handlers import format_error
 from .metrics import Metrics
+from .openai_errors import is_v1, openai_error
 
 log = logging.getLogger("kubebots.runtime.api.access")
 _SAFE_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
@@ -72,15 +73,18 @@ class RequestContextMiddleware:
         except ValueError:
             length = 0
         try:
+            v1 = is_v1(scope.get("path", ""))
             if length > self.max_body_bytes:
-                await self._too_large(send_with_id, request_id)
+                await self._too_large(send_with_id, request_id, v1=v1)
                 return
-            limited = self._limited(receive, send_with_id, request_id, sent)
+            limited = self._limited(receive, send_with_id, request_id, sent, v1=v1)
             await self.app(scope, limited, send_with_id)
         finally:
             self._observe(scope, sent.status, time.perf_counter() - started, request_id)
 
-    def _limited(self, receive: Receive, send: Send, request_id: str, sent: _Sent) -> Receive:
+    def _limited(
+        self, receive: Receive, send: Send, request_id: str, sent: _Sent, *, v1: bool
+    ) -> Receive:
         """Counts body bytes; past the limit it answers 413 itself and tells the app the client
         left (a chunked body has no Content-Length to check up front)."""
         seen = 0
@@ -93,19 +97,22 @@ class RequestContextMiddleware:
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
                 if seen > self.max_body_bytes:
-                    await self._too_large(send, request_id)
+                    await self._too_large(send, request_id, v1=v1)
                     sent.refused = True
                     return {"type": "http.disconnect"}
             return message
 
         return limited
 
-    async def _too_large(self, send: Send, request_id: str) -> None:
-        body = format_error(
+    async def _too_large(self, send: Send, request_id: str, *, v1: bool) -> None:
+        """The 413, in the guide's error format, or OpenAI's under ``/v1``."""
+        body: dict[str, Any] = format_error(
             "PayloadTooLargeError",
             f"request body exceeds {self.max_body_bytes} bytes",
             {"max_body_bytes": self.max_body_bytes, "request_id": request_id},
         )
+        if v1:
+            body = openai_error(413, body)[1]
         raw = json.dumps(body).encode()
         await send(
             {

@@ -378,3 +378,24 @@ def test_cors_origins_enable_cors(tmp_path: Path, fake_llm: FakeOpenAIServer) ->
         assert response.headers["access-control-allow-origin"] == "https://app.example"
         exposed = response.headers["access-control-expose-headers"].lower()
         assert "x-ratelimit-remaining-requests" in exposed and "x-request-id" in exposed
+
+
+def test_a_body_over_the_limit_is_a_413_in_openai_shape_on_v1_only(
+    server: ThreadedServer,
+) -> None:
+    """The middleware answers an oversized body itself, before any route: under /v1 in
+    OpenAI's shape (the SDK raises its error with our message), elsewhere in the guide's."""
+    big = {"model": "default:echo", "messages": [{"role": "user", "content": "x" * 1_100_000}]}
+    with sdk(server) as client, pytest.raises(openai.APIStatusError) as caught:
+        client.chat.completions.create(**big)  # type: ignore[call-overload]
+    error = assert_openai_error(
+        caught.value.response, 413, "invalid_request_error", code="request_too_large"
+    )
+    assert "exceeds" in error["message"] and caught.value.status_code == 413
+    guide = httpx.post(
+        f"{server.url}/bots/default:echo/chat",
+        json={"message": "x" * 1_100_000, "conversation_id": "c"},
+        headers=HEADERS_A,
+        timeout=TIMEOUT,
+    )
+    assert_error(guide, 413, "PayloadTooLargeError")
