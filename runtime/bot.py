@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import re
 from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -18,9 +17,8 @@ from .conversations.base import (
     ConversationStore,
     NewMessage,
     StoredMessage,
-    StoredToolCall,
 )
-from .errors import MessageRejectedError, StorageError
+from .errors import StorageError
 from .ids import validate_bot_id
 from .llm.base import (
     ChatMessage,
@@ -28,14 +26,13 @@ from .llm.base import (
     Delta,
     LLMProvider,
     Settings,
-    ToolCall,
-    Usage,
     UsageSink,
     joined,
 )
 from .llm.fallback import FallbackProvider
 from .persistence.times import utc_now
 from .schema import BotConfig
+from .turns import added_usage, checked_new, reply_to_store, stateless_prompt, stored_prompt
 
 log = logging.getLogger("kubebots.runtime.bot")
 
@@ -46,28 +43,6 @@ Release = Callable[[], Awaitable[None]]
 PRUNE_INTERVAL = timedelta(minutes=10)
 
 
-def _added(first: Usage | None, second: Usage | None) -> Usage | None:
-    """The usage of two calls (either may be unreported)."""
-    if first is None or second is None:
-        return first or second
-    return Usage(
-        first.prompt_tokens + second.prompt_tokens,
-        first.completion_tokens + second.completion_tokens,
-    )
-
-
-def _to_chat(message: StoredMessage) -> ChatMessage:
-    calls = tuple(ToolCall(c.id, c.name, c.arguments) for c in message.tool_calls)
-    return ChatMessage(message.role, message.content, calls, message.tool_call_id)
-
-
-def _to_store(message: ChatMessage) -> NewMessage:
-    if message.role == "system":
-        raise MessageRejectedError("a stored conversation holds no system messages")
-    calls = tuple(StoredToolCall(c.id, c.name, c.arguments) for c in message.tool_calls)
-    return NewMessage(message.role, message.content, calls, message.tool_call_id)
-
-
 @dataclass(frozen=True, slots=True)
 class BotVersion:
     """Where a bot's config came from: the config store's revision and the Bot's generation."""
@@ -75,12 +50,6 @@ class BotVersion:
     revision: int
     generation: int
     uid: str = ""
-
-
-_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
-#: C0 controls and DEL, except tab, line feed and carriage return (ESC would reach terminals and
-#: logs that render the stored text; none belongs in a chat message).
-_CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 
 
 class DynaBot:
@@ -170,7 +139,7 @@ class DynaBot:
         conversation change again meanwhile, that reply is stored after whatever is there.
         """
         key = self._key(context)
-        new = self._checked_new(messages)
+        new = checked_new(self.config, messages)
         with self._life.operation():
             async with self._turns.hold(key):
                 prompt, after = await self._prompt(key, messages)
@@ -181,7 +150,7 @@ class DynaBot:
                     # The store forgot its cached window: this prompt reads the stored one.
                     prompt, after = await self._prompt(key, messages)
                     again = await self._llm.complete(prompt, settings=settings)
-                    usage = _added(completion.usage, again.usage)
+                    usage = added_usage(completion.usage, again.usage)
                     completion = dataclasses.replace(again, usage=usage)
                     try:
                         await self._store_turn(key, new, completion, after)
@@ -207,7 +176,7 @@ class DynaBot:
         conversation meanwhile, this one is stored after it all the same.
         """
         key = self._key(context)
-        new = self._checked_new(messages)
+        new = checked_new(self.config, messages)
         with self._life.operation():
             async with self._turns.hold(key):
                 prompt, _ = await self._prompt(key, messages)
@@ -224,10 +193,12 @@ class DynaBot:
     ) -> Completion:
         """Answer a client-held history (nothing stored): the bot's system prompt comes first,
         then the client's messages (tool calls and tool results included, in order), cut to
-        the bot's memory window (see :meth:`_stateless_prompt`). ``settings`` as in
-        :meth:`complete`."""
+        the bot's memory window (:func:`~kubebots.runtime.turns.stateless_prompt`).
+        ``settings`` as in :meth:`complete`."""
         with self._life.operation():
-            return await self._llm.complete(self._stateless_prompt(messages), settings=settings)
+            return await self._llm.complete(
+                stateless_prompt(self.config, messages), settings=settings
+            )
 
     async def stream_messages(
         self,
@@ -238,33 +209,10 @@ class DynaBot:
     ) -> AsyncGenerator[Delta, None]:
         """Like :meth:`complete_messages`, as the provider's deltas (text, tool call pieces,
         the finish reason); ``on_usage`` as in :meth:`stream_chat`."""
-        prompt = self._stateless_prompt(messages)
+        prompt = stateless_prompt(self.config, messages)
         with self._life.operation():
             async for delta in self._llm.stream(prompt, settings=settings, on_usage=on_usage):
                 yield delta
-
-    def _stateless_prompt(self, messages: Sequence[ChatMessage]) -> list[ChatMessage]:
-        """The system prompt, then the last message and the ``memory.maxMessages`` before it.
-
-        The last message is the user's or a tool result. The window never splits an assistant
-        message's tool calls from their ``tool`` answers: a window that would start at a
-        ``tool`` message starts at the assistant message that made the calls instead (a few
-        messages more), so the answered calls always reach the model with their results.
-        """
-        if not messages or messages[-1].role not in ("user", "tool"):
-            raise MessageRejectedError("the last message must come from the user or a tool")
-        for message in messages:
-            if message.role == "user":
-                self._check(message.content)
-            else:  # an assistant making tool calls (or a tool) may say nothing
-                self._check_text(message.content)
-        start = max(0, len(messages) - 1 - self.config.memory.max_messages)
-        while start > 0 and messages[start].role == "tool":
-            start -= 1
-        prompt = (
-            [ChatMessage("system", self.config.system_prompt)] if self.config.system_prompt else []
-        )
-        return [*prompt, *messages[start:]]
 
     # -- conversations ----------------------------------------------------------------------
     async def get_history(
@@ -321,25 +269,6 @@ class DynaBot:
     def _key(self, context: BotContext) -> ConversationKey:
         return ConversationKey(self.bot_id, context.client_id, context.conversation_id)
 
-    def _check(self, message: str) -> None:
-        if not isinstance(message, str) or not message.strip():
-            raise MessageRejectedError("message must be a non-empty string")
-        self._check_text(message)
-
-    def _check_text(self, message: str) -> None:
-        """Reject control characters, unpaired surrogates and text over the bot's limit."""
-        if _CONTROL.search(message) or _LONE_SURROGATE.search(message):
-            raise MessageRejectedError(
-                "message must not contain control characters (other than tab and line breaks) "
-                "or unpaired surrogates"
-            )
-        limit = self.config.limits.max_message_chars
-        if len(message) > limit:
-            raise MessageRejectedError(
-                f"message is {len(message)} characters; this bot accepts at most {limit}",
-                detail={"max_message_chars": limit, "length": len(message)},
-            )
-
     async def _prune_if_due(self) -> None:
         """Delete this bot's messages older than its retention, at most every
         :data:`PRUNE_INTERVAL`. A store that fails is logged (the turn is stored already) and
@@ -357,84 +286,18 @@ class DynaBot:
         if pruned:
             log.info(f"bot {self.bot_id}: pruned {pruned} message(s) older than {days} days")
 
-    def _checked_new(self, messages: Sequence[ChatMessage]) -> list[NewMessage]:
-        """A stored turn's new ``messages`` (one user message, or tool answers), checked, as
-        the store takes them."""
-        roles = {m.role for m in messages}
-        if not (len(messages) == 1 and roles == {"user"}) and roles != {"tool"}:
-            raise MessageRejectedError(
-                "a stored turn takes one user message, or the tool messages answering the "
-                "conversation's last tool calls"
-            )
-        for message in messages:
-            if message.tool_calls or (message.role == "tool") != bool(message.tool_call_id):
-                raise MessageRejectedError("a tool message, and only it, names a tool_call_id")
-            if message.role == "user":
-                self._check(message.content)
-            else:
-                self._check_text(message.content)
-                self._check_text(message.tool_call_id or "")
-        return [_to_store(m) for m in messages]
-
     async def _store_turn(
         self, key: ConversationKey, new: list[NewMessage], reply: Completion, after: int | None
     ) -> None:
-        calls = tuple(StoredToolCall(c.id, c.name, c.arguments) for c in reply.tool_calls)
-        answer = NewMessage("assistant", reply.content, calls)
-        await self._storage.append(key, [*new, answer], after=after)
-
-    @staticmethod
-    def _check_answers(last: StoredMessage | None, messages: Sequence[ChatMessage]) -> None:
-        """Tool messages must answer each call of the conversation's last message once (and
-        a user message may not come while calls wait for their answers)."""
-        pending = [c.id for c in last.tool_calls] if last is not None else []
-        answered = [m.tool_call_id or "" for m in messages if m.role == "tool"]
-        if not answered:
-            if pending:
-                raise MessageRejectedError(
-                    f"the conversation awaits the results of tool calls {pending}: send them "
-                    "as tool messages first",
-                    detail={"pending_tool_call_ids": pending},
-                )
-            return
-        if sorted(answered) != sorted(pending):
-            raise MessageRejectedError(
-                f"tool messages answer {answered}, but the conversation's last tool calls are "
-                f"{pending}: answer each of them once",
-                detail={"pending_tool_call_ids": pending},
-            )
+        await self._storage.append(key, [*new, reply_to_store(reply)], after=after)
 
     async def _prompt(
         self, key: ConversationKey, messages: Sequence[ChatMessage]
     ) -> tuple[list[ChatMessage], int]:
-        """The prompt of a turn adding ``messages``, and the last seq of the conversation it
-        saw (the new messages are checked against it, see :meth:`_check_answers`).
-
-        The memory window starts at a user message, so it never splits an assistant's tool
-        calls from their answers; when ``messages`` answer tool calls, the message that made
-        them is in the prompt even if the window is too short for it.
-        """
-        window = self.config.memory.max_messages
-        recent = await self._storage.recent(key, max(window, 1))
-        held = recent[-1].seq if recent else 0
-        self._check_answers(recent[-1] if recent else None, messages)
-        cap = self.config.limits.max_history_messages
-        if held + len(messages) + 1 > cap:
-            raise MessageRejectedError(
-                f"conversation holds {held} messages; this bot keeps at most {cap}",
-                detail={"max_history_messages": cap},
-            )
-        history = recent[-window:] if window else []
-        while history and history[0].role != "user":
-            history = history[1:]  # a window starts at a user turn
-        if messages[0].role == "tool" and not history:
-            history = recent[-1:]  # the calls being answered
-        prompt: list[ChatMessage] = []
-        if self.config.system_prompt:
-            prompt.append(ChatMessage("system", self.config.system_prompt))
-        prompt.extend(_to_chat(m) for m in history)
-        prompt.extend(messages)
-        return prompt, held
+        """The prompt of a turn adding ``messages`` (:func:`~kubebots.runtime.turns.stored_prompt`)
+        and the last seq of the conversation it saw."""
+        recent = await self._storage.recent(key, max(self.config.memory.max_messages, 1))
+        return stored_prompt(self.config, recent, messages), recent[-1].seq if recent else 0
 
     def __repr__(self) -> str:
         return f"<DynaBot {self.bot_id!r} provider={self.config.llm.provider}>"

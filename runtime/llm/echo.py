@@ -17,7 +17,7 @@ Its conventions (shared with the fake OpenAI server in ``kubebots.runtime.testin
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Iterable, Sequence
 from typing import Any
 
 from .base import (
@@ -43,6 +43,15 @@ def split_words(text: str) -> list[str]:
 def count_words(text: str) -> int:
     """The number of whitespace-separated words in ``text`` (the echo "token" count)."""
     return len(text.split())
+
+
+def estimate_usage(prompt: Iterable[str], reply: str) -> Usage:
+    """Usage counted in words, as the echo provider counts it: what kubebots reports (and
+    charges) when a provider reports none."""
+    return Usage(
+        prompt_tokens=sum(count_words(text) for text in prompt),
+        completion_tokens=count_words(reply),
+    )
 
 
 def cut_words(text: str, limit: int | None) -> tuple[str, bool]:

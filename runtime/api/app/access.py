@@ -28,7 +28,7 @@ from ...bot import DynaBot
 from ...bot_conversations import BotConversations
 from ...context import BotContext
 from ...llm.base import Usage
-from ...llm.echo import count_words
+from ...llm.echo import estimate_usage
 from ...ratelimit import Decision
 from ..http_errors import BotNotFoundError
 from .security import Caller
@@ -103,11 +103,15 @@ class StreamCharge:
     def reported(self, usage: Usage) -> None:
         self._reported = usage
 
+    @property
+    def estimated(self) -> bool:
+        """Whether the provider reported no usage (the charge is the words estimate)."""
+        return self._reported is None
+
     def usage(self) -> Usage:
         if self._reported is not None:
             return self._reported
-        prompt = sum(count_words(text) for text in self.prompt)
-        return Usage(prompt_tokens=prompt, completion_tokens=count_words("".join(self.parts)))
+        return estimate_usage(self.prompt, "".join(self.parts))
 
     def send(self) -> None:
         """Charge the turn (a second call does nothing)."""

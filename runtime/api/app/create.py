@@ -40,7 +40,7 @@ from .metrics import Metrics
 from .middleware import RequestContextMiddleware
 from .openai_errors import register_openai_error_handlers
 from .quota import Quota
-from .routers import bots, chat, conversations, health, openai
+from .routers import bots, chat, conversations, health, models, openai
 from .settings import RuntimeSettings
 from .state import RuntimeState
 
@@ -196,7 +196,7 @@ def create_app(
     )
     register_exception_handlers(app)
     register_openai_error_handlers(app)  # after them: /v1 answers errors in OpenAI's shape
-    for module in (chat, conversations, bots, openai, health):
+    for module in (chat, conversations, bots, openai, models, health):
         app.include_router(module.router)
     app.add_middleware(
         RequestContextMiddleware, metrics=metrics, max_body_bytes=settings.max_body_bytes
