@@ -32,6 +32,7 @@ from .llm.base import (
 from .llm.fallback import FallbackProvider
 from .persistence.times import utc_now
 from .schema import BotConfig
+from .tools import Toolset
 from .turns import added_usage, checked_new, reply_to_store, stateless_prompt, stored_prompt
 
 log = logging.getLogger("kubebots.runtime.bot")
@@ -72,11 +73,14 @@ class DynaBot:
         release: Release | None = None,
         version: BotVersion | None = None,
         clock: Callable[[], datetime] = utc_now,
+        tools: Toolset | None = None,
     ) -> None:
         self.bot_id = validate_bot_id(bot_id)
         self.config = config
         self.version = version
         self._llm = llm
+        #: the server-side tools the model may call (None: none declared)
+        self.tools = tools
         self._storage = storage
         self._extra_release = release
         self._turns: KeyedLocks[ConversationKey] = KeyedLocks()
@@ -260,7 +264,11 @@ class DynaBot:
 
     async def _release(self) -> None:
         try:
-            await self._llm.close()
+            try:
+                await self._llm.close()
+            finally:
+                if self.tools is not None:
+                    await self.tools.close()
         finally:
             if self._extra_release is not None:
                 await self._extra_release()

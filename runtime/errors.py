@@ -194,5 +194,26 @@ class RateLimitStorageError(StorageError):
     component: ClassVar[str] = "the rate limiter"
 
 
+class ToolError(KubebotsError):
+    """A tool call failed (the tool answered an error, broke its contract or could not be
+    reached). The tool loop turns it into a tool result the model sees (``message``: no secret,
+    no header, no URL query); it never reaches a client as an HTTP error."""
+
+
+class ToolTimeoutError(ToolError):
+    """A tool did not answer within its timeout (or the turn's tool deadline)."""
+
+
+class ToolUnavailableError(BotCreationError):
+    """A declared tool source (an MCP server) could not be listed when the bot was built: the
+    replica keeps serving the last good version and reports the reason ``ToolUnavailable``."""
+
+    reason_code: ClassVar[str] = "ToolUnavailable"
+
+    def __init__(self, bot_id: str, source: str, reason: str) -> None:
+        super().__init__(bot_id, f"tool source '{source}' is unavailable: {reason}")
+        self.source = source
+
+
 class UnknownBotError(KubebotsError, LookupError):
     """No configuration exists for the bot id (the loader found none)."""

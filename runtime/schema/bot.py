@@ -9,6 +9,7 @@ from pydantic import Field
 from ._base import SchemaModel
 from .llm import LLMConfig
 from .storage import ConversationStorageConfig, MemoryStorageConfig
+from .tools import ToolsConfig
 
 
 class MemoryConfig(SchemaModel):
@@ -40,3 +41,4 @@ class BotConfig(SchemaModel):
     conversation_storage: ConversationStorageConfig = Field(default_factory=MemoryStorageConfig)
     memory: MemoryConfig = Field(default_factory=MemoryConfig)
     limits: LimitsConfig = Field(default_factory=LimitsConfig)
+    tools: ToolsConfig = Field(default_factory=ToolsConfig)
