@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -30,6 +30,9 @@ from .schema import (
     parse_bot_config,
 )
 from .secrets import SecretResolver, resolve_api_key
+from .tools import FunctionSource, FunctionTool, ToolSource, ToolStats
+from .tools.build import FactoryTools
+from .tools.egress import EgressPolicy
 
 
 class _SharedStores:
@@ -121,7 +124,9 @@ class BotFactory:
     test or extend); an ``openai`` bot's endpoints (its own and its ``llm.fallbacks``) are
     wrapped in a :class:`~.llm.fallback.FallbackProvider` counting calls in ``llm_stats``;
     ``data_dir`` is where relative SQLite conversation paths live (default: the working
-    directory).
+    directory). A bot's ``tools`` may reach the hosts ``egress`` allows (default: the cluster's
+    own domains); tool calls are counted in ``tool_stats``; ``tools`` adds tool sources per bot
+    id (e.g. Python functions; closed with each bot built from them, so reusable after close).
     """
 
     def __init__(
@@ -132,6 +137,9 @@ class BotFactory:
         providers: ProviderFactory | None = None,
         data_dir: Path | None = None,
         llm_stats: LLMRequestStats | None = None,
+        egress: EgressPolicy | None = None,
+        tool_stats: ToolStats | None = None,
+        tools: Mapping[str, Sequence[ToolSource]] | None = None,
     ) -> None:
         self._env = env
         self._secrets = secrets
@@ -139,6 +147,11 @@ class BotFactory:
         self._stores = _SharedStores(data_dir)
         #: LLM calls per bot, endpoint and outcome, of every bot this factory built.
         self.llm_stats = llm_stats or LLMRequestStats()
+        self._tools = FactoryTools(egress, tool_stats, tools)
+        #: tool calls per bot, tool and outcome, of every bot this factory built.
+        self.tool_stats = self._tools.stats
+        #: the HTTP client and MCP sessions the bots' tools share
+        self.tool_clients = self._tools.clients
 
     @property
     def open_stores(self) -> int:
@@ -156,16 +169,24 @@ class BotFactory:
         api_key = await resolve_api_key(llm_config, bot_id=bot_id, env=env, secrets=self._secrets)
         fallbacks = await self._fallback_endpoints(bot_id, llm_config, env)
         key, store = await self._acquire_store(bot_id, config, env)
+        llm: LLMProvider | None = None
         try:
             llm = await self._endpoint_provider(bot_id, (llm_config, api_key), fallbacks)
+            tools = await self._tools.open(bot_id, config.tools, env=env, secrets=self._secrets)
         except BaseException:
-            await self._stores.release(key)
+            try:
+                if llm is not None:
+                    await llm.close()
+            finally:
+                await self._stores.release(key)
             raise
 
         async def release() -> None:
             await self._stores.release(key)
 
-        return DynaBot(bot_id, config, llm=llm, storage=store, release=release, version=version)
+        return DynaBot(
+            bot_id, config, llm=llm, storage=store, release=release, version=version, tools=tools
+        )
 
     @asynccontextmanager
     async def conversations(
@@ -235,7 +256,12 @@ async def create_bot(
     bot_id: str = "bot",
     env: Mapping[str, str] | None = None,
     secrets: SecretResolver | None = None,
+    tools: Sequence[FunctionTool] = (),
+    egress: EgressPolicy | None = None,
 ) -> DynaBot:
-    """A standalone bot that owns its provider and storage (released by ``await bot.close()``)."""
-    factory = BotFactory(env=env, secrets=secrets)
+    """A standalone bot that owns its provider, storage and tool clients (released by
+    ``await bot.close()``); ``tools``: Python functions its model may call, besides its config's
+    ``tools``."""
+    extra = {bot_id: [FunctionSource(tools)]} if tools else None
+    factory = BotFactory(env=env, secrets=secrets, egress=egress, tools=extra)
     return await factory.build(bot_id, parse_bot_config(config, bot_id=bot_id))
