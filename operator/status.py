@@ -7,6 +7,11 @@ then means "the new config is live everywhere".
 While replicas report that an ``llm.fallbacks`` endpoint answers for the bot (its primary
 failed), ``status.llm.servedBy`` lists those endpoints with their replica counts and the
 ``LLMFallback`` condition says so; both go once the primary answers again everywhere.
+
+A replica that cannot list one of the Bot's MCP servers reports an error with the reason
+``ToolUnavailable`` (it keeps serving the last good config and retries): ``Ready=False`` with
+that reason. ``status.tools.mcp`` lists the tools each MCP server offers, as the replicas report
+them.
 """
 
 from __future__ import annotations
@@ -23,6 +28,9 @@ from kubebots.runtime.configstore import ReplicaReport, ReplicaReports
 from .conditions import Condition, render
 from .reconcile import Applied, BotRef
 
+#: the reason a replica reports for a Bot whose MCP server it cannot list
+TOOL_UNAVAILABLE = "ToolUnavailable"
+
 
 @dataclass(frozen=True)
 class Serving:
@@ -31,6 +39,11 @@ class Serving:
     errors: tuple[str, ...] = ()
     #: the fallback LLM endpoints answering for the bot: ``(model@host, replicas)``, sorted
     fallbacks: tuple[tuple[str, int], ...] = ()
+    #: the machine-readable reasons of ``errors`` (e.g. ``ToolUnavailable``), sorted
+    reasons: tuple[str, ...] = ()
+    #: the bot's MCP servers: ``(name, tools, replicas)``, sorted by name; ``tools`` is the
+    #: count most of the ``replicas`` reporting the server discovered (the smaller on a tie)
+    tools: tuple[tuple[str, int, int], ...] = ()
 
 
 def comparable(status: Mapping[str, Any] | None) -> Any:
@@ -55,13 +68,19 @@ def differs(new: Mapping[str, Any], old: Mapping[str, Any] | None) -> bool:
 def serving_from(reports: Sequence[ReplicaReport], bot_id: str, revision: int) -> Serving:
     served = 0
     errors: list[str] = []
+    reasons: set[str] = set()
     fallbacks: Counter[str] = Counter()
+    tools: dict[str, Counter[int]] = {}
     for report in reports:
         mine = next((b for b in report.bots if b.bot_id == bot_id), None)  # one at most
         if mine is not None and mine.served_by is not None:
             fallbacks[mine.served_by] += 1
+        for server, count in mine.tools if mine is not None else ():
+            tools.setdefault(server, Counter())[count] += 1
         if mine is not None and mine.error_revision is not None and mine.error_revision >= revision:
             errors.append(f"replica {report.replica_id}: {mine.error}")
+            if mine.reason is not None:
+                reasons.add(mine.reason)
         elif report.synced_revision >= revision:
             served += 1
     return Serving(
@@ -69,7 +88,15 @@ def serving_from(reports: Sequence[ReplicaReport], bot_id: str, revision: int) -
         served=served,
         errors=tuple(errors),
         fallbacks=tuple(sorted(fallbacks.items())),
+        reasons=tuple(sorted(reasons)),
+        tools=tuple(_agreed(server, counts) for server, counts in sorted(tools.items())),
     )
+
+
+def _agreed(server: str, counts: Counter[int]) -> tuple[str, int, int]:
+    """``(server, the count most replicas report (the smaller on a tie), replicas)``."""
+    count = min(counts, key=lambda c: (-counts[c], c))
+    return server, count, counts.total()
 
 
 class ReportsCache:
@@ -145,6 +172,9 @@ def _ready(applied: Applied, live: Serving | None) -> tuple[Condition, bool, boo
     if applied.revision is None or live is None:
         msg = applied.unavailable or "not written yet"
         return Condition("Ready", False, "StoreUnavailable", msg), False, True
+    if live.errors and TOOL_UNAVAILABLE in live.reasons:
+        # not stalled: the replicas build the Bot again until its MCP servers answer
+        return Condition("Ready", False, TOOL_UNAVAILABLE, "; ".join(live.errors)), False, True
     if live.errors:
         return Condition("Ready", False, "RuntimeError", "; ".join(live.errors)), True, False
     if live.replicas == 0:
@@ -227,4 +257,9 @@ def status_patch(
             status["llm"] = {"servedBy": served_by}
         elif (previous or {}).get("llm") is not None:
             status["llm"] = None  # the primary serves again: the merge patch removes it
+        if live.tools:
+            mcp = [{"name": n, "tools": t, "replicas": r} for n, t, r in live.tools]
+            status["tools"] = {"mcp": mcp}
+        elif (previous or {}).get("tools") is not None:
+            status["tools"] = None  # no replica reports tools: the merge patch removes them
     return status

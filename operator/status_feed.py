@@ -9,9 +9,9 @@ Bots in memory and follows the replica reports: one ``replica_reports()`` read p
 ``fast`` seconds while a Bot is rolling out or the replicas are moving, else every ``idle``
 seconds. It recomputes (pure, in memory) the Bots an event concerns: the pending ones, or all of
 them when the set of live replicas or a replica's bot reports (errors, fallback LLM endpoints
-serving) changed, and patches only the statuses that changed, with bounded concurrency. Drift
-repair (a wiped or stale store entry rewritten) is one store listing every ``drift_interval``
-seconds, jittered by +-20%.
+serving, MCP tool counts) changed, and patches only the statuses that changed, with bounded
+concurrency. Drift repair (a wiped or stale store entry rewritten) is one store listing every
+``drift_interval`` seconds, jittered by +-20%.
 
 The index is :mod:`.status_index`, the store work :mod:`.status_writes`. Nothing here talks to
 Kubernetes or kopf: the patcher, the store, the Secret reader and the
@@ -47,7 +47,7 @@ class StatusPatcher(Protocol):
 
 def _signature(reports: Sequence[ReplicaReport]) -> dict[str, tuple[Any, ...]]:
     """What makes every Bot's status change: which replicas are live and their bot reports
-    (errors, fallback LLM endpoints serving)."""
+    (errors, fallback LLM endpoints serving, MCP tool counts)."""
     return {r.replica_id: r.bots for r in reports}
 
 

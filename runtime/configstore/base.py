@@ -97,8 +97,8 @@ class WatchEvent:
 
 @dataclass(frozen=True, slots=True)
 class BotReport:
-    """What one replica serves for one bot: the version it runs, the last error, if any, and
-    the fallback LLM endpoint answering for it, if one does."""
+    """What one replica serves for one bot: the version it runs, the last error, if any, the
+    fallback LLM endpoint answering for it, if one does, and the tools its MCP servers offer."""
 
     bot_id: str
     generation: int | None  # generation being served (None: none loaded successfully)
@@ -108,6 +108,10 @@ class BotReport:
     #: the ``model@host`` label of the ``llm.fallbacks`` endpoint that answered the bot's last
     #: LLM call on this replica (None: the primary answered, or nothing was asked yet)
     served_by: str | None = None
+    #: why ``error``, machine-readable (e.g. ``"ToolUnavailable"``; None: a plain error)
+    reason: str | None = None
+    #: ``(MCP server name, tools discovered there)`` of the bot this replica serves, sorted
+    tools: tuple[tuple[str, int], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from ..ids import validate_bot_id
@@ -33,19 +34,62 @@ def check_report(report: ReplicaReport) -> ReplicaReport:
             check_text("a bot report's error", bot.error)
         if bot.served_by is not None and not check_text("a bot report's served_by", bot.served_by):
             raise ValueError("a bot report's served_by must not be empty")
+        if bot.reason is not None and not check_text("a bot report's reason", bot.reason):
+            raise ValueError("a bot report's reason must not be empty")
+        _check_tools(bot.tools)
     return report
+
+
+def _check_tools(tools: object) -> None:
+    """``tools`` must be ``(name, count)`` pairs, sorted by name, each name once."""
+    if not isinstance(tools, tuple):
+        raise TypeError("a bot report's tools must be a tuple of (name, count) pairs")
+    names: list[str] = []
+    for pair in tools:
+        if not isinstance(pair, tuple) or len(pair) != 2:
+            raise TypeError("a bot report's tools must be a tuple of (name, count) pairs")
+        name, count = pair
+        if not check_text("a bot report's tool source", name):
+            raise ValueError("a bot report's tool source must not be empty")
+        check_revision("a bot report's tool count", count)
+        names.append(name)
+    if names != sorted(set(names)):
+        raise ValueError("a bot report's tools must be sorted by name, each name once")
+
+
+def encode_tools(tools: tuple[tuple[str, int], ...]) -> str | None:
+    """A report's tool counts as compact JSON text (``{"files":2}``; None for none)."""
+    return json.dumps(dict(tools), separators=(",", ":")) if tools else None
+
+
+def decode_tools(text: str | None) -> tuple[tuple[str, int], ...]:
+    """:func:`encode_tools`'s text back as sorted ``(name, count)`` pairs."""
+    if not text:
+        return ()
+    return tuple(sorted((str(name), int(count)) for name, count in json.loads(text).items()))
 
 
 def group_reports(rows: list[tuple[Any, ...]]) -> list[ReplicaReport]:
     """Rows ``(replica_id, synced_revision, heartbeat_at, bot_id, generation, revision, error,
-    error_revision, served_by)`` ordered by replica then bot (bot columns NULL for a replica
-    without bots) as reports; ``heartbeat_at`` is a datetime."""
+    error_revision, served_by, reason, tools)`` ordered by replica then bot (bot columns NULL
+    for a replica without bots) as reports; ``heartbeat_at`` is a datetime."""
     reports: list[ReplicaReport] = []
     bots: list[BotReport] = []
     for index, (replica_id, synced, heartbeat, bot_id, *rest) in enumerate(rows):
         if bot_id is not None:
-            generation, revision, error, error_revision, served_by = rest
-            bots.append(BotReport(bot_id, generation, revision, error, error_revision, served_by))
+            generation, revision, error, error_revision, served_by, reason, tools = rest
+            bots.append(
+                BotReport(
+                    bot_id,
+                    generation,
+                    revision,
+                    error,
+                    error_revision,
+                    served_by,
+                    reason,
+                    decode_tools(tools),
+                )
+            )
         if index + 1 == len(rows) or rows[index + 1][0] != replica_id:
             reports.append(ReplicaReport(replica_id, int(synced), to_utc(heartbeat), tuple(bots)))
             bots = []
@@ -54,7 +98,7 @@ def group_reports(rows: list[tuple[Any, ...]]) -> list[ReplicaReport]:
 
 def bot_rows(report: ReplicaReport) -> list[tuple[Any, ...]]:
     """The rows of a report's bots: ``(replica_id, bot_id, generation, revision, error,
-    error_revision, served_by)``."""
+    error_revision, served_by, reason, tools)``."""
     return [
         (
             report.replica_id,
@@ -64,6 +108,8 @@ def bot_rows(report: ReplicaReport) -> list[tuple[Any, ...]]:
             b.error,
             b.error_revision,
             b.served_by,
+            b.reason,
+            encode_tools(b.tools),
         )
         for b in report.bots
     ]

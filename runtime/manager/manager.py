@@ -159,6 +159,12 @@ class BotManager:
         serving = {bot_id: entry.bot.serving_fallback for bot_id, entry in self._bots.items()}
         return {bot_id: label for bot_id, label in serving.items() if label is not None}
 
+    def tool_counts(self) -> dict[str, Mapping[str, int]]:
+        """The tools each loaded bot's toolset offers, by source label (bots without tools are
+        left out)."""
+        tools = {bot_id: entry.bot.tools for bot_id, entry in self._bots.items()}
+        return {bot_id: t.counts() for bot_id, t in tools.items() if t is not None}
+
     def list_bots(self) -> list[str]:
         return list(self._bots)
 

@@ -68,6 +68,31 @@ STATUS_SCHEMA: dict[str, Any] = {
                 },
             },
         },
+        "tools": {
+            "type": "object",
+            "description": "The tools the bot's MCP servers offer, as the runtime replicas "
+            "discovered them; gone while no replica reports any.",
+            "properties": {
+                "mcp": {
+                    "type": "array",
+                    "items": {
+                        "type": "object",
+                        "required": ["name", "tools", "replicas"],
+                        "properties": {
+                            "name": {"type": "string", "description": "The MCP server's name."},
+                            "tools": {
+                                "type": "integer",
+                                "description": "Tools offered (the count most replicas report).",
+                            },
+                            "replicas": {
+                                "type": "integer",
+                                "description": "Runtime replicas reporting this server.",
+                            },
+                        },
+                    },
+                },
+            },
+        },
         "conditions": {
             "type": "array",
             "items": _CONDITION,

@@ -2,13 +2,16 @@
 
 On start it lists the store, reconciles the loaded bots (reload changed, remove vanished) and
 records the revision; then it watches from there. A PUT for a loaded bot reloads it, a DELETE
-removes it; bots not loaded stay lazy (unless ``preload``). The entry a listing or the watch
-delivered is validated once here and handed to the manager as it is: a change costs no second
-read of the store and no second parse. After a lost connection or a
+removes it; bots not loaded stay lazy (unless ``preload``), except a bot declaring MCP servers:
+it is built when its config arrives, so a server that cannot be listed is reported at once (the
+build is retried every ``tool_retry_interval`` seconds until it can be). The entry a listing or
+the watch delivered is validated once here and handed to the manager as it is: a change costs no
+second read of the store and no second parse. After a lost connection or a
 "resync required" it lists and reconciles again, so no delete is ever missed. A config that
 fails to validate or build never replaces a good bot: the old one keeps serving and the error
 goes into the replica's report. So does the ``llm.fallbacks`` endpoint answering for a loaded bot
-whose primary endpoint failed (read at each report: a change shows by the next heartbeat).
+whose primary endpoint failed, and the tools each loaded bot's MCP servers offer (read at each
+report: a change shows by the next heartbeat).
 """
 
 from __future__ import annotations
@@ -46,6 +49,8 @@ class SyncSettings:
     heartbeat_interval: float = 5.0  # seconds between replica reports when nothing changes
     min_report_interval: float = 0.05  # reports after changes are at least this far apart
     max_backoff: float = 5.0  # seconds between attempts while the store is unreachable
+    #: seconds between builds of a bot whose MCP server could not be listed (ToolUnavailable)
+    tool_retry_interval: float = 15.0
 
 
 class StoreSync:
@@ -64,6 +69,8 @@ class StoreSync:
         self._manager = manager
         self._settings = settings
         self._status = ServingStatus()
+        #: the configs whose build failed with ToolUnavailable, built again by the retry loop
+        self._retry: dict[str, VersionedConfig] = {}
         self._dirty = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self.ready = asyncio.Event()
@@ -82,6 +89,7 @@ class StoreSync:
             self._tasks = [
                 asyncio.ensure_future(self._run()),
                 asyncio.ensure_future(self._report_loop()),
+                asyncio.ensure_future(self._retry_loop()),
             ]
 
     async def stop(self) -> None:
@@ -132,6 +140,8 @@ class StoreSync:
         self.resyncs += 1
         live = {entry.bot_id: entry for entry in entries}
         self._status.keep_only(set(live))
+        for bot_id in [b for b in self._retry if b not in live]:
+            del self._retry[bot_id]
         self._last_good.keep_only(live)
         loaded = self._manager.loaded_versions()
         updates: list[tuple[str, VersionedConfig]] = []
@@ -139,7 +149,7 @@ class StoreSync:
             config = self._validate(entry)
             version = loaded.get(entry.bot_id)
             stale = version is not None and version.revision != entry.revision
-            if config is not None and (stale or self._settings.preload):
+            if config is not None and (stale or self._settings.preload or config.tools.mcp):
                 updates.append((entry.bot_id, VersionedConfig(config, version_of(entry))))
             if i % YIELD_EVERY == 0:
                 await asyncio.sleep(0)  # validating 10k entries takes a while: keep serving
@@ -155,6 +165,7 @@ class StoreSync:
         if event.type == "DELETE":
             await self._manager.remove(event.bot_id)
             self._status.ok(event.bot_id)
+            self._retry.pop(event.bot_id, None)
             self._last_good.discard(event.bot_id)
         elif event.entry is not None:
             config = self._validate(event.entry)
@@ -178,12 +189,43 @@ class StoreSync:
         return config
 
     async def _refresh(self, bot_id: str, update: VersionedConfig) -> None:
-        """Hand the manager the config already validated here (built at once if preloading)."""
+        """Hand the manager the config already validated here (built at once if preloading or
+        if it declares MCP servers). A build that failed because a tool source could not be
+        listed is retried by :meth:`_retry_loop`; one that succeeds clears its problem."""
+        revision = update.version.revision
+        config = update.config
+        load = self._settings.preload or (isinstance(config, BotConfig) and bool(config.tools.mcp))
         try:
-            await self._manager.refresh(bot_id, update, load=self._settings.preload)
+            await self._manager.refresh(bot_id, update, load=load)
         except KubebotsError as exc:
-            self._status.failed(bot_id, exc.message, update.version.revision)
+            reason = getattr(exc, "reason_code", None)
+            self._status.failed(bot_id, exc.message, revision, reason=reason)
+            if reason == "ToolUnavailable":
+                self._retry[bot_id] = update
             log.warning("bot %s: keeping the last good version: %s", bot_id, exc.message)
+            return
+        pending = self._retry.get(bot_id)
+        if pending is not None and pending.version.revision <= revision:
+            del self._retry[bot_id]
+        problem = self._status.problem(bot_id)
+        if problem is not None and problem.revision <= revision:
+            self._status.ok(bot_id)  # a retried build (a newer config's problem stays)
+
+    async def _retry_loop(self) -> None:
+        """Build again, every ``tool_retry_interval`` seconds, the configs whose MCP servers
+        could not be listed: a server that came up clears the bot's problem."""
+        await self.ready.wait()
+        while True:
+            await asyncio.sleep(self._settings.tool_retry_interval)
+            for bot_id, update in list(self._retry.items()):
+                if self._retry.get(bot_id) is not update:
+                    continue  # a newer config arrived (or the bot went) meanwhile
+                try:
+                    await self._refresh(bot_id, update)
+                except Exception:
+                    # a bug must not stop the retries of the other bots: log it, go on
+                    log.exception("retrying the build of bot %s failed", bot_id)
+                self._dirty.set()
 
     def _advance(self, revision: int) -> None:
         self.synced_revision = revision
@@ -197,7 +239,9 @@ class StoreSync:
             replica_id=self._settings.replica_id,
             synced_revision=self.synced_revision,
             heartbeat_at=datetime.now(UTC),
-            bots=self._status.reports(served, self._manager.serving_fallbacks()),
+            bots=self._status.reports(
+                served, self._manager.serving_fallbacks(), self._manager.tool_counts()
+            ),
         )
 
     async def _report_loop(self) -> None:

@@ -28,6 +28,16 @@ async def test_reports_round_trip(store: ReplicaReports) -> None:
         BotReport("alpha", None, None, error="invalid config", error_revision=5),
         BotReport("mid", 1, 2),
         BotReport("fell", 2, 9, served_by="small-model@backup.example:8000"),
+        BotReport(
+            "tooled",
+            4,
+            11,
+            error="tool source 'mcp:files' is unavailable: connection refused",
+            error_revision=12,
+            reason="ToolUnavailable",
+            tools=(("files", 2), ("search", 0), ("wiki-ü", 17)),
+        ),
+        BotReport("counted", 1, 3, tools=(("files", 1),)),
     )
     before = datetime.now(UTC) - timedelta(minutes=5)
     await store.report(ReplicaReport("replica-b", 18, LONG_AGO, bots))
@@ -94,6 +104,11 @@ async def test_stale_replicas_are_hidden_then_expired(store: ReplicaReports) -> 
         ReplicaReport("r", 0, LONG_AGO, (BotReport("a", 1, 1, error="nul\x00"),)),
         ReplicaReport("r", 0, LONG_AGO, (BotReport("a", 1, 1, served_by=""),)),
         ReplicaReport("r", 0, LONG_AGO, (BotReport("a", 1, 1, served_by="m@h\x00"),)),
+        ReplicaReport("r", 0, LONG_AGO, (BotReport("a", 1, 1, "e", 2, reason=""),)),
+        ReplicaReport("r", 0, LONG_AGO, (BotReport("a", 1, 1, tools=(("b", 1), ("a", 1))),)),
+        ReplicaReport("r", 0, LONG_AGO, (BotReport("a", 1, 1, tools=(("a", 1), ("a", 2))),)),
+        ReplicaReport("r", 0, LONG_AGO, (BotReport("a", 1, 1, tools=(("a", -1),)),)),
+        ReplicaReport("r", 0, LONG_AGO, (BotReport("a", 1, 1, tools=(("", 1),)),)),
     ],
 )
 async def test_invalid_reports_are_rejected(store: ReplicaReports, report: ReplicaReport) -> None:
@@ -102,14 +117,33 @@ async def test_invalid_reports_are_rejected(store: ReplicaReports, report: Repli
     assert await store.replica_reports(max_age_seconds=3600) == []
 
 
-#: The tables as the release before ``served_by`` made them.
-OLD_SCHEMA = tuple(s.replace(" served_by {text},", "") for s in schema.SCHEMA)
+#: The tables as two older releases made them: before ``served_by``, and before ``reason`` and
+#: ``tools``.
+NEW_COLUMNS = " served_by {text}, reason {text}, tools {text},"
+OLD_SCHEMAS = {
+    "before-served-by": tuple(s.replace(NEW_COLUMNS, "") for s in schema.SCHEMA),
+    "before-tools": tuple(s.replace(NEW_COLUMNS, " served_by {text},") for s in schema.SCHEMA),
+}
+OLD_ROW = (
+    "INSERT INTO {replica_bots} (replica_id, bot_id, generation, revision, error,"
+    " error_revision) VALUES (%s, %s, %s, %s, %s, %s)"
+)
 OLD_REPORT = ReplicaReport("old", 3, LONG_AGO, (BotReport("a", 1, 2, "boom", 3),))
-NEW_REPORT = ReplicaReport("new", 3, LONG_AGO, (BotReport("a", 1, 2, served_by="m@backup"),))
+NEW_REPORT = ReplicaReport(
+    "new",
+    3,
+    LONG_AGO,
+    (
+        BotReport(
+            "a", 1, 2, "unlisted", 3, "m@backup", "ToolUnavailable", (("docs", 0), ("files", 2))
+        ),
+    ),
+)
 
 
 async def _upgraded_round_trip(store: ReplicaReports) -> None:
-    """The report written on the old table is read back as it was; a new one keeps served_by."""
+    """The report written on the old table is read back as it was; a new one keeps served_by,
+    reason and tools."""
     reports = await store.replica_reports(max_age_seconds=3600)
     assert [r.bots for r in reports if r.replica_id == "old"] == [OLD_REPORT.bots]
     await store.report(NEW_REPORT)
@@ -117,23 +151,24 @@ async def _upgraded_round_trip(store: ReplicaReports) -> None:
     assert [r.bots for r in reports] == [NEW_REPORT.bots, OLD_REPORT.bots]
 
 
-def test_the_old_schema_is_the_new_one_without_served_by() -> None:
-    assert OLD_SCHEMA != schema.SCHEMA and schema.REPLICA_BOT_COLUMNS == ("served_by",)
+def test_the_old_schemas_are_the_new_one_without_the_new_columns() -> None:
+    assert schema.REPLICA_BOT_COLUMNS == ("served_by", "reason", "tools")
+    for old in OLD_SCHEMAS.values():
+        assert old != schema.SCHEMA and len(old) == len(schema.SCHEMA)
+    assert OLD_SCHEMAS["before-served-by"] != OLD_SCHEMAS["before-tools"]
 
 
-async def test_sqlite_adds_served_by_to_an_older_table(tmp_path: Path) -> None:
+@pytest.mark.parametrize("release", sorted(OLD_SCHEMAS))
+async def test_sqlite_adds_the_new_columns_to_an_older_table(tmp_path: Path, release: str) -> None:
     path = tmp_path / "store.db"
     bind = sqlite_schema.Statements("kubebots_")
     with sqlite3.connect(path) as conn:  # what the older release made and wrote
-        for statement in OLD_SCHEMA:
+        for statement in OLD_SCHEMAS[release]:
             conn.execute(bind(statement))
         conn.execute(bind(sqlite_schema.HEARTBEAT), ("old", 3, to_micros(utc_now())))
-        conn.execute(
-            bind("INSERT INTO {replica_bots} VALUES (%s, %s, %s, %s, %s, %s)"),
-            ("old", "a", 1, 2, "boom", 3),
-        )
+        conn.execute(bind(OLD_ROW), ("old", "a", 1, 2, "boom", 3))
     conn.close()
-    for _ in range(2):  # a second open finds the column and adds nothing
+    for _ in range(2):  # a second open finds the columns and adds nothing
         store = await SqliteConfigStore.open(path)
         try:
             await _upgraded_round_trip(store)
@@ -141,22 +176,28 @@ async def test_sqlite_adds_served_by_to_an_older_table(tmp_path: Path) -> None:
             await store.close()
     with sqlite3.connect(path) as conn:
         columns = [row[1] for row in conn.execute("PRAGMA table_info(kubebots_replica_bots)")]
+        stored = conn.execute(
+            "SELECT reason, tools FROM kubebots_replica_bots ORDER BY replica_id"
+        ).fetchall()
     conn.close()
-    assert columns[-1] == "served_by" and columns.count("served_by") == 1
+    # the tool counts are compact JSON text
+    assert stored == [("ToolUnavailable", '{"docs":0,"files":2}'), (None, None)]
+    assert columns[-3:] == ["served_by", "reason", "tools"]
+    assert all(columns.count(c) == 1 for c in schema.REPLICA_BOT_COLUMNS)
 
 
 @pytest.mark.postgres
-async def test_postgres_adds_served_by_to_an_older_table(postgres_url: str, pg_prefix: str) -> None:
+@pytest.mark.parametrize("release", sorted(OLD_SCHEMAS))
+async def test_postgres_adds_the_new_columns_to_an_older_table(
+    postgres_url: str, pg_prefix: str, release: str
+) -> None:
     bind = postgres_schema.Statements(pg_prefix)
     async with await psycopg.AsyncConnection.connect(postgres_url, autocommit=True) as conn:
-        for statement in OLD_SCHEMA:
+        for statement in OLD_SCHEMAS[release]:
             await conn.execute(bind(statement))
         await conn.execute(bind(postgres_schema.HEARTBEAT), ("old", 3))
-        await conn.execute(
-            bind("INSERT INTO {replica_bots} VALUES (%s, %s, %s, %s, %s, %s)"),
-            ("old", "a", 1, 2, "boom", 3),
-        )
-    for _ in range(2):  # a second open finds the column and adds nothing
+        await conn.execute(bind(OLD_ROW), ("old", "a", 1, 2, "boom", 3))
+    for _ in range(2):  # a second open finds the columns and adds nothing
         store = await PostgresConfigStore.open(postgres_url, prefix=pg_prefix, pool_size=1)
         try:
             await _upgraded_round_trip(store)
@@ -164,8 +205,8 @@ async def test_postgres_adds_served_by_to_an_older_table(postgres_url: str, pg_p
             await store.close()
     async with await psycopg.AsyncConnection.connect(postgres_url, autocommit=True) as conn:
         cur = await conn.execute(
-            "SELECT data_type FROM information_schema.columns"
-            " WHERE table_name = %s AND column_name = 'served_by'",
-            (pg_prefix + "replica_bots",),
+            "SELECT column_name, data_type FROM information_schema.columns"
+            " WHERE table_name = %s AND column_name = ANY(%s) ORDER BY ordinal_position",
+            (pg_prefix + "replica_bots", list(schema.REPLICA_BOT_COLUMNS)),
         )
-        assert await cur.fetchall() == [("text",)]
+        assert await cur.fetchall() == [(c, "text") for c in schema.REPLICA_BOT_COLUMNS]

@@ -215,6 +215,7 @@ class Stack:
             "KUBEBOTS_AUTH": "false",
             "KUBEBOTS_SECRETS": "kubernetes",
             "KUBEBOTS_HEARTBEAT_INTERVAL": "0.5",
+            "KUBEBOTS_TOOL_EGRESS": "127.0.0.1,localhost",  # the tests' MCP servers
         }
         rt = Runtime(name, env, self.workdir / name)
         rt.start()

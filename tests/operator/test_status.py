@@ -93,6 +93,10 @@ def test_each_way_of_not_being_ready_has_its_reason() -> None:
         "RuntimeError": (Applied(revision=7), Serving(2, 1, ("replica r2: boom",))),
         "NoReplicas": (Applied(revision=7), Serving(0, 0)),
         "RollingOut": (Applied(revision=7), Serving(2, 1)),
+        "ToolUnavailable": (
+            Applied(revision=7),
+            Serving(2, 1, ("replica r2: mcp:files is unavailable",), reasons=("ToolUnavailable",)),
+        ),
     }
     stalled = {"InvalidSpec", "SecretMissing", "RuntimeError"}
     for reason, (applied, live) in cases.items():
@@ -222,3 +226,61 @@ def test_a_fallback_serving_shows_in_the_status_until_the_primary_serves_again()
     settled = {k: v for k, v in back.items() if k != "llm"}
     assert not differs(status_patch(BOT, Applied(revision=7), Serving(2, 2), back), settled)
     assert "llm" not in status_patch(BOT, Applied(revision=7), Serving(2, 2), back)
+
+
+# -- MCP servers: ToolUnavailable and the tools they offer ----------------------------------
+
+UNAVAILABLE = "tool source 'mcp:files' is unavailable: connection refused"
+
+
+def test_tool_reasons_and_counts_are_collected_from_the_replicas() -> None:
+    reports = [
+        report("r1", 10, BotReport("ns:a", 1, 9, UNAVAILABLE, 10, reason="ToolUnavailable")),
+        report("r2", 10, BotReport("ns:a", 2, 10, tools=(("files", 2), ("wiki", 5)))),
+        report("r3", 10, BotReport("ns:a", 2, 10, tools=(("files", 2), ("wiki", 4)))),
+        report("r4", 10, BotReport("ns:a", 2, 10, tools=(("files", 3),))),
+        report("r5", 10, BotReport("ns:b", 2, 10, "other", 10, reason="Other", tools=(("x", 1),))),
+        # an older revision's failure is no reason for this one
+        report("r6", 10, BotReport("ns:a", 1, 8, "old", 8, reason="Old", tools=(("files", 2),))),
+    ]
+    assert serving_from(reports, "ns:a", 10) == Serving(
+        replicas=6,
+        served=5,
+        errors=(f"replica r1: {UNAVAILABLE}",),
+        reasons=("ToolUnavailable",),
+        # files: 2 on three replicas, 3 on one; wiki: a tie, the smaller count
+        tools=(("files", 2, 4), ("wiki", 4, 2)),
+    )
+    assert serving_from(reports[4:5], "ns:a", 10) == Serving(replicas=1, served=1)
+
+
+def test_an_unlistable_mcp_server_is_tool_unavailable_until_it_answers() -> None:
+    serving = status_patch(BOT, Applied(revision=7), Serving(2, 2), None)
+    assert "tools" not in serving
+    errors = (f"replica r1: {UNAVAILABLE}", "replica r2: plain failure")
+    live = Serving(2, 0, errors, reasons=("ToolUnavailable",))
+    down = status_patch(BOT, Applied(revision=7), live, serving)
+    (ready,) = [c for c in down["conditions"] if c["type"] == "Ready"]
+    assert (ready["status"], ready["reason"]) == ("False", "ToolUnavailable")
+    assert ready["message"] == "; ".join(errors)  # the replicas' errors, as for other errors
+    # the replicas retry by themselves: reconciling, not stalled
+    assert conditions(down)["Reconciling"] == ("True", "ToolUnavailable")
+    assert conditions(down)["Stalled"] == ("False", "NotStalled")
+    assert "tools" not in down  # nothing reported, nothing to remove
+
+    up = Serving(2, 2, tools=(("files", 2, 2), ("wiki", 0, 1)))
+    listed = status_patch(BOT, Applied(revision=7), up, down)
+    assert conditions(listed)["Ready"] == ("True", "Serving")
+    assert listed["tools"] == {
+        "mcp": [
+            {"name": "files", "tools": 2, "replicas": 2},
+            {"name": "wiki", "tools": 0, "replicas": 1},
+        ]
+    }
+    assert not differs(status_patch(BOT, Applied(revision=7), up, listed), listed)
+
+    # no replica reports tools any more (the servers left the spec): the merge patch drops them
+    gone = status_patch(BOT, Applied(revision=7), Serving(2, 2), listed)
+    assert gone["tools"] is None and differs(gone, listed)
+    settled = {k: v for k, v in gone.items() if k != "tools"}
+    assert "tools" not in status_patch(BOT, Applied(revision=7), Serving(2, 2), settled)

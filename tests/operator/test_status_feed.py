@@ -148,6 +148,33 @@ async def test_a_fallback_serving_a_bot_shows_in_its_status_until_the_primary_is
     assert len(patcher.sent) == 4
 
 
+async def test_an_unlistable_mcp_server_is_tool_unavailable_until_a_retry_lists_it() -> None:
+    clock = Clock()
+    feed, store, patcher, secrets = make(clock)
+    applied = await handled(feed, ref("a"), secrets)
+    revision = applied.revision or 0
+    await store.report(ReplicaReport("r1", revision, clock.wall()))
+    await feed.tick()
+    assert patcher.ready("a") == "Serving" and "tools" not in patcher.last()
+    # r1 cannot list the MCP server: it keeps the last good version and says why
+    error = "tool source 'mcp:files' is unavailable: connection refused"
+    down = BotReport("ns:a", None, None, error, revision, reason="ToolUnavailable")
+    await store.report(ReplicaReport("r1", revision, clock.wall(), (down,)))
+    await feed.tick()
+    assert patcher.ready("a") == "ToolUnavailable"
+    (ready,) = [c for c in patcher.last()["conditions"] if c["type"] == "Ready"]
+    assert ready["message"] == f"replica r1: {error}"
+    # a retry lists it: Ready again, the server's tools in the status
+    up = BotReport("ns:a", 1, revision, tools=(("files", 5),))
+    await store.report(ReplicaReport("r1", revision, clock.wall(), (up,)))
+    await feed.tick()
+    assert patcher.ready("a") == "Serving"
+    assert patcher.last()["tools"] == {"mcp": [{"name": "files", "tools": 5, "replicas": 1}]}
+    sent = len(patcher.sent)
+    await feed.tick()
+    assert len(patcher.sent) == sent  # nothing new: nothing patched
+
+
 async def test_an_older_generation_never_overwrites_a_newer_one() -> None:
     clock = Clock()
     feed, store, patcher, secrets = make(clock)

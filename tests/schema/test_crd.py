@@ -86,3 +86,22 @@ def test_every_example_bot_fits_the_crd_schema() -> None:
             for section, value in doc["spec"].items():
                 if isinstance(value, dict):
                     assert set(value) <= set(spec_props[section]["properties"]), (path, section)
+
+
+def test_tools_in_the_spec_and_the_status() -> None:
+    schema = bot_crd()["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
+    tools = schema["properties"]["spec"]["properties"]["tools"]["properties"]
+    assert {"mcp", "http", "maxToolSteps", "deadlineSeconds"} <= set(tools)
+    assert tools["mcp"]["items"]["required"] == ["name", "url"]
+    # an HTTP tool's parameters are any JSON Schema: kept as given, not pruned
+    parameters = tools["http"]["items"]["properties"]["parameters"]
+    assert parameters["type"] == "object"
+    assert parameters["x-kubernetes-preserve-unknown-fields"] is True
+    status = schema["properties"]["status"]["properties"]["tools"]
+    mcp = status["properties"]["mcp"]["items"]
+    assert mcp["required"] == ["name", "tools", "replicas"]
+    assert {k: v["type"] for k, v in mcp["properties"].items()} == {
+        "name": "string",
+        "tools": "integer",
+        "replicas": "integer",
+    }
