@@ -1,7 +1,9 @@
 """What the operator does for one Bot, as plain async functions (the kopf handlers call these).
 
 Nothing here talks to Kubernetes: the handlers pass in what they read (spec, metadata, the
-Secret's resourceVersion) and patch what these functions return.
+Secrets' resourceVersions) and patch what these functions return. Every Secret key a Bot names
+(its LLM key, each fallback's, its tools' header ``secretRef``s) is tracked alike: the versions
+are recorded as described in :mod:`.secret_stamp`.
 """
 
 from __future__ import annotations
@@ -11,19 +13,12 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any, Protocol, TypeGuard
 
-from pydantic import ValidationError
-
 from kubebots.runtime.configstore import ConfigStore, StoreEntry
 from kubebots.runtime.errors import ConfigurationError
-from kubebots.runtime.schema import (
-    BotConfig,
-    LLMConfig,
-    SecretKeyRef,
-    bot_id_for,
-    parse_bot_config,
-)
+from kubebots.runtime.schema import BotConfig, bot_id_for, parse_bot_config
+from kubebots.runtime.schema.secret_refs import SecretRefAt, secret_refs, spec_secret_refs
 
-SECRET_VERSION = "secretVersion"
+from .secret_stamp import recorded, stamp
 
 
 class SecretMissingError(Exception):
@@ -51,10 +46,16 @@ class BotRef:
         return bot_id_for(self.namespace, self.name)
 
     @cached_property
-    def secret(self) -> SecretKeyRef | None:
-        """The Secret key the spec names for its API key (read once: every Secret event of the
-        cluster asks each tracked Bot)."""
-        return secret_of(self.spec)
+    def secret_refs(self) -> tuple[SecretRefAt, ...]:
+        """The Secret keys the spec names, with their field paths (read once through the
+        schema, even from a spec invalid elsewhere: see ``spec_secret_refs``)."""
+        return tuple(spec_secret_refs(self.spec))
+
+    @cached_property
+    def secret_names(self) -> frozenset[str]:
+        """The Secrets the spec names (every Secret event of the cluster asks each tracked Bot:
+        a set lookup, no parse)."""
+        return frozenset(ref.name for _, ref in self.secret_refs)
 
 
 @dataclass(frozen=True)
@@ -79,11 +80,27 @@ def validate(ref: BotRef) -> BotConfig | str:
 async def annotations_for(
     config: BotConfig, ref: BotRef, secrets: SecretVersions
 ) -> dict[str, str]:
-    secret = config.llm.api_key_secret_ref
-    if secret is None:
-        return {}
-    version = await secrets.version(ref.namespace, secret.name, secret.key)
-    return {SECRET_VERSION: version}
+    """The versions of every Secret ``config`` names (one read per Secret key). Raises
+    :class:`SecretMissingError` naming the field path of each key that cannot be had."""
+    refs = secret_refs(config)
+    versions: dict[str, str] = {}
+    outcomes: dict[tuple[str, str], str | SecretMissingError] = {}  # per (name, key)
+    missing = []
+    for path, key_ref in refs:
+        at = (key_ref.name, key_ref.key)
+        if at not in outcomes:
+            try:
+                outcomes[at] = await secrets.version(ref.namespace, key_ref.name, key_ref.key)
+            except SecretMissingError as exc:
+                outcomes[at] = exc
+        outcome = outcomes[at]
+        if isinstance(outcome, SecretMissingError):
+            missing.append(f"spec.{path}: {outcome}")
+        else:
+            versions[key_ref.name] = outcome
+    if missing:
+        raise SecretMissingError("; ".join(missing))
+    return stamp(refs, versions)
 
 
 async def apply(store: ConfigStore, ref: BotRef, secrets: SecretVersions) -> Applied:
@@ -100,22 +117,6 @@ async def apply(store: ConfigStore, ref: BotRef, secrets: SecretVersions) -> App
         ref.bot_id, dict(ref.spec), generation=ref.generation, uid=ref.uid, annotations=annotations
     )
     return Applied(revision=revision, annotations=annotations)
-
-
-def secret_of(spec: Mapping[str, Any]) -> SecretKeyRef | None:
-    """The Secret key a Bot's spec names for its API key, read through the schema.
-
-    A spec invalid elsewhere still names its Secret when its ``llm`` section is valid: the store
-    may hold the Bot's last good config, which a rotation of that Secret must reach.
-    """
-    try:
-        return parse_bot_config(dict(spec)).llm.api_key_secret_ref
-    except ConfigurationError:
-        llm = spec.get("llm")
-    try:
-        return LLMConfig.model_validate(llm if llm is not None else {}).api_key_secret_ref
-    except ValidationError:
-        return None
 
 
 def holds(entry: StoreEntry | None, ref: BotRef) -> TypeGuard[StoreEntry]:
@@ -139,24 +140,27 @@ class Rotation:
 async def rotate_secret(
     store: ConfigStore, namespace: str, secret: str, version: str, keys: Collection[str]
 ) -> Rotation:
-    """Re-write every Bot of ``namespace`` whose key is in ``secret`` (which now holds ``keys``)
-    with the Secret's new ``version``, so runtimes reload and re-read the key. A Bot whose key
-    the Secret lacks is not re-written (its replicas would fail to read it): as a write would
-    (:func:`apply`), the store keeps its last good config."""
+    """Re-write every Bot of ``namespace`` that names ``secret`` (which now holds ``keys``) in
+    any of its Secret references with the Secret's new ``version``, so runtimes reload and
+    re-read the values. A Bot naming a key the Secret lacks is not re-written (its replicas
+    would fail to read it): as a write would (:func:`apply`), the store keeps its last good
+    config. An entry that records this version already is left as it is."""
     entries, _ = await store.list()
     rewritten, lacking = [], []
     for entry in entries:
         if not entry.bot_id.startswith(f"{namespace}:"):
             continue
-        named = secret_of(entry.config)
-        if named is None or named.name != secret:
+        refs = spec_secret_refs(entry.config)
+        named = [key_ref.key for _, key_ref in refs if key_ref.name == secret]
+        if not named:
             continue
-        if named.key not in keys:
+        if any(key not in keys for key in named):
             lacking.append(entry.bot_id)
             continue
-        if entry.annotations.get(SECRET_VERSION) == version:
+        versions = {**recorded(entry.annotations, refs), secret: version}
+        annotations = {**entry.annotations, **stamp(refs, versions)}
+        if annotations == dict(entry.annotations):
             continue
-        annotations = {**entry.annotations, SECRET_VERSION: version}
         await store.put(
             entry.bot_id,
             entry.config,

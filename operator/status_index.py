@@ -88,11 +88,9 @@ class BotIndex:
         self._wake.set()
 
     def references_secret(self, namespace: str, secret: str) -> bool:
-        """Whether a Bot of ``namespace`` names ``secret`` in its spec (in memory, no I/O)."""
-        return any(
-            k[0] == namespace and b.ref.secret is not None and b.ref.secret.name == secret
-            for k, b in self.bots.items()
-        )
+        """Whether a Bot of ``namespace`` names ``secret`` anywhere in its spec (its LLM key, a
+        fallback's, a tool header's; in memory, no I/O)."""
+        return any(k[0] == namespace and secret in b.ref.secret_names for k, b in self.bots.items())
 
     def begin(self, ref: BotRef) -> None:
         """A handler works on ``ref``'s generation: the feed keeps off it until ``track``."""

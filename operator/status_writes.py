@@ -64,7 +64,7 @@ class BotWrites(BotIndex):
                 continue
             entry = stored.get(bot.ref.bot_id)
             # a Bot naming a Secret is written again: the Secret may have rotated meanwhile
-            if holds(entry, bot.ref) and bot.ref.secret is None:
+            if holds(entry, bot.ref) and not bot.ref.secret_refs:
                 annotations = dict(entry.annotations)
                 bot.applied = Applied(revision=entry.revision, annotations=annotations)
                 bot.unresolved, bot.pending = False, True

@@ -2,38 +2,26 @@
 
 from __future__ import annotations
 
-import dataclasses
 import logging
-from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
+from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping, Sequence
+from contextlib import aclosing
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from ._lifecycle import Lifecycle
 from ._locks import KeyedLocks
 from .context import BotContext
-from .conversations.base import (
-    ConversationChanged,
-    ConversationKey,
-    ConversationStore,
-    NewMessage,
-    StoredMessage,
-)
+from .conversations.base import ConversationKey, ConversationStore, StoredMessage
 from .errors import StorageError
 from .ids import validate_bot_id
-from .llm.base import (
-    ChatMessage,
-    Completion,
-    Delta,
-    LLMProvider,
-    Settings,
-    UsageSink,
-    joined,
-)
+from .llm.base import ChatMessage, Delta, LLMProvider, Settings, UsageSink
 from .llm.fallback import FallbackProvider
 from .persistence.times import utc_now
 from .schema import BotConfig
-from .tools import Toolset
-from .turns import added_usage, checked_new, reply_to_store, stateless_prompt, stored_prompt
+from .stored_turn import StoredTurn, TurnInput, completion_of
+from .tool_loop import LoopEvent, LoopLimits, ToolLoop
+from .tools import ToolEvent, Toolset, TurnCompletion
+from .turns import stateless_prompt
 
 log = logging.getLogger("kubebots.runtime.bot")
 
@@ -54,7 +42,8 @@ class BotVersion:
 
 
 class DynaBot:
-    """A bot built from a :class:`BotConfig`: an LLM provider plus conversation storage.
+    """A bot built from a :class:`BotConfig`: an LLM provider, its tools (the turn's tool
+    loop: :mod:`~kubebots.runtime.tool_loop`) and conversation storage.
 
     Turns on one conversation are serialized in this process, so history always alternates
     user (or tool answers) and assistant; a turn reads only the memory window, so its cost does
@@ -95,12 +84,68 @@ class DynaBot:
 
     async def complete(
         self, message: str, context: BotContext, *, settings: Settings | None = None
-    ) -> Completion:
-        """Like :meth:`chat`, with token usage when the provider reports it. ``settings`` (the
-        request's, bounded by the caller) go to the provider, over the Bot's defaults."""
-        return await self.complete_stored(
-            [ChatMessage("user", message)], context, settings=settings
-        )
+    ) -> TurnCompletion:
+        """Like :meth:`chat`, with token usage when the provider reports it (summed over the
+        turn's LLM calls), the tool calls that ran and, when the turn stopped for approval, the
+        calls waiting for it (``pending``: ``content`` is empty, ``finish_reason``
+        ``"tool_calls"``; :meth:`resume` goes on). ``settings`` (the request's, bounded by the
+        caller) go to the provider, over the Bot's defaults.
+
+        While calls of the conversation wait for approval, a new message is refused
+        (:class:`MessageRejectedError` naming them): they are decided first, never dropped."""
+        turn = TurnInput([ChatMessage("user", message)])
+        return await completion_of(self._turn(context, turn, settings, approvals=True))
+
+    async def resume(
+        self,
+        context: BotContext,
+        approvals: Mapping[str, bool],
+        *,
+        settings: Settings | None = None,
+    ) -> TurnCompletion:
+        """Go on with the turn that stopped for approval: ``approvals`` decides each call
+        waiting (call id -> approved), else :class:`MessageRejectedError` naming the ids
+        expected (as for unknown ids, or when nothing waits). Approved calls run, rejected ones
+        are answered as rejected (the model reads that), then the tool loop goes on (with its
+        step and deadline limits afresh) and the turn is stored as :meth:`complete` does."""
+        turn = TurnInput(approvals=dict(approvals))
+        return await completion_of(self._turn(context, turn, settings, approvals=True))
+
+    async def stream_turn(
+        self,
+        message: str,
+        context: BotContext,
+        *,
+        settings: Settings | None = None,
+        on_usage: UsageSink | None = None,
+    ) -> AsyncGenerator[Delta | ToolEvent, None]:
+        """:meth:`complete` as it happens: the text deltas of every LLM call as they come, a
+        :class:`ToolStarted` per server tool call before it runs and a :class:`ToolFinished`
+        per call after (in call order), :class:`ApprovalRequired` when the turn stops for
+        approval, and last a ``Delta`` with the ``finish_reason`` (the client's tool call pieces
+        too, for a request declaring ``tools``). The turn is stored once the stream completes;
+        a stream abandoned part-way stores nothing (close it with ``aclose()`` to free the turn).
+        ``on_usage`` gets the turn's token usage once, if the provider reports it."""
+        turn = TurnInput([ChatMessage("user", message)], stream=True, on_usage=on_usage)
+        async with aclosing(self._turn(context, turn, settings, approvals=True)) as events:
+            async for event in events:
+                if not isinstance(event, TurnCompletion):
+                    yield event
+
+    async def stream_resume(
+        self,
+        context: BotContext,
+        approvals: Mapping[str, bool],
+        *,
+        settings: Settings | None = None,
+        on_usage: UsageSink | None = None,
+    ) -> AsyncGenerator[Delta | ToolEvent, None]:
+        """:meth:`resume` as :meth:`stream_turn` streams: the decided calls' events first."""
+        turn = TurnInput(approvals=dict(approvals), stream=True, on_usage=on_usage)
+        async with aclosing(self._turn(context, turn, settings, approvals=True)) as events:
+            async for event in events:
+                if not isinstance(event, TurnCompletion):
+                    yield event
 
     async def stream_chat(
         self,
@@ -110,18 +155,12 @@ class DynaBot:
         settings: Settings | None = None,
         on_usage: UsageSink | None = None,
     ) -> AsyncGenerator[str, None]:
-        """Yield the reply as non-empty text deltas; the turn is stored once the stream
-        completes (as :meth:`stream_stored` does). ``settings`` as in :meth:`complete`;
-        ``on_usage`` gets the reply's token usage if the provider reports it."""
-        deltas = self.stream_stored(
-            [ChatMessage("user", message)], context, settings=settings, on_usage=on_usage
-        )
-        try:
-            async for delta in deltas:
-                if delta.content:
-                    yield delta.content
-        finally:
-            await deltas.aclose()
+        """The text of :meth:`stream_turn`, as non-empty deltas."""
+        events = self.stream_turn(message, context, settings=settings, on_usage=on_usage)
+        async with aclosing(events):
+            async for event in events:
+                if isinstance(event, Delta) and event.content:
+                    yield event.content
 
     async def complete_stored(
         self,
@@ -129,39 +168,25 @@ class DynaBot:
         context: BotContext,
         *,
         settings: Settings | None = None,
-    ) -> Completion:
-        """Answer the new ``messages`` in the conversation of ``context``; they and the reply
-        (its text and tool calls) are stored, in order, on success.
+        approvals: bool = False,
+    ) -> TurnCompletion:
+        """Answer the new ``messages`` in the conversation of ``context`` (the OpenAI-compatible
+        routes' stored conversations); they, every tool step and the reply (its text and the
+        client's tool calls) are stored in order, in one append, on success.
 
-        ``messages`` are one user message, or the ``tool`` messages answering every call of
-        the conversation's last message (an assistant's tool calls, each answered once); the
-        prompt is the system prompt, the memory window (see :meth:`_prompt`), then them.
+        ``messages`` are one user message, or the ``tool`` messages answering every open call
+        of the conversation (calls of the client's tools); the prompt is the system prompt, the
+        memory window (:func:`~kubebots.runtime.turns.stored_window`), then them. Tools that
+        require approval are offered only with ``approvals`` (a caller that can :meth:`resume`).
 
         If another writer (another replica) stored a turn on the conversation while the model
-        answered, the reply did not see it: the model is asked once more with the fresh history,
-        and that reply is stored and returned, its usage covering both calls. Should the
-        conversation change again meanwhile, that reply is stored after whatever is there.
+        answered and no tool ran, the model is asked once more with the fresh history, and
+        that reply is stored and returned, its usage covering both. Once a tool ran (never run
+        twice), or should the conversation change again, the turn is stored after whatever is
+        there.
         """
-        key = self._key(context)
-        new = checked_new(self.config, messages)
-        with self._life.operation():
-            async with self._turns.hold(key):
-                prompt, after = await self._prompt(key, messages)
-                completion = await self._llm.complete(prompt, settings=settings)
-                try:
-                    await self._store_turn(key, new, completion, after)
-                except ConversationChanged:
-                    # The store forgot its cached window: this prompt reads the stored one.
-                    prompt, after = await self._prompt(key, messages)
-                    again = await self._llm.complete(prompt, settings=settings)
-                    usage = added_usage(completion.usage, again.usage)
-                    completion = dataclasses.replace(again, usage=usage)
-                    try:
-                        await self._store_turn(key, new, completion, after)
-                    except ConversationChanged:
-                        await self._store_turn(key, new, completion, None)
-            await self._prune_if_due()
-            return completion
+        turn = TurnInput(messages)
+        return await completion_of(self._turn(context, turn, settings, approvals=approvals))
 
     async def stream_stored(
         self,
@@ -170,39 +195,32 @@ class DynaBot:
         *,
         settings: Settings | None = None,
         on_usage: UsageSink | None = None,
+        approvals: bool = False,
     ) -> AsyncGenerator[Delta, None]:
-        """Like :meth:`complete_stored`, as the provider's deltas (text, tool call pieces, the
-        finish reason); the turn (the reply the deltas join into) is stored once the stream
-        completes. ``on_usage`` gets the reply's token usage if the provider reports it.
-
-        A stream abandoned part-way stores nothing (close it with ``aclose()`` to free the turn).
-        A reply already sent cannot be asked again: if another writer stored a turn on the
-        conversation meanwhile, this one is stored after it all the same.
-        """
-        key = self._key(context)
-        new = checked_new(self.config, messages)
-        with self._life.operation():
-            async with self._turns.hold(key):
-                prompt, _ = await self._prompt(key, messages)
-                deltas: list[Delta] = []
-                async for delta in self._llm.stream(prompt, settings=settings, on_usage=on_usage):
-                    deltas.append(delta)
-                    yield delta
-                await self._store_turn(key, new, joined(deltas), None)
-            await self._prune_if_due()
+        """Like :meth:`complete_stored`, as deltas: the text of every LLM call, the client's
+        tool call pieces, and the ``finish_reason`` (no tool events). The turn is stored once
+        the stream completes, after whatever is stored by then (a reply already sent cannot be
+        asked again). ``on_usage`` gets the turn's usage once, if the provider reports it."""
+        turn = TurnInput(messages, stream=True, on_usage=on_usage)
+        async with aclosing(self._turn(context, turn, settings, approvals=approvals)) as events:
+            async for event in events:
+                if isinstance(event, Delta):
+                    yield event
 
     # -- stateless (OpenAI-compatible) -------------------------------------------------------
     async def complete_messages(
         self, messages: Sequence[ChatMessage], *, settings: Settings | None = None
-    ) -> Completion:
+    ) -> TurnCompletion:
         """Answer a client-held history (nothing stored): the bot's system prompt comes first,
         then the client's messages (tool calls and tool results included, in order), cut to
         the bot's memory window (:func:`~kubebots.runtime.turns.stateless_prompt`).
-        ``settings`` as in :meth:`complete`."""
+        ``settings`` as in :meth:`complete`. Server tools run in the loop, unseen by the client
+        (the reply is the last LLM call's); tools that require approval are not offered (that
+        needs a stored conversation to resume)."""
+        loop = self._loop(settings, approvals=False)
+        prompt = stateless_prompt(self.config, messages)
         with self._life.operation():
-            return await self._llm.complete(
-                stateless_prompt(self.config, messages), settings=settings
-            )
+            return await loop.complete(prompt)
 
     async def stream_messages(
         self,
@@ -211,12 +229,14 @@ class DynaBot:
         settings: Settings | None = None,
         on_usage: UsageSink | None = None,
     ) -> AsyncGenerator[Delta, None]:
-        """Like :meth:`complete_messages`, as the provider's deltas (text, tool call pieces,
-        the finish reason); ``on_usage`` as in :meth:`stream_chat`."""
+        """Like :meth:`complete_messages`, as deltas: the text of every LLM call, the client's
+        tool call pieces and the ``finish_reason``; ``on_usage`` as in :meth:`stream_chat`."""
+        loop = self._loop(settings, approvals=False)
         prompt = stateless_prompt(self.config, messages)
         with self._life.operation():
-            async for delta in self._llm.stream(prompt, settings=settings, on_usage=on_usage):
-                yield delta
+            async with aclosing(loop.deltas(prompt, on_usage=on_usage)) as deltas:
+                async for delta in deltas:
+                    yield delta
 
     # -- conversations ----------------------------------------------------------------------
     async def get_history(
@@ -294,18 +314,38 @@ class DynaBot:
         if pruned:
             log.info(f"bot {self.bot_id}: pruned {pruned} message(s) older than {days} days")
 
-    async def _store_turn(
-        self, key: ConversationKey, new: list[NewMessage], reply: Completion, after: int | None
-    ) -> None:
-        await self._storage.append(key, [*new, reply_to_store(reply)], after=after)
+    def _loop(self, settings: Settings | None, approvals: bool) -> ToolLoop:
+        tools = self.config.tools
+        limits = LoopLimits(tools.max_tool_steps, tools.deadline_seconds)
+        return ToolLoop(
+            self._llm, self.tools, limits=limits, settings=settings, approvals=approvals
+        )
 
-    async def _prompt(
-        self, key: ConversationKey, messages: Sequence[ChatMessage]
-    ) -> tuple[list[ChatMessage], int]:
-        """The prompt of a turn adding ``messages`` (:func:`~kubebots.runtime.turns.stored_prompt`)
-        and the last seq of the conversation it saw."""
-        recent = await self._storage.recent(key, max(self.config.memory.max_messages, 1))
-        return stored_prompt(self.config, recent, messages), recent[-1].seq if recent else 0
+    async def _turn(
+        self,
+        context: BotContext,
+        turn: TurnInput,
+        settings: Settings | None,
+        *,
+        approvals: bool,
+    ) -> AsyncGenerator[LoopEvent | TurnCompletion, None]:
+        """A stored turn's events (:class:`~kubebots.runtime.stored_turn.StoredTurn`), then its
+        :class:`TurnCompletion` once stored; the turns of one conversation take turns."""
+        key = self._key(context)
+        new = turn.checked(self.config)
+        loop = self._loop(settings, approvals)
+        stored = StoredTurn(self.config, self._storage, key, self.tools or ())
+        result: TurnCompletion | None = None
+        with self._life.operation():
+            async with self._turns.hold(key), aclosing(stored.run(loop, turn, new)) as events:
+                async for event in events:
+                    if isinstance(event, TurnCompletion):
+                        result = event
+                    else:
+                        yield event
+            await self._prune_if_due()
+        if result is not None:
+            yield result
 
     def __repr__(self) -> str:
         return f"<DynaBot {self.bot_id!r} provider={self.config.llm.provider}>"

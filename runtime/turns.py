@@ -7,7 +7,7 @@ conversation's window, then asks these for the prompt and the messages to store.
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Container, Mapping, Sequence
 
 from .conversations.base import NewMessage, StoredMessage, StoredToolCall
 from .errors import MessageRejectedError
@@ -116,50 +116,120 @@ def checked_new(config: BotConfig, messages: Sequence[ChatMessage]) -> list[NewM
     return [to_store(m) for m in messages]
 
 
-def check_answers(last: StoredMessage | None, messages: Sequence[ChatMessage]) -> None:
-    """Tool messages must answer each call of the conversation's last message once (and a user
-    message may not come while calls wait for their answers)."""
-    pending = [c.id for c in last.tool_calls] if last is not None else []
+def open_calls(recent: Sequence[StoredMessage]) -> tuple[ToolCall, ...]:
+    """The calls of the conversation's last assistant message that no ``tool`` message after it
+    answers (``recent`` ends the conversation and reaches back to that assistant message)."""
+    answered: set[str | None] = set()
+    for message in reversed(recent):
+        if message.role != "tool":
+            if message.role != "assistant":
+                return ()
+            return tuple(c for c in to_chat(message).tool_calls if c.id not in answered)
+        answered.add(message.tool_call_id)
+    return ()
+
+
+def group_start(recent: Sequence[StoredMessage]) -> int:
+    """The index in ``recent`` of the last assistant message when only ``tool`` messages follow
+    it (the conversation's last call group), else ``len(recent)``."""
+    index = len(recent)
+    while index > 0 and recent[index - 1].role == "tool":
+        index -= 1
+    if index > 0 and recent[index - 1].role == "assistant" and recent[index - 1].tool_calls:
+        return index - 1
+    return len(recent)
+
+
+def check_answers(pending: Sequence[ToolCall], messages: Sequence[ChatMessage]) -> None:
+    """Tool messages must answer each ``pending`` call (the conversation's open calls,
+    :func:`open_calls`) once, and a user message may not come while calls wait for answers."""
+    ids = [c.id for c in pending]
     answered = [m.tool_call_id or "" for m in messages if m.role == "tool"]
     if not answered:
-        if pending:
+        if ids:
             raise MessageRejectedError(
-                f"the conversation awaits the results of tool calls {pending}: send them as "
+                f"the conversation awaits the results of tool calls {ids}: send them as "
                 "tool messages first",
-                detail={"pending_tool_call_ids": pending},
+                detail={"pending_tool_call_ids": ids},
             )
         return
-    if sorted(answered) != sorted(pending):
+    if sorted(answered) != sorted(ids):
         raise MessageRejectedError(
             f"tool messages answer {answered}, but the conversation's last tool calls are "
-            f"{pending}: answer each of them once",
-            detail={"pending_tool_call_ids": pending},
+            f"{ids}: answer each of them once",
+            detail={"pending_tool_call_ids": ids},
         )
+
+
+def check_not_awaiting_approval(pending: Sequence[ToolCall], server_tools: Container[str]) -> None:
+    """New messages may not come while calls of the bot's own tools (``server_tools``) wait for
+    the client's approval: those are decided first (``DynaBot.resume``), never answered by the
+    client or dropped."""
+    waiting = [c.id for c in pending if c.name in server_tools]
+    if waiting:
+        raise MessageRejectedError(
+            f"tool calls {waiting} wait for approval: approve or reject each of them first",
+            detail={"pending_tool_call_ids": waiting},
+        )
+
+
+def check_decisions(pending: Sequence[ToolCall], approvals: Mapping[str, bool]) -> None:
+    """``approvals`` must decide each ``pending`` call (by id, a bool) and name no other."""
+    ids = [c.id for c in pending]
+    if not ids:
+        raise MessageRejectedError("no tool calls of this conversation wait for approval")
+    decided = list(approvals)
+    if sorted(decided) != sorted(ids) or not all(isinstance(v, bool) for v in approvals.values()):
+        raise MessageRejectedError(
+            f"approvals decide {sorted(decided)}, but the tool calls waiting are {ids}: "
+            "approve (true) or reject (false) each of them",
+            detail={"pending_tool_call_ids": ids},
+        )
+
+
+def check_room(config: BotConfig, recent: Sequence[StoredMessage], adding: int) -> None:
+    """``limits.maxHistoryMessages`` must leave room for ``adding`` messages and a reply."""
+    held = recent[-1].seq if recent else 0
+    cap = config.limits.max_history_messages
+    if held + adding + 1 > cap:
+        raise MessageRejectedError(
+            f"conversation holds {held} messages; this bot keeps at most {cap}",
+            detail={"max_history_messages": cap},
+        )
+
+
+def stored_window(
+    config: BotConfig, recent: Sequence[StoredMessage], *, answering: bool = False
+) -> list[ChatMessage]:
+    """The system prompt and the memory window of a conversation whose last messages are
+    ``recent`` (at least the memory window, and back to the last call group's assistant
+    message).
+
+    The window (``memory.maxMessages``, tool messages counted like the others) starts at a user
+    message, so it never starts with a ``tool`` message or an assistant message whose calls it
+    does not answer. ``answering``: the turn answers the conversation's open calls, so the
+    window holds their call group (the assistant message and the answers stored so far) even if
+    ``maxMessages`` is too short for it.
+    """
+    window = config.memory.max_messages
+    start = max(0, len(recent) - window) if window else len(recent)
+    while start < len(recent) and recent[start].role != "user":
+        start += 1  # a window starts at a user turn
+    if answering:
+        start = min(start, group_start(recent))
+    return [*_system(config), *(to_chat(m) for m in recent[start:])]
 
 
 def stored_prompt(
     config: BotConfig, recent: Sequence[StoredMessage], messages: Sequence[ChatMessage]
 ) -> list[ChatMessage]:
     """The prompt of a turn adding ``messages`` to a conversation whose last messages are
-    ``recent`` (at least the memory window, and the last one).
+    ``recent`` (as :func:`stored_window` takes them).
 
     The new messages are checked against the conversation (:func:`check_answers`, and
-    ``limits.maxHistoryMessages``). The memory window starts at a user message, so it never
-    splits an assistant's tool calls from their answers; when ``messages`` answer tool calls,
-    the message that made them is in the prompt even if the window is too short for it.
+    ``limits.maxHistoryMessages``); the prompt is :func:`stored_window`, then them.
     """
-    held = recent[-1].seq if recent else 0
-    check_answers(recent[-1] if recent else None, messages)
-    cap = config.limits.max_history_messages
-    if held + len(messages) + 1 > cap:
-        raise MessageRejectedError(
-            f"conversation holds {held} messages; this bot keeps at most {cap}",
-            detail={"max_history_messages": cap},
-        )
-    window = config.memory.max_messages
-    history = list(recent[-window:]) if window else []
-    while history and history[0].role != "user":
-        history = history[1:]  # a window starts at a user turn
-    if messages[0].role == "tool" and not history:
-        history = list(recent[-1:])  # the calls being answered
-    return [*_system(config), *(to_chat(m) for m in history), *messages]
+    check_answers(open_calls(recent), messages)
+    check_room(config, recent, len(messages))
+    answering = bool(messages) and messages[0].role == "tool"
+    return [*stored_window(config, recent, answering=answering), *messages]

@@ -17,6 +17,10 @@ _PLAIN = (str, int, float, bool, type(None), dict, list, tuple)
 #: traffic. They never log below INFO, whatever the level asked for: no message content or
 #: stored text reaches the logs at any level.
 CONTENT_LOGGERS = ("openai", "httpx", "httpcore", "aiosqlite", "psycopg", "hpack", "multipart")
+#: Libraries whose INFO lines carry content: HTTP clients log each request's URL, which for an
+#: HTTP tool holds the model's arguments (its query); the MCP SDK logs its traffic. WARNING and
+#: above only.
+TRAFFIC_LOGGERS = ("httpx", "httpx2", "mcp", "mcp_types")
 
 
 class JsonFormatter(logging.Formatter):
@@ -50,6 +54,8 @@ def configure_logging(level: str = "INFO") -> None:
     floor = max(root.level, logging.INFO)
     for name in CONTENT_LOGGERS:
         logging.getLogger(name).setLevel(floor)
+    for name in TRAFFIC_LOGGERS:
+        logging.getLogger(name).setLevel(max(floor, logging.WARNING))
     for name in ("uvicorn", "uvicorn.error"):
         logging.getLogger(name).handlers[:] = []
         logging.getLogger(name).propagate = True

@@ -3,8 +3,9 @@
 Embedded default: SQLite config store and conversations under ``--data-dir``, the example Bots
 shipped in the package (``runtime/cli/bots/``, linked as ``examples/bots/``) applied to the store
 (with the offline ``echo`` LLM when their API key is not set), authentication off (with a
-warning), listening on 127.0.0.1:8000. The address is bound before anything is printed, so a
-port in use is an error, not a "serving on" line followed by a failure.
+warning), Bot tools allowed to reach this machine's loopback, listening on 127.0.0.1:8000. The
+address is bound before anything is printed, so a port in use is an error, not a "serving on"
+line followed by a failure.
 """
 
 from __future__ import annotations
@@ -28,6 +29,8 @@ from .chat import effective_config
 from .store import apply_documents
 
 log = logging.getLogger("kubebots.serve")
+#: What tools may reach in the embedded default (a laptop): this machine's loopback.
+LOCAL_EGRESS = "127.0.0.1,::1,localhost"
 #: The example Bots shipped as package data, so the embedded default works outside a checkout.
 EXAMPLES = Path(str(files("kubebots.runtime.cli") / "bots"))
 
@@ -95,6 +98,8 @@ def run_serve(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     keys_given = any(env.get(f"KUBEBOTS_{n}") for n in ("AUTH", "API_KEYS", "API_KEYS_FILE"))
     if embedded and not keys_given:
         overrides["auth"] = False  # the embedded local default; create_app warns about it
+    if embedded and not env.get("KUBEBOTS_TOOL_EGRESS"):
+        overrides["tool_egress"] = LOCAL_EGRESS  # the example Bot's tools call this runtime
     settings = RuntimeSettings(**overrides)
     configure_logging(settings.log_level)
     try:

@@ -6,10 +6,11 @@ Its conventions (shared with the fake OpenAI server in ``kubebots.runtime.testin
   (``tool`` messages after the last assistant message), ``"echo: " + <their contents, one per
   line>``.
 * **Tool calls.** When the request declares ``tools`` (and ``tool_choice`` is not ``"none"``)
-  and the last message is a user message ``call NAME ARGS`` naming a declared function, the
-  reply is that call: ``NAME`` with ``ARGS`` (JSON text, ``{}`` when absent), id ``call_0``,
+  and the last message is a user message of lines ``call NAME ARGS`` (one call per line, each
+  naming a declared function), the reply is those calls, in order: ``NAME`` with ``ARGS`` (JSON
+  text, ``{}`` when absent), ids ``call_0``, ``call_1``, ... (several lines: a parallel call),
   empty content and ``finish_reason`` ``"tool_calls"``. E.g. ``call get_weather {"city":
-  "Paris"}``.
+  "Paris"}``. After tool results the reply is text (below), so a tool loop ends.
 * **Tokens are words** (whitespace-separated). ``max_tokens`` / ``max_completion_tokens`` cut
   the reply after that many words, ``finish_reason`` ``"length"``.
 """
@@ -32,7 +33,7 @@ from .base import (
 )
 
 _WORD = re.compile(r"\S+\s*|\s+")
-_CALL = re.compile(r"call\s+([A-Za-z0-9_-]+)\s*(.*)", re.DOTALL)
+_CALL = re.compile(r"call\s+([A-Za-z0-9_-]+)\s*(.*)")
 
 
 def split_words(text: str) -> list[str]:
@@ -89,16 +90,22 @@ def function_names(tools: Any) -> list[str]:
     return names
 
 
-def asked_call(text: str, settings: Settings) -> tuple[str, str] | None:
-    """``(name, arguments)`` when the user message ``text`` is ``call NAME ARGS`` and the
-    request declares function ``NAME`` (and ``tool_choice`` is not ``"none"``), else None."""
-    match = _CALL.fullmatch(text.strip())
-    if match is None or settings.get("tool_choice") == "none":
-        return None
-    name, arguments = match.group(1), match.group(2).strip()
-    if name not in function_names(settings.get("tools")):
-        return None
-    return name, arguments or "{}"
+def asked_calls(text: str, settings: Settings) -> list[tuple[str, str]]:
+    """``(name, arguments)`` per line when every non-blank line of the user message ``text`` is
+    ``call NAME ARGS`` and the request declares each function ``NAME`` (and ``tool_choice`` is
+    not ``"none"``), in order; else ``[]``."""
+    if settings.get("tool_choice") == "none":
+        return []
+    declared = function_names(settings.get("tools"))
+    calls: list[tuple[str, str]] = []
+    for line in text.strip().splitlines():
+        if not line.strip():
+            continue
+        match = _CALL.fullmatch(line.strip())
+        if match is None or match.group(1) not in declared:
+            return []
+        calls.append((match.group(1), match.group(2).strip() or "{}"))
+    return calls
 
 
 class EchoProvider:
@@ -120,11 +127,11 @@ class EchoProvider:
         settings = settings or {}
         last = messages[-1] if messages else None
         if last is not None and last.role == "user":
-            call = asked_call(last.content, settings)
-            if call is not None:
-                tool_call = ToolCall("call_0", *call)
-                usage = self._usage(messages, f"{tool_call.name} {tool_call.arguments}")
-                return Completion("", usage, (tool_call,), "tool_calls")
+            asked = asked_calls(last.content, settings)
+            if asked:
+                calls = tuple(ToolCall(f"call_{i}", *call) for i, call in enumerate(asked))
+                usage = self._usage(messages, " ".join(f"{c.name} {c.arguments}" for c in calls))
+                return Completion("", usage, calls, "tool_calls")
         limit = token_limit(settings)
         text, cut = cut_words(self._reply(messages), self.max_tokens if limit is None else limit)
         return Completion(text, self._usage(messages, text), (), "length" if cut else "stop")

@@ -25,8 +25,8 @@ MAX_TOOL_SOURCES = 32
 
 
 class ToolHeader(SchemaModel):
-    """One request header: a plain ``value`` (never for a credential), or the value of a Secret's
-    key (``secretRef``) or of an environment variable of the runtime (``valueFromEnv``)."""
+    """One request header: a plain value (never for a credential), or the value of a Secret's
+    key (secretRef) or of an environment variable of the runtime (valueFromEnv)."""
 
     name: str = Field(min_length=1, max_length=256, pattern=_HEADER_NAME_PATTERN)
     value: str | None = Field(default=None, max_length=8192)
@@ -110,7 +110,7 @@ class McpServerTool(SchemaModel):
 class HttpTool(SchemaModel):
     """One HTTP endpoint offered to the model as a function.
 
-    The URL template's ``{placeholders}`` are filled from the call's arguments (URL-encoded);
+    The URL template's {placeholders} are filled from the call's arguments (URL-encoded);
     the other arguments go in the query (GET, DELETE) or as the JSON body (POST, PUT, PATCH).
     """
 

@@ -3,8 +3,11 @@
 The rules (deterministic; the echo provider's conventions where they overlap):
 
 1. A reply scripted with :meth:`FakeOpenAIServer.script` is the next reply, whatever was asked.
-2. ``tools`` declared and the last message a user message ``call NAME ARGS`` naming one of
-   them: that call (``ARGS`` JSON text, ``{}`` when absent), ``finish_reason`` ``"tool_calls"``.
+2. ``tools`` declared and the last message a user message of lines ``call NAME ARGS`` (one call
+   per line, each naming one of them): those calls in order (``ARGS`` JSON text, ``{}`` when
+   absent), ids ``call_fake_0``, ``call_fake_1``, ... (several lines: a parallel call),
+   ``finish_reason`` ``"tool_calls"``; the echo provider's convention
+   (:func:`~kubebots.runtime.llm.echo.asked_calls`). After tool results the reply is text.
 3. ``tool_choice`` ``"required"`` or ``{"type": "function", "function": {"name": N}}`` after a
    user message: a call of ``N`` (``required``: the first tool) with arguments made from its
    ``parameters`` schema (see :func:`sample`).
@@ -28,7 +31,7 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any
 
-from ..llm.echo import asked_call, count_words, cut_words, function_names, token_limit
+from ..llm.echo import asked_calls, count_words, cut_words, function_names, token_limit
 
 
 @dataclass(frozen=True, slots=True)
@@ -178,9 +181,12 @@ def reply_for(body: dict[str, Any], scripted: FakeReply | None = None) -> FakeRe
     model = str(body.get("model", ""))
     messages = [m for m in body.get("messages", []) if isinstance(m, dict)]
     if messages and messages[-1].get("role") == "user":
-        call = asked_call(text_of(messages[-1].get("content")), body) or _forced_call(body)
-        if call is not None:
-            return FakeReply(None, (FakeCall("call_fake_0", *call),), "tool_calls")
+        asked = asked_calls(text_of(messages[-1].get("content")), body)
+        forced = _forced_call(body)
+        calls = asked or ([forced] if forced is not None else [])
+        if calls:
+            fake = tuple(FakeCall(f"call_fake_{i}", *call) for i, call in enumerate(calls))
+            return FakeReply(None, fake, "tool_calls")
     text = _json_text(_text(model, messages), body.get("response_format"))
     text, cut = cut_words(text, token_limit(body))
     return FakeReply(text, (), "length" if cut else "stop")

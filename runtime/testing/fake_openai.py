@@ -19,10 +19,11 @@ Endpoints:
 The reply is deterministic: ``f"[{model}] {system} | {user}"`` where ``system`` is the content of
 the first ``system`` message (``-`` if none) and ``user`` that of the last ``user`` message (empty
 if none), plus ``" | tool NAME: RESULT"`` per tool result after it. ``tools`` and a last user
-message ``call NAME ARGS`` (or a forcing ``tool_choice``) make a tool call instead,
-``response_format`` JSON, ``max_tokens`` a cut reply (``finish_reason: "length"``): see
-``_fake_reply`` for the rules. :meth:`~FakeOpenAIServer.script` sets the next replies outright.
-Usage counts whitespace-separated words (prompt: all messages; completion: the reply).
+message of lines ``call NAME ARGS`` (one call per line: a parallel call; or a forcing
+``tool_choice``) make tool calls instead, ``response_format`` JSON, ``max_tokens`` a cut reply
+(``finish_reason: "length"``): see ``_fake_reply`` for the rules.
+:meth:`~FakeOpenAIServer.script` sets the next replies outright. Usage counts whitespace-separated
+words (prompt: all messages; completion: the reply).
 
 With ``api_key`` set, requests without ``Authorization: Bearer <api_key>`` get a 401 whose message
 echoes the presented key, as real upstreams partly do (to prove callers never leak it).

@@ -112,7 +112,7 @@ class Toolset:
             async with asyncio.timeout(limit):
                 result = await source.call(call.name, arguments, seconds=limit)
         except (TimeoutError, ToolTimeoutError):
-            text = f"error: {call.name} did not answer within {limit:g} seconds"
+            text = f"error: {call.name} did not answer within {limit:.3g} seconds"
             return self._done(call, "timeout", started, text)
         except ToolError as exc:
             return self._done(call, "error", started, f"error: {exc.message}")

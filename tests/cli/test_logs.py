@@ -10,7 +10,12 @@ from pathlib import Path
 import pytest
 
 from kubebots.runtime import BotContext, BotManager
-from kubebots.runtime.cli.logs import CONTENT_LOGGERS, JsonFormatter, configure_logging
+from kubebots.runtime.cli.logs import (
+    CONTENT_LOGGERS,
+    TRAFFIC_LOGGERS,
+    JsonFormatter,
+    configure_logging,
+)
 from kubebots.runtime.testing import FakeOpenAIServer
 
 
@@ -43,7 +48,7 @@ def test_plain_extras_are_kept_and_objects_left_out() -> None:
 def restore_logging() -> Iterator[None]:
     root = logging.getLogger()
     handlers, level = root.handlers[:], root.level
-    levels = {name: logging.getLogger(name).level for name in CONTENT_LOGGERS}
+    levels = {name: logging.getLogger(name).level for name in (*CONTENT_LOGGERS, *TRAFFIC_LOGGERS)}
     yield
     root.handlers[:] = handlers
     root.setLevel(level)

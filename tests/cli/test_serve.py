@@ -61,7 +61,7 @@ def test_serve_embedded_default(tmp_path: Path) -> None:
 
 def test_the_example_bots_are_package_data_and_examples_bots_links_to_them() -> None:
     shipped = sorted(p.name for p in EXAMPLES.glob("*.yaml"))
-    assert shipped == ["sales.yaml", "support.yaml"]
+    assert shipped == ["sales.yaml", "support.yaml", "tools.yaml"]
     linked = ROOT / "examples" / "bots"
     assert linked.is_symlink() and linked.resolve() == (ROOT / "runtime" / "cli" / "bots")
 

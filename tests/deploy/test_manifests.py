@@ -730,6 +730,7 @@ def test_the_e2e_overlay_differs_from_the_quickstart_only_in_the_pdb_and_the_ima
 EXAMPLE_BOTS = [
     *sorted((ROOT / "examples" / "bots").glob("*.yaml")),
     ROOT / "examples" / "cluster" / "private-llm.yaml",
+    ROOT / "examples" / "cluster" / "tools.yaml",
     EXAMPLE_BOTS_DIR / "hello.yaml",
 ]
 

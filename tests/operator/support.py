@@ -37,6 +37,24 @@ def secret_spec(secret: str, key: str = "k") -> dict[str, Any]:
     }
 
 
+def tool_secret_spec(
+    llm_secret: str | None, tool_secret: str, key: str = "token", fallback: str | None = None
+) -> dict[str, Any]:
+    """A Bot spec with an HTTP tool whose ``Authorization`` header is ``key`` of the Secret
+    ``tool_secret``; its API key from the Secret ``llm_secret`` (key ``k``) when given, with
+    one fallback whose key is ``fallback-key`` of the Secret ``fallback`` when given."""
+    llm: dict[str, Any] = (
+        secret_spec(llm_secret)["llm"] if llm_secret else {"provider": "openai", "model": "m"}
+    )
+    llm.setdefault("baseUrl", "http://llm:8000/v1")
+    if fallback is not None:
+        ref = {"name": fallback, "key": "fallback-key"}
+        llm["fallbacks"] = [{"model": "m2", "apiKeySecretRef": ref}]
+    header = {"name": "Authorization", "secretRef": {"name": tool_secret, "key": key}}
+    tool = {"name": "lookup", "url": "http://tools:8080/lookup", "headers": [header]}
+    return {"llm": llm, "tools": {"http": [tool]}}
+
+
 class Clock:
     """Monotonic seconds the test moves, and the matching wall clock for store heartbeats."""
 

@@ -13,7 +13,6 @@ from kubebots.operator.reconcile import (
     holds,
     is_current,
     rotate_secret,
-    secret_of,
     validate,
 )
 from kubebots.runtime.configstore import MemoryConfigStore
@@ -54,7 +53,8 @@ async def test_an_invalid_spec_or_a_missing_secret_writes_nothing() -> None:
     invalid = await apply(store, ref({"llm": {"provider": "nope"}}, 2), FakeSecretVersions())
     assert invalid.invalid is not None and invalid.revision is None
     missing = await apply(store, ref(secret_spec("keys"), 3), FakeSecretVersions())
-    assert missing == Applied(secret_missing="Secret 'keys' not found in namespace 'ns'")
+    why = "spec.llm.apiKeySecretRef: Secret 'keys' not found in namespace 'ns'"
+    assert missing == Applied(secret_missing=why)
     assert await store.current_revision() == revision  # the last good config stays
 
 
@@ -69,26 +69,25 @@ async def test_a_bot_naming_a_secret_is_stamped_with_its_version() -> None:
     assert not is_current(entry, ref(secret_spec("keys")), {"secretVersion": "8"})
 
 
-def test_the_secret_a_spec_names_is_read_through_the_schema() -> None:
-    assert secret_of(secret_spec("keys", "api-key")) == SecretKeyRef(name="keys", key="api-key")
-    assert secret_of(SPEC) is None
+def test_the_secrets_a_spec_names_are_read_through_the_schema() -> None:
+    assert ref(secret_spec("keys", "api-key")).secret_refs == (
+        ("llm.apiKeySecretRef", SecretKeyRef(name="keys", key="api-key")),
+    )
+    assert ref().secret_refs == ()
     # camelCase or snake_case, as the schema takes them
     snake = {"llm": {"provider": "openai", "api_key_secret_ref": {"name": "s", "key": "k"}}}
-    assert secret_of(snake) == SecretKeyRef(name="s", key="k")
+    assert ref(snake).secret_names == {"s"}
     # invalid elsewhere: the llm section still names the Secret (the store may hold the last
     # good config, which a rotation must reach); an invalid reference names none
-    assert secret_of({**secret_spec("keys"), "limits": {"bogus": 1}}) == SecretKeyRef(
-        name="keys", key="k"
-    )
-    assert secret_of({"llm": {"apiKeySecretRef": {"name": "Not_A_Name", "key": "k"}}}) is None
-    assert secret_of({"llm": "openai"}) is None
+    assert ref({**secret_spec("keys"), "limits": {"bogus": 1}}).secret_names == {"keys"}
+    assert ref({"llm": {"apiKeySecretRef": {"name": "Not_A_Name", "key": "k"}}}).secret_refs == ()
+    assert ref({"llm": "openai"}).secret_refs == ()
 
 
-def test_a_refs_secret_is_parsed_once() -> None:
+def test_a_refs_secrets_are_parsed_once() -> None:
     bot = ref(secret_spec("keys"))
-    assert bot.secret == SecretKeyRef(name="keys", key="k")
-    assert bot.secret is bot.secret
-    assert ref().secret is None
+    assert bot.secret_names == {"keys"}
+    assert bot.secret_refs is bot.secret_refs and bot.secret_names is bot.secret_names
 
 
 async def test_an_entry_holds_a_ref_of_its_uid_at_that_generation_or_newer() -> None:

@@ -156,7 +156,11 @@ def create_app(
                 max_bots=settings.max_bots,
                 idle_ttl=settings.idle_ttl,
                 factory=BotFactory(
-                    env=env, secrets=secrets, providers=providers, data_dir=settings.data_dir
+                    env=env,
+                    secrets=secrets,
+                    providers=providers,
+                    data_dir=settings.data_dir,
+                    egress=settings.egress_policy(),
                 ),
             )
             stack.push_async_callback(manager.close)
@@ -167,6 +171,7 @@ def create_app(
                     replica_id=settings.effective_replica_id(),
                     preload=settings.preload,
                     heartbeat_interval=settings.heartbeat_interval,
+                    tool_retry_interval=settings.tool_retry_interval,
                 ),
                 last_good,
             )

@@ -11,6 +11,7 @@ from prometheus_client.registry import Collector
 from ...llm.stats import LLMRequestStats
 from ...manager import BotManager
 from ...sync import StoreSync
+from .tool_metrics import ToolCollector
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
 
@@ -108,3 +109,4 @@ class Metrics:
     def watch_runtime(self, manager: BotManager, sync: StoreSync) -> None:
         self.registry.register(_RuntimeCollector(manager, sync))
         self.registry.register(_LLMCollector(manager.factory.llm_stats))
+        self.registry.register(ToolCollector(manager.factory.tool_stats))

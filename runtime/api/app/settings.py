@@ -21,6 +21,7 @@ from ...configstore import (
     embedded_store_url,
 )
 from ...kube_config import SERVICE_ACCOUNT_DIR
+from ...tools.egress import EgressPolicy
 
 #: The limiter's Redis when ``rate_limit_backend=redis`` names none.
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
@@ -92,6 +93,18 @@ class RuntimeSettings(BaseSettings):
         description="Failed authentications a source address may make per minute (per replica) "
         "before it gets 429 until the minute frees up.",
     )
+    tool_egress: str | None = Field(
+        default=None,
+        description="Hosts and networks Bot tools (MCP servers, HTTP tools) may reach, "
+        "comma-separated: names, *.domain patterns, IPs, CIDRs, or * for any. Always allowed: "
+        "the cluster's own service names (*.svc, *.cluster.local, single-label names).",
+    )
+    tool_retry_interval: float = Field(
+        default=15.0,
+        gt=0,
+        description="Seconds between attempts to build a Bot whose MCP server could not be "
+        "listed (the last good version serves meanwhile).",
+    )
     max_body_bytes: int = Field(default=1_000_000, ge=1024)
     cors_origins: Annotated[list[str], NoDecode] = Field(
         default_factory=list,
@@ -114,6 +127,15 @@ class RuntimeSettings(BaseSettings):
                 return json.loads(text)
             return [part.strip() for part in text.split(",") if part.strip()]
         return value
+
+    @field_validator("tool_egress")
+    @classmethod
+    def _egress(cls, value: str | None) -> str | None:
+        EgressPolicy.parse(value)  # a bad entry is a settings error at start-up, by name
+        return value
+
+    def egress_policy(self) -> EgressPolicy:
+        return EgressPolicy.parse(self.tool_egress)
 
     def store_url(self) -> str:
         return self.store or embedded_store_url(self.data_dir)

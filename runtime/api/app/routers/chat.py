@@ -1,19 +1,27 @@
-"""``POST /bots/{bot_id}/chat`` and its Server-Sent Events variant."""
+"""``POST /bots/{bot_id}/chat`` and its Server-Sent Events variant.
+
+A request carries a user ``message``, or ``approvals``: the client's decisions on the tool calls
+its conversation waits for (a turn that reached a tool with ``requiresApproval`` stopped and
+returned them as ``pending_approvals``); the turn then resumes.
+"""
 
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Response
 from fastapi.responses import StreamingResponse
 
+from ....bot import DynaBot
 from ....context import BotContext
 from ....errors import KubebotsError
+from ....llm.base import Completion, Delta, ToolCall
+from ....tools import ApprovalRequired, ToolEvent, ToolFinished, ToolStarted, TurnCompletion
 from ...exception_handlers import error_body
 from ..access import BotTurn, StreamCharge, open_turn
-from ..models import ChatRequest, ChatResponse, Usage
+from ..models import ChatRequest, ChatResponse, PendingCallOut, ToolRunOut, Usage
 from ..security import CallerDep
 from ..state import StateDep
 
@@ -30,16 +38,42 @@ async def chat_turn(
 ChatTurnDep = Annotated[BotTurn[ChatRequest], Depends(chat_turn)]
 
 
+def _pending(call: ToolCall) -> PendingCallOut:
+    return PendingCallOut(id=call.id, name=call.name, arguments=call.arguments)
+
+
+def _tool_fields(completion: Completion) -> dict[str, object]:
+    """The response's tool fields: the calls the turn ran, and those waiting for approval."""
+    if not isinstance(completion, TurnCompletion):
+        return {}
+    runs = [
+        ToolRunOut(
+            id=run.call.id,
+            name=run.call.name,
+            arguments=run.call.arguments,
+            content=run.result.content,
+            is_error=run.result.is_error,
+        )
+        for run in completion.tool_runs
+    ]
+    pending = [_pending(call) for call in completion.pending]
+    status = "awaiting_approval" if pending else "completed"
+    return {"tool_calls": runs, "pending_approvals": pending, "status": status}
+
+
 @router.post("/bots/{bot_id}/chat", response_model=ChatResponse)
 async def chat(turn: ChatTurnDep) -> Response:
-    """Send a message; the turn is stored in the caller's conversation.
+    """Send a message (or approvals); the turn is stored in the caller's conversation.
 
     The reply is serialised here by pydantic-core: returned as a model, FastAPI would validate
     it again and walk it through ``jsonable_encoder`` (the schema still comes from
     ``response_model``)."""
-    body = turn.body
+    body, bot = turn.body, turn.bot
     context = BotContext(body.conversation_id, turn.client_id, body.user_id)
-    completion = await turn.bot.complete(body.message, context)
+    if body.message is not None:
+        completion = await bot.complete(body.message, context)
+    else:
+        completion = await bot.resume(context, body.decisions())
     usage = None
     if completion.usage is not None:
         turn.charge(completion.usage.total_tokens)
@@ -48,11 +82,14 @@ async def chat(turn: ChatTurnDep) -> Response:
             completion_tokens=completion.usage.completion_tokens,
             total_tokens=completion.usage.total_tokens,
         )
-    reply = ChatResponse(
-        response=completion.content,
-        conversation_id=body.conversation_id,
-        bot_id=turn.bot.bot_id,
-        usage=usage,
+    reply = ChatResponse.model_validate(
+        {
+            "response": completion.content,
+            "conversation_id": body.conversation_id,
+            "bot_id": bot.bot_id,
+            "usage": usage,
+            **_tool_fields(completion),
+        }
     )
     return Response(reply.model_dump_json(), media_type="application/json")
 
@@ -61,31 +98,63 @@ def sse(event: str, data: object) -> str:
     return f"event: {event}\ndata: {json.dumps(data, separators=(',', ':'))}\n\n"
 
 
+def _event(item: Delta | ToolEvent, charge: StreamCharge) -> str | None:
+    """The SSE event of one piece of a turn (None: nothing to send), noting what it costs."""
+    if isinstance(item, Delta):
+        if not item.content:
+            return None
+        charge.parts.append(item.content)
+        return sse("delta", {"delta": item.content})
+    if isinstance(item, ToolStarted):
+        call = item.call
+        return sse("tool_call", {"id": call.id, "name": call.name, "arguments": call.arguments})
+    if isinstance(item, ToolFinished):
+        charge.prompt.append(item.result.content)  # the next LLM call reads it
+        result = {"id": item.call.id, "name": item.call.name, "content": item.result.content}
+        return sse("tool_result", {**result, "is_error": item.result.is_error})
+    calls = [_pending(call).model_dump() for call in item.calls]
+    return sse("approval_required", {"calls": calls})
+
+
+def _turn_stream(
+    bot: DynaBot, body: ChatRequest, context: BotContext, charge: StreamCharge
+) -> AsyncGenerator[Delta | ToolEvent, None]:
+    if body.message is not None:
+        return bot.stream_turn(body.message, context, on_usage=charge.reported)
+    return bot.stream_resume(context, body.decisions(), on_usage=charge.reported)
+
+
 @router.post(
     "/bots/{bot_id}/chat/stream",
     response_class=StreamingResponse,
     responses={200: {"content": {"text/event-stream": {}}}},
 )
 async def chat_stream(turn: ChatTurnDep) -> StreamingResponse:
-    """Like ``/chat``, as Server-Sent Events: ``delta`` events, then ``done`` (or ``error``).
+    """Like ``/chat``, as Server-Sent Events: ``delta`` events (text), ``tool_call`` and
+    ``tool_result`` events around each server-side tool call, ``approval_required`` when the
+    turn stops for approval, then ``done`` (its ``status`` says which) or ``error``.
 
     The turn's tokens are charged once the stream ends, however it ends (:class:`StreamCharge`).
     """
     body, bot_id = turn.body, turn.bot.bot_id
     context = BotContext(body.conversation_id, turn.client_id, body.user_id)
-    charge = StreamCharge(turn, [body.message])
-    stream = turn.bot.stream_chat(body.message, context, on_usage=charge.reported)
-    first = await anext(stream, None)  # errors before the first delta are plain HTTP errors
+    charge = StreamCharge(turn, [body.message] if body.message is not None else [])
+    stream = _turn_stream(turn.bot, body, context, charge)
+    first = await anext(stream, None)  # errors before the first piece are plain HTTP errors
 
     async def events() -> AsyncIterator[str]:
+        status = "completed"
         try:
-            if first is not None:
-                charge.parts.append(first)
-                yield sse("delta", {"delta": first})
-            async for delta in stream:
-                charge.parts.append(delta)
-                yield sse("delta", {"delta": delta})
-            yield sse("done", {"conversation_id": body.conversation_id, "bot_id": bot_id})
+            item = first
+            while item is not None:
+                if isinstance(item, ApprovalRequired):
+                    status = "awaiting_approval"
+                event = _event(item, charge)
+                if event is not None:
+                    yield event
+                item = await anext(stream, None)
+            done = {"conversation_id": body.conversation_id, "bot_id": bot_id, "status": status}
+            yield sse("done", done)
         except KubebotsError as exc:
             yield sse("error", error_body(exc))
         finally:
