@@ -31,9 +31,11 @@ from tests.e2e.harness.images import (
 )
 
 REPO = Path(__file__).resolve().parents[2]
-#: The kubebots image, uncompressed: the python stand-in (~124 MB) + the virtualenv (~127 MB,
-#: 2026-12: 251 MB in all); the margin is for dependency updates, not for a regression.
-MAX_KUBEBOTS_MB = 275
+#: The kubebots image, uncompressed: the python stand-in (~124 MB) + the virtualenv (~165 MB:
+#: 289 MB in all in 2026-12, after the MCP SDK (httpx2, jsonschema, pyjwt: ~32 MB, issue 17) and
+#: OpenTelemetry's SDK and OTLP exporter (protobuf: ~6 MB, issue 18) joined the 251 MB before);
+#: the margin is for dependency updates, not for a regression.
+MAX_KUBEBOTS_MB = 305
 SITE = "opt/kubebots/lib/python3.11/site-packages"
 PG_USER = "kubebots"
 PG_DB = "kubebots"

@@ -48,7 +48,9 @@ def test_sse_stream(sqlite_app: Callable[..., Any]) -> None:
             events = [line for line in r.iter_lines() if line.startswith("data: ")]
         deltas = [json.loads(e[6:]).get("delta", "") for e in events]
         assert "".join(deltas) == "[fake-model] be brief | stream me"
-        assert json.loads(events[-1][6:]) == {"conversation_id": "s1", "bot_id": "default:gpt"}
+        done = json.loads(events[-1][6:])
+        assert done.pop("usage")["total_tokens"] > 0
+        assert done == {"conversation_id": "s1", "bot_id": "default:gpt", "status": "completed"}
 
 
 def test_authentication_and_client_identity(sqlite_app: Callable[..., Any]) -> None:

@@ -94,7 +94,9 @@ def chat_stream(client: httpx.Client, bot_id: str, cid: str, message: str) -> No
         assert response.status_code == 200, response.read()
         events = [json.loads(line[6:]) for line in response.iter_lines() if line[:6] == "data: "]
     assert "".join(e.get("delta", "") for e in events[:-1]) == reply(bot_id, message)
-    assert events[-1] == {"conversation_id": cid, "bot_id": bot_id}
+    done = events[-1]
+    assert done.pop("usage")["total_tokens"] > 0
+    assert done == {"conversation_id": cid, "bot_id": bot_id, "status": "completed"}
 
 
 def openai_turn(client: httpx.Client, bot_id: str, cid: str, message: str) -> None:
