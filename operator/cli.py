@@ -52,6 +52,7 @@ def run_operator(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     from kubernetes import client
 
     from kubebots.runtime.cli.logs import configure_logging
+    from kubebots.runtime.tracing import configure_tracing
 
     overrides = {"store": args.store} if args.store else {}
     cfg = OperatorSettings(**overrides)
@@ -86,14 +87,19 @@ def run_operator(args: argparse.Namespace, env: Mapping[str, str]) -> int:
         api_client=api_client,
         liveness=liveness,
     )
-    kopf.run(
-        registry=build_registry(),
-        memo=OperatorMemo(context=context),
-        clusterwide=args.all_namespaces,
-        namespaces=namespaces or (),
-        standalone=args.standalone,
-        priority=args.priority,
-        peering_name=args.peering,
-        liveness_endpoint=args.liveness,
-    )
+    # spans exported over OTLP when OTEL_EXPORTER_OTLP_(TRACES_)ENDPOINT is set
+    stop_tracing = configure_tracing(env, service_name="kubebots-operator")
+    try:
+        kopf.run(
+            registry=build_registry(),
+            memo=OperatorMemo(context=context),
+            clusterwide=args.all_namespaces,
+            namespaces=namespaces or (),
+            standalone=args.standalone,
+            priority=args.priority,
+            peering_name=args.peering,
+            liveness_endpoint=args.liveness,
+        )
+    finally:
+        stop_tracing()  # what is queued is sent
     return 0

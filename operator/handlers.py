@@ -8,7 +8,8 @@ replicas and patch the status (kopf's patch cycle), then hand the Bot to the ope
 status controller (:mod:`.status_feed`: it keeps ``Ready`` current, retries failed writes and
 repairs drift; nothing runs per Bot at idle). Found at start with its status current ->
 adopted, checked in one batch. Deleted -> tombstoned by the one writer of :mod:`.tombstones`,
-then the finalizer is released. Secret events re-write the Bots that reference a rotated
+then the finalizer is released. Each transition (synced, Ready, a problem, deleted) posts one
+event on the Bot (:mod:`.events`). Secret events re-write the Bots that reference a rotated
 Secret. kopf logs in through :mod:`.login` (a bounded connection pool); ``/healthz`` runs the
 two probes here, decided by :mod:`.liveness`. What the handlers share comes typed from kopf's
 memo (:mod:`.services`).
@@ -23,9 +24,11 @@ from typing import Any
 import kopf
 from kubernetes import client
 
+from kubebots.runtime import tracing
 from kubebots.runtime.configstore import StoreError
 from kubebots.runtime.schema import API_GROUP, API_VERSION, PLURAL, bot_id_for
 
+from .events import deleted, transitions
 from .kopf_settings import tune
 from .kube import FINALIZER, describe_failure, list_bot_ids, secret_keys
 from .liveness import ApiUnreachableError, Lagging, OperatorStalledError, progress
@@ -98,6 +101,7 @@ async def bot_event(
     """
     services = memo.services
     feed, tombstones, fin = services.status_feed, services.tombstones, services.finalizers
+    feed.events.bind()  # kopf's event queue is reachable from a resource handler only
     namespace, name, uid = str(meta["namespace"]), str(meta["name"]), str(meta["uid"])
     if type == "DELETED":
         # Normally tombstoned (below) and forgotten already. Still tracked: gone without our
@@ -110,6 +114,7 @@ async def bot_event(
         if FINALIZER in finalizers:
             feed.forget(namespace, name, uid)
             await tombstones.write(bot_id_for(namespace, name))
+            feed.events.post(bot_ref(meta, spec), [deleted()])
             await fin.remove(namespace, name, meta)
         return
     if FINALIZER not in finalizers and not await fin.add(namespace, name, meta):
@@ -123,7 +128,18 @@ async def bot_event(
     elif type is None and status.get("observedGeneration") == ref.generation:
         feed.adopt(ref, status)  # handled before this operator started: checked in a batch
     else:
-        await reconcile(ref, status, patch, services, logger)
+        with tracing.span("kubebots.operator.reconcile", reconcile_attributes(ref)):
+            await reconcile(ref, status, patch, services, logger)
+
+
+def reconcile_attributes(ref: BotRef) -> dict[str, str | int]:
+    """The reconcile span's attributes: which Bot, which generation."""
+    return {
+        "k8s.namespace.name": ref.namespace,
+        "kubebots.bot.name": ref.name,
+        "kubebots.bot.id": ref.bot_id,
+        "kubebots.bot.generation": ref.generation,
+    }
 
 
 async def reconcile(
@@ -153,6 +169,7 @@ async def reconcile(
     except Exception as exc:  # noqa: BLE001 - store down, Secret read failed: retried
         reason = describe_failure(exc)
         logger.warning(f"not written yet, retrying: {reason}")
+        tracing.failed(tracing.current_span(), exc)
         failed = Applied(unavailable=reason)
         new = status_patch(ref, failed, None, status)
         feed.failed(ref, failed, new)
@@ -161,9 +178,11 @@ async def reconcile(
         return
     if applied.invalid:
         logger.warning(f"invalid spec, the store keeps the last good config: {applied.invalid}")
+        tracing.failed(tracing.current_span(), "InvalidSpec")
     if applied.secret_missing:
         logger.warning(applied.secret_missing)
     new = status_patch(ref, applied, live, status)
+    feed.events.post(ref, transitions(status, new))
     feed.track(ref, applied, new)
     await feed.settled(ref)
     patch.status.update(new)

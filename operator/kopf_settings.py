@@ -34,7 +34,7 @@ class NoDiffBase(kopf.DiffBaseStorage):
 
 
 def tune(settings: kopf.OperatorSettings, cfg: OperatorSettings) -> None:
-    """kopf settings: no diff-base, our annotation prefix, sane timeouts, event level."""
+    """kopf settings: no diff-base, our annotation prefix, sane timeouts, our events only."""
     # kopf removes *its* finalizer from any object no handler of its needs one for: ours is
     # handled by bot_event, so kopf's is given a name of its own (never set on any object).
     settings.persistence.finalizer = KOPF_FINALIZER
@@ -42,7 +42,15 @@ def tune(settings: kopf.OperatorSettings, cfg: OperatorSettings) -> None:
         prefix=cfg.annotation_prefix
     )
     settings.persistence.diffbase_storage = NoDiffBase()
-    settings.posting.level = logging.WARNING  # events for problems, not for every step
+    # Only our explicit events, one per transition (:mod:`.events`): log lines are not posted,
+    # and a burst (10,000 Bots created) posts on a few connections of the bounded pool, leaving
+    # the others to the status patches.
+    settings.posting.level = logging.INFO
+    settings.posting.loggers = False
+    settings.posting.worker_limit = max(1, cfg.api_connections // 2)
+    settings.posting.idle_timeout = 0.05  # a Bot's worker keeps its slot this long after posting
+    settings.posting.reporting_component = "kubebots-operator"
+    settings.posting.event_name_prefix = "kubebots-"
     settings.watching.server_timeout = 300
     settings.watching.client_timeout = 330
     settings.watching.connect_timeout = 10

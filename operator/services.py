@@ -27,6 +27,7 @@ from kubernetes import client
 from kubebots.runtime.configstore import ReportingConfigStore, open_config_store
 from kubebots.runtime.kube_config import ClusterAccess
 
+from .events import EventPoster, KopfEvents, NoEvents
 from .housekeeping import Housekeeping, HousekeepingTiming
 from .kube import FINALIZER, KubeFinalizers, KubeSecretVersions, KubeStatusPatcher
 from .liveness import ApiLiveness
@@ -118,14 +119,19 @@ def assemble(
     patcher: StatusPatcher,
     executor: ThreadPoolExecutor | None = None,
     clock: Callable[[], float] = time.monotonic,
+    events: EventPoster | None = None,
 ) -> OperatorServices:
-    """The services on ``store``, reaching Kubernetes through the three given parts."""
+    """The services on ``store``, reaching Kubernetes through the given parts (no events
+    without ``events``)."""
+    events = events or NoEvents()
     return OperatorServices(
         settings=settings,
         store=store,
         secrets=secrets,
         finalizers=finalizers,
-        status_feed=StatusFeed(store, patcher, secrets, feed_timing(settings), clock=clock),
+        status_feed=StatusFeed(
+            store, patcher, secrets, feed_timing(settings), clock=clock, events=events
+        ),
         tombstones=Tombstones(store, retry=settings.retry_interval, clock=clock),
         reports=ReportsCache(store, ttl=settings.reports_ttl),
         housekeeping=Housekeeping(store, housekeeping_timing(settings)),
@@ -152,6 +158,7 @@ async def open_services(context: OperatorContext) -> OperatorServices:
         finalizers=KubeFinalizers(objects, FINALIZER),
         patcher=KubeStatusPatcher(objects),
         executor=executor,
+        events=KopfEvents(),
     )
 
 

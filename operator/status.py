@@ -11,39 +11,25 @@ failed), ``status.llm.servedBy`` lists those endpoints with their replica counts
 A replica that cannot list one of the Bot's MCP servers reports an error with the reason
 ``ToolUnavailable`` (it keeps serving the last good config and retries): ``Ready=False`` with
 that reason. ``status.tools.mcp`` lists the tools each MCP server offers, as the replicas report
-them.
+them. Which replicas serve a revision is the runtime's rule
+(:mod:`kubebots.runtime.configstore.serving`), shared with ``kubebots status``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections import Counter
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping
 from typing import Any
 
 from kubebots.runtime.configstore import ReplicaReport, ReplicaReports
+from kubebots.runtime.configstore.serving import Serving, serving_from
 
 from .conditions import Condition, render
 from .reconcile import Applied, BotRef
 
 #: the reason a replica reports for a Bot whose MCP server it cannot list
 TOOL_UNAVAILABLE = "ToolUnavailable"
-
-
-@dataclass(frozen=True)
-class Serving:
-    replicas: int
-    served: int
-    errors: tuple[str, ...] = ()
-    #: the fallback LLM endpoints answering for the bot: ``(model@host, replicas)``, sorted
-    fallbacks: tuple[tuple[str, int], ...] = ()
-    #: the machine-readable reasons of ``errors`` (e.g. ``ToolUnavailable``), sorted
-    reasons: tuple[str, ...] = ()
-    #: the bot's MCP servers: ``(name, tools, replicas)``, sorted by name; ``tools`` is the
-    #: count most of the ``replicas`` reporting the server discovered (the smaller on a tie)
-    tools: tuple[tuple[str, int, int], ...] = ()
 
 
 def comparable(status: Mapping[str, Any] | None) -> Any:
@@ -63,40 +49,6 @@ def differs(new: Mapping[str, Any], old: Mapping[str, Any] | None) -> bool:
     if old is None:
         return True
     return bool(comparable(new) != comparable({k: old.get(k) for k in new}))
-
-
-def serving_from(reports: Sequence[ReplicaReport], bot_id: str, revision: int) -> Serving:
-    served = 0
-    errors: list[str] = []
-    reasons: set[str] = set()
-    fallbacks: Counter[str] = Counter()
-    tools: dict[str, Counter[int]] = {}
-    for report in reports:
-        mine = next((b for b in report.bots if b.bot_id == bot_id), None)  # one at most
-        if mine is not None and mine.served_by is not None:
-            fallbacks[mine.served_by] += 1
-        for server, count in mine.tools if mine is not None else ():
-            tools.setdefault(server, Counter())[count] += 1
-        if mine is not None and mine.error_revision is not None and mine.error_revision >= revision:
-            errors.append(f"replica {report.replica_id}: {mine.error}")
-            if mine.reason is not None:
-                reasons.add(mine.reason)
-        elif report.synced_revision >= revision:
-            served += 1
-    return Serving(
-        replicas=len(reports),
-        served=served,
-        errors=tuple(errors),
-        fallbacks=tuple(sorted(fallbacks.items())),
-        reasons=tuple(sorted(reasons)),
-        tools=tuple(_agreed(server, counts) for server, counts in sorted(tools.items())),
-    )
-
-
-def _agreed(server: str, counts: Counter[int]) -> tuple[str, int, int]:
-    """``(server, the count most replicas report (the smaller on a tie), replicas)``."""
-    count = min(counts, key=lambda c: (-counts[c], c))
-    return server, count, counts.total()
 
 
 class ReportsCache:

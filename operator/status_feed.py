@@ -11,10 +11,11 @@ seconds. It recomputes (pure, in memory) the Bots an event concerns: the pending
 them when the set of live replicas or a replica's bot reports (errors, fallback LLM endpoints
 serving, MCP tool counts) changed, and patches only the statuses that changed, with bounded
 concurrency. Drift repair (a wiped or stale store entry rewritten) is one store listing every
-``drift_interval`` seconds, jittered by +-20%.
+``drift_interval`` seconds, jittered by +-20%. A patch that changes a Bot's state (synced, Ready,
+a problem starting) posts its events (:mod:`.events`), once per transition.
 
 The index is :mod:`.status_index`, the store work :mod:`.status_writes`. Nothing here talks to
-Kubernetes or kopf: the patcher, the store, the Secret reader and the
+Kubernetes or kopf: the patcher, the store, the Secret reader, the event poster and the
 clock are passed in.
 """
 
@@ -28,9 +29,11 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol
 
 from kubebots.runtime.configstore import ReplicaReport, ReportingConfigStore, StoreError
+from kubebots.runtime.configstore.serving import serving_from
 
+from .events import EventPoster, NoEvents, transitions
 from .reconcile import SecretVersions
-from .status import differs, serving_from, status_patch
+from .status import differs, status_patch
 from .status_index import Key, Timing, Tracked
 from .status_writes import BotWrites
 
@@ -63,9 +66,11 @@ class StatusFeed(BotWrites):
         *,
         clock: Callable[[], float],
         rng: random.Random | None = None,
+        events: EventPoster | None = None,
     ) -> None:
         super().__init__(store, secrets, timing, clock=clock)
         self._patcher = patcher
+        self.events: EventPoster = events or NoEvents()
         self._rng = rng or random.Random()
         self._signature: dict[str, tuple[Any, ...]] | None = None
         self._synced: dict[str, int] = {}
@@ -172,6 +177,8 @@ class StatusFeed(BotWrites):
                 self.forget(*key)
             elif self.bots.get(key) is bot:
                 bot.status = status
+                self.events.post(bot.ref, transitions(bot.announced, status))
+                bot.announced = status
 
         await asyncio.gather(*(one(bot, status) for bot, status in changed))
 

@@ -40,6 +40,13 @@ class Tracked:
     pending: bool = True  # written, not yet served by every live replica
     unresolved: bool = False  # the feed must check the store (adopted, or a write failed)
     since: float = 0.0  # when a handler began on it (applied None), by the feed's clock
+    #: the status the Bot's events were last read off (:mod:`.events`): ``status`` when made;
+    #: unlike ``status``, a watch event's older status never replaces it (no event twice)
+    announced: Mapping[str, Any] | None = None
+
+    def __post_init__(self) -> None:
+        if self.announced is None:
+            self.announced = self.status
 
 
 class BotIndex:

@@ -16,6 +16,7 @@ from .errors import StorageError
 from .ids import validate_bot_id
 from .llm.base import ChatMessage, Delta, LLMProvider, Settings, UsageSink
 from .llm.fallback import FallbackProvider
+from .llm.traced import TracedProvider
 from .persistence.times import utc_now
 from .schema import BotConfig
 from .stored_turn import StoredTurn, TurnInput, completion_of
@@ -68,6 +69,9 @@ class DynaBot:
         self.config = config
         self.version = version
         self._llm = llm
+        self._traced = TracedProvider(  # what the tool loop asks: a span per LLM call
+            llm, system=config.llm.provider, model=config.llm.model, bot_id=self.bot_id
+        )
         #: the server-side tools the model may call (None: none declared)
         self.tools = tools
         self._storage = storage
@@ -318,7 +322,7 @@ class DynaBot:
         tools = self.config.tools
         limits = LoopLimits(tools.max_tool_steps, tools.deadline_seconds)
         return ToolLoop(
-            self._llm, self.tools, limits=limits, settings=settings, approvals=approvals
+            self._traced, self.tools, limits=limits, settings=settings, approvals=approvals
         )
 
     async def _turn(

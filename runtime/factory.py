@@ -8,6 +8,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
+from . import tracing
 from ._locks import KeyedLocks
 from .bot import BotVersion, DynaBot
 from .bot_conversations import StoredConversations
@@ -164,6 +165,19 @@ class BotFactory:
     async def build(
         self, bot_id: str, config: BotConfig, version: BotVersion | None = None
     ) -> DynaBot:
+        """The bot ``bot_id`` of ``config`` (``version``: where it came from), in a span."""
+        attributes: dict[str, str | int] = {
+            "kubebots.bot.id": bot_id,
+            "gen_ai.system": config.llm.provider,
+            "gen_ai.request.model": config.llm.model,
+        }
+        if version is not None:
+            attributes["kubebots.bot.revision"] = version.revision
+            attributes["kubebots.bot.generation"] = version.generation
+        with tracing.span("kubebots.bot.build", attributes):
+            return await self._build(bot_id, config, version)
+
+    async def _build(self, bot_id: str, config: BotConfig, version: BotVersion | None) -> DynaBot:
         env = self._environment()
         llm_config = with_process_defaults(config.llm, env)
         api_key = await resolve_api_key(llm_config, bot_id=bot_id, env=env, secrets=self._secrets)

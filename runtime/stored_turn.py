@@ -14,6 +14,7 @@ from collections.abc import AsyncGenerator, Container, Mapping, Sequence
 from contextlib import aclosing
 from dataclasses import dataclass
 
+from . import tracing
 from .conversations.base import (
     ConversationChanged,
     ConversationKey,
@@ -119,17 +120,33 @@ class StoredTurn:
 
     async def _store(self, new: list[NewMessage], state: LoopState, after: int | None) -> None:
         added = [to_store(m) for m in state.added]
-        await self.storage.append(self.key, [*new, *added], after=after)
+        messages = [*new, *added]
+        with self._span("append", {"kubebots.conversation.messages": len(messages)}):
+            await self.storage.append(self.key, messages, after=after)
 
     async def _recent(self) -> list[StoredMessage]:
         """The memory window's messages, reaching back to the last call group's assistant
         message (the answers of a long parallel call may outnumber the window)."""
         limit = max(self.config.memory.max_messages, 1)
-        while True:
-            recent = await self.storage.recent(self.key, limit)
-            if len(recent) < limit or any(m.role != "tool" for m in recent):
-                return recent
-            limit *= 2
+        with self._span("recent", {}) as span:
+            while True:
+                recent = await self.storage.recent(self.key, limit)
+                if len(recent) < limit or any(m.role != "tool" for m in recent):
+                    span.set_attribute("kubebots.conversation.messages", len(recent))
+                    return recent
+                limit *= 2
+
+    def _span(self, operation: str, attributes: dict[str, str | int]) -> tracing.SpanBlock:
+        """A span around one call of the conversation store (``db.system``: its backend)."""
+        backend = self.config.conversation_storage.backend
+        system = _DB_SYSTEMS.get(backend, backend)
+        attributes.update({"db.system": system, "db.operation.name": operation})
+        attributes["kubebots.bot.id"] = self.key.bot_id
+        return tracing.span(f"{operation} conversation", attributes, kind="client")
+
+
+#: ``db.system`` of a conversation store backend (OpenTelemetry's names where there is one).
+_DB_SYSTEMS = {"postgres": "postgresql"}
 
 
 def _seq(recent: Sequence[StoredMessage]) -> int:

@@ -11,6 +11,7 @@ from importlib.metadata import entry_points
 from .chat import add_chat_parser
 from .crd import add_crd_parser
 from .serve import add_serve_parser
+from .status import add_status_parser
 from .store import add_store_parser
 from .validate import add_validate_parser
 
@@ -30,6 +31,7 @@ def build_parser(load: Sequence[str] | None = None) -> argparse.ArgumentParser:
     add_chat_parser(sub)
     add_validate_parser(sub)
     add_store_parser(sub)
+    add_status_parser(sub)
     add_serve_parser(sub)
     add_crd_parser(sub)
     # Commands of other parts of the distribution (the operator) register themselves through

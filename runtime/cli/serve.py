@@ -3,9 +3,9 @@
 Embedded default: SQLite config store and conversations under ``--data-dir``, the example Bots
 shipped in the package (``runtime/cli/bots/``, linked as ``examples/bots/``) applied to the store
 (with the offline ``echo`` LLM when their API key is not set), authentication off (with a
-warning), Bot tools allowed to reach this machine's loopback, listening on 127.0.0.1:8000. The
-address is bound before anything is printed, so a port in use is an error, not a "serving on"
-line followed by a failure.
+warning), the web console at ``/ui`` (unless ``KUBEBOTS_UI`` says otherwise), Bot tools allowed
+to reach this machine's loopback, listening on 127.0.0.1:8000. The address is bound before
+anything is printed, so a port in use is an error, not a "serving on" line followed by a failure.
 """
 
 from __future__ import annotations
@@ -82,6 +82,7 @@ def run_serve(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     import uvicorn
 
     from ..api.app import RuntimeSettings, create_app
+    from ..tracing import configure_tracing
     from .logs import configure_logging
 
     overrides = {
@@ -100,6 +101,8 @@ def run_serve(args: argparse.Namespace, env: Mapping[str, str]) -> int:
         overrides["auth"] = False  # the embedded local default; create_app warns about it
     if embedded and not env.get("KUBEBOTS_TOOL_EGRESS"):
         overrides["tool_egress"] = LOCAL_EGRESS  # the example Bot's tools call this runtime
+    if embedded and not env.get("KUBEBOTS_UI"):
+        overrides["ui"] = True  # the console, for trying the Bots in a browser
     settings = RuntimeSettings(**overrides)
     configure_logging(settings.log_level)
     try:
@@ -122,13 +125,19 @@ def run_serve(args: argparse.Namespace, env: Mapping[str, str]) -> int:
             return 1
         base = f"http://{settings.host}:{settings.port}"
         print(f"kubebots is serving on {base}  (OpenAI-compatible: {base}/v1)", file=sys.stderr)
+        if settings.ui:
+            print(f"console: {base}/ui", file=sys.stderr)
         print(try_line(base, bots[0] if bots else None, settings.auth), file=sys.stderr, flush=True)
         config = uvicorn.Config(app, log_config=None, access_log=False)
+        # spans exported over OTLP when OTEL_EXPORTER_OTLP_(TRACES_)ENDPOINT is set
+        stop_tracing = configure_tracing(env, service_name="kubebots-runtime")
         try:
             # graceful shutdown on SIGINT/SIGTERM, then re-raised
             uvicorn.Server(config).run(sockets=[listener])
         except KeyboardInterrupt:
             return 130
+        finally:
+            stop_tracing()  # what is queued is sent
     return 0
 
 

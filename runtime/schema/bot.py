@@ -15,7 +15,9 @@ from .tools import ToolsConfig
 class MemoryConfig(SchemaModel):
     """What of a conversation's history is sent to the LLM each turn."""
 
-    type: Literal["buffer"] = "buffer"
+    type: Literal["buffer"] = Field(
+        default="buffer", description="buffer: the most recent messages, up to maxMessages."
+    )
     max_messages: int = Field(
         default=20, ge=0, le=10_000, description="Most recent messages sent with each turn."
     )
@@ -24,7 +26,9 @@ class MemoryConfig(SchemaModel):
 class LimitsConfig(SchemaModel):
     """Hard limits on what a client may send."""
 
-    max_message_chars: int = Field(default=32_000, ge=1, le=1_000_000)
+    max_message_chars: int = Field(
+        default=32_000, ge=1, le=1_000_000, description="Characters one message may hold."
+    )
     max_history_messages: int = Field(
         default=10_000,
         ge=2,
@@ -37,8 +41,13 @@ class BotConfig(SchemaModel):
     """A bot's whole configuration (the ``spec`` of a ``Bot`` resource)."""
 
     llm: LLMConfig = Field(default_factory=LLMConfig)
-    system_prompt: str = Field(default="", max_length=100_000)
-    conversation_storage: ConversationStorageConfig = Field(default_factory=MemoryStorageConfig)
+    system_prompt: str = Field(
+        default="", max_length=100_000, description="Sent first in every turn, before history."
+    )
+    conversation_storage: ConversationStorageConfig = Field(
+        default_factory=MemoryStorageConfig,
+        description="Where conversation messages are kept: backend memory, sqlite or postgres.",
+    )
     memory: MemoryConfig = Field(default_factory=MemoryConfig)
     limits: LimitsConfig = Field(default_factory=LimitsConfig)
     tools: ToolsConfig = Field(default_factory=ToolsConfig)

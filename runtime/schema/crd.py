@@ -3,7 +3,8 @@
 pydantic's JSON Schema is turned into a Kubernetes *structural* schema that installs on 1.20
 and newer: ``$ref``s inlined, ``Optional`` as ``nullable``, the storage union merged into one
 object whose ``backend`` is an enum, JSON-Schema-2020 keywords rewritten to OpenAPI v3 ones,
-and what Kubernetes rejects (``title``, ``default``, ``additionalProperties: false``) dropped.
+and what Kubernetes rejects (``title``, ``default``, ``additionalProperties: false``) dropped;
+descriptions (every field has one: ``kubectl explain``) become one paragraph of plain text.
 Rules the CRD cannot express (one key source, no inline keys) are checked by the operator, and
 unknown fields are preserved so that it can refuse a typo by name instead of the apiserver
 pruning it silently.
@@ -18,24 +19,45 @@ import yaml
 from .bot import BotConfig
 from .document import API_GROUP, API_VERSION, KIND, PLURAL
 
+API_DOC = f"The versioned schema of this object: {API_GROUP}/{API_VERSION}."
+KIND_DOC = f"The REST resource this object represents: {KIND}."
 _DROP = {"title", "default", "additionalProperties", "discriminator", "examples"}
 _CONDITION = {
     "type": "object",
     "required": ["type", "status"],
     "properties": {
-        "type": {"type": "string"},
-        "status": {"type": "string", "enum": ["True", "False", "Unknown"]},
-        "reason": {"type": "string"},
-        "message": {"type": "string"},
-        "observedGeneration": {"type": "integer", "format": "int64"},
-        "lastTransitionTime": {"type": "string", "format": "date-time"},
+        "type": {
+            "type": "string",
+            "description": "Accepted, Synced, Ready, Stalled, Reconciling or LLMFallback.",
+        },
+        "status": {
+            "type": "string",
+            "enum": ["True", "False", "Unknown"],
+            "description": "Whether the condition holds.",
+        },
+        "reason": {"type": "string", "description": "Why, in one CamelCase word."},
+        "message": {"type": "string", "description": "Why, for people."},
+        "observedGeneration": {
+            "type": "integer",
+            "format": "int64",
+            "description": "The generation the condition was set for.",
+        },
+        "lastTransitionTime": {
+            "type": "string",
+            "format": "date-time",
+            "description": "When the status last changed.",
+        },
     },
 }
 STATUS_SCHEMA: dict[str, Any] = {
     "type": "object",
     "description": "Observed state, written by the kubebots operator.",
     "properties": {
-        "observedGeneration": {"type": "integer", "format": "int64"},
+        "observedGeneration": {
+            "type": "integer",
+            "format": "int64",
+            "description": "The generation the operator last handled.",
+        },
         "botId": {"type": "string", "description": "The id clients use: NAMESPACE:NAME."},
         "revision": {"type": "integer", "format": "int64", "description": "Config store revision."},
         "replicas": {"type": "integer", "description": "Live runtime replicas."},
@@ -51,6 +73,7 @@ STATUS_SCHEMA: dict[str, Any] = {
             "properties": {
                 "servedBy": {
                     "type": "array",
+                    "description": "The fallback endpoints answering, with their replicas.",
                     "items": {
                         "type": "object",
                         "required": ["endpoint", "replicas"],
@@ -75,6 +98,7 @@ STATUS_SCHEMA: dict[str, Any] = {
             "properties": {
                 "mcp": {
                     "type": "array",
+                    "description": "One entry per MCP server of the bot.",
                     "items": {
                         "type": "object",
                         "required": ["name", "tools", "replicas"],
@@ -95,12 +119,21 @@ STATUS_SCHEMA: dict[str, Any] = {
         },
         "conditions": {
             "type": "array",
+            "description": "Ready is True once every live runtime replica serves the "
+            "generation; its reason says why not (InvalidSpec, SecretMissing, RuntimeError, "
+            "ToolUnavailable, RollingOut, NoReplicas, StoreUnavailable).",
             "items": _CONDITION,
             "x-kubernetes-list-type": "map",
             "x-kubernetes-list-map-keys": ["type"],
         },
     },
 }
+
+
+def plain(text: str) -> str:
+    """A description as ``kubectl explain`` shows it well: one paragraph, no reST markup (the
+    schema's docstrings quote names as ``this``)."""
+    return " ".join(text.replace("`", "").split())
 
 
 def _structural(node: Any, defs: dict[str, Any]) -> Any:
@@ -126,6 +159,8 @@ def _structural(node: Any, defs: dict[str, Any]) -> Any:
             out["maximum"], out["exclusiveMaximum"] = value, True
         elif key == "properties":
             out[key] = {name: _structural(prop, defs) for name, prop in value.items()}
+        elif key == "description" and isinstance(value, str):
+            out[key] = plain(value)
         else:
             out[key] = _structural(value, defs)
     return out
@@ -142,7 +177,8 @@ def _union(node: dict[str, Any], variants: list[dict[str, Any]]) -> Any:
     for variant in concrete:
         for name, prop in variant.get("properties", {}).items():
             if name in properties and "enum" in prop:
-                properties[name] = {**prop, "enum": properties[name]["enum"] + prop["enum"]}
+                seen = properties[name]  # (its description kept when a later one has none)
+                properties[name] = {**seen, **prop, "enum": seen["enum"] + prop["enum"]}
             else:
                 properties.setdefault(name, prop)
     tags = [
@@ -173,14 +209,22 @@ def spec_schema() -> dict[str, Any]:
     _keep_unknown(schema)
     schema["description"] = (
         "A chat bot: its LLM, system prompt, conversation storage, memory and limits. "
-        "Validated by the operator with the kubebots schema; see `kubebots validate`."
+        "Validated by the operator with the kubebots schema; see kubebots validate."
     )
     return schema
 
 
 def bot_crd() -> dict[str, Any]:
     """The whole ``apiextensions.k8s.io/v1`` CustomResourceDefinition for ``Bot``."""
-    ready = '.status.conditions[?(@.type=="Ready")].status'
+    ready = '.status.conditions[?(@.type=="Ready")]'
+    columns = [
+        {"name": "Ready", "type": "string", "jsonPath": f"{ready}.status"},
+        {"name": "Reason", "type": "string", "jsonPath": f"{ready}.reason"},
+        {"name": "Model", "type": "string", "jsonPath": ".spec.llm.model"},
+        {"name": "Served", "type": "string", "jsonPath": ".status.served"},
+        {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
+        {"name": "Message", "type": "string", "jsonPath": f"{ready}.message", "priority": 1},
+    ]
     return {
         "apiVersion": "apiextensions.k8s.io/v1",
         "kind": "CustomResourceDefinition",
@@ -193,7 +237,7 @@ def bot_crd() -> dict[str, Any]:
                 "listKind": f"{KIND}List",
                 "plural": PLURAL,
                 "singular": KIND.lower(),
-                "shortNames": [KIND.lower()],
+                "shortNames": ["kb", KIND.lower()],
                 "categories": ["kubebots"],
             },
             "versions": [
@@ -202,19 +246,15 @@ def bot_crd() -> dict[str, Any]:
                     "served": True,
                     "storage": True,
                     "subresources": {"status": {}},
-                    "additionalPrinterColumns": [
-                        {"name": "Ready", "type": "string", "jsonPath": ready},
-                        {"name": "Model", "type": "string", "jsonPath": ".spec.llm.model"},
-                        {"name": "Served", "type": "string", "jsonPath": ".status.served"},
-                        {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
-                    ],
+                    "additionalPrinterColumns": columns,
                     "schema": {
                         "openAPIV3Schema": {
                             "type": "object",
                             "description": "A chat bot served by the kubebots runtime.",
                             "properties": {
-                                "apiVersion": {"type": "string"},
-                                "kind": {"type": "string"},
+                                "apiVersion": {"type": "string", "description": API_DOC},
+                                "kind": {"type": "string", "description": KIND_DOC},
+                                # the apiserver refuses anything more (a description too)
                                 "metadata": {"type": "object"},
                                 "spec": spec_schema(),
                                 "status": STATUS_SCHEMA,

@@ -34,8 +34,18 @@ INLINE_KEY_FIELDS = frozenset({"apiKey", "api_key", "key", "token", "apiToken", 
 class SecretKeyRef(SchemaModel):
     """A key of a Secret in the Bot's namespace (resolved by the runtime, never stored)."""
 
-    name: str = Field(min_length=1, max_length=253, pattern=r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
-    key: str = Field(min_length=1, max_length=253, pattern=r"^[-._a-zA-Z0-9]+$")
+    name: str = Field(
+        min_length=1,
+        max_length=253,
+        pattern=r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$",
+        description="The Secret's name.",
+    )
+    key: str = Field(
+        min_length=1,
+        max_length=253,
+        pattern=r"^[-._a-zA-Z0-9]+$",
+        description="The key in the Secret's data.",
+    )
 
 
 #: At most this many ``llm.fallbacks``.
@@ -100,11 +110,18 @@ class FallbackEndpoint(_Endpoint):
     key source (referenced, never inline, like the bot's); ``timeout`` and ``maxRetries``
     default to the bot's."""
 
-    model: str = Field(min_length=1, max_length=200)
+    model: str = Field(
+        min_length=1, max_length=200, description="The model this endpoint is asked for."
+    )
     timeout: float | None = Field(
         default=None, gt=0.0, le=3600.0, description="Seconds per attempt (default: the bot's)."
     )
-    max_retries: int | None = Field(default=None, ge=0, le=10)
+    max_retries: int | None = Field(
+        default=None,
+        ge=0,
+        le=10,
+        description="Retries of a failed call on this endpoint (default: the bot's).",
+    )
 
     def llm_config(self, primary: LLMConfig) -> LLMConfig:
         """This endpoint as an ``openai`` config: the bot's settings with this endpoint's."""
@@ -129,11 +146,25 @@ class LLMConfig(_Endpoint):
     provider: Literal["openai", "echo"] = Field(
         default="echo", description="`openai` (any OpenAI-compatible endpoint) or `echo` (offline)."
     )
-    model: str = Field(default="echo", min_length=1, max_length=200)
-    temperature: float | None = Field(default=None, ge=0.0, le=2.0)
-    max_tokens: int | None = Field(default=None, ge=1, le=1_000_000)
+    model: str = Field(
+        default="echo",
+        min_length=1,
+        max_length=200,
+        description="The model name the endpoint is asked for, e.g. gpt-4o-mini.",
+    )
+    temperature: float | None = Field(
+        default=None, ge=0.0, le=2.0, description="Sampling temperature (unset: the model's)."
+    )
+    max_tokens: int | None = Field(
+        default=None, ge=1, le=1_000_000, description="Most tokens in one reply (unset: no cap)."
+    )
     timeout: float = Field(default=60.0, gt=0.0, le=3600.0, description="Seconds per attempt.")
-    max_retries: int = Field(default=2, ge=0, le=10)
+    max_retries: int = Field(
+        default=2,
+        ge=0,
+        le=10,
+        description="Retries of a call that was rate limited, failed or timed out.",
+    )
     fallbacks: list[FallbackEndpoint] = Field(
         default_factory=list,
         max_length=MAX_FALLBACKS,

@@ -28,14 +28,22 @@ class _Retention(SchemaModel):
 class MemoryStorageConfig(_Retention):
     """In-process storage: fast, lost when the process exits."""
 
-    backend: Literal["memory"] = "memory"
+    backend: Literal["memory"] = Field(
+        default="memory",
+        description="memory (in the process), sqlite (a file) or postgres (a database).",
+    )
 
 
 class SqliteStorageConfig(_Retention):
     """A SQLite file (the embedded default). Several processes may share it."""
 
     backend: Literal["sqlite"] = "sqlite"
-    path: str = Field(default="kubebots-conversations.db", min_length=1, max_length=4096)
+    path: str = Field(
+        default="kubebots-conversations.db",
+        min_length=1,
+        max_length=4096,
+        description="The SQLite file (sqlite backend).",
+    )
 
 
 class PostgresStorageConfig(_Retention):
@@ -53,7 +61,9 @@ class PostgresStorageConfig(_Retention):
         pattern=ENV_NAME_PATTERN,
         description="Name of the environment variable holding the full URL (may hold a password).",
     )
-    pool_size: int = Field(default=5, ge=1, le=100)
+    pool_size: int = Field(
+        default=5, ge=1, le=100, description="Connections per runtime replica (postgres backend)."
+    )
 
     @field_validator("url")
     @classmethod

@@ -28,8 +28,12 @@ class ToolHeader(SchemaModel):
     """One request header: a plain value (never for a credential), or the value of a Secret's
     key (secretRef) or of an environment variable of the runtime (valueFromEnv)."""
 
-    name: str = Field(min_length=1, max_length=256, pattern=_HEADER_NAME_PATTERN)
-    value: str | None = Field(default=None, max_length=8192)
+    name: str = Field(
+        min_length=1, max_length=256, pattern=_HEADER_NAME_PATTERN, description="Header name."
+    )
+    value: str | None = Field(
+        default=None, max_length=8192, description="A plain value (never a credential)."
+    )
     secret_ref: SecretKeyRef | None = Field(
         default=None, description="Secret (in the Bot's namespace) and key holding the value."
     )
@@ -79,7 +83,9 @@ class McpServerTool(SchemaModel):
         pattern=_URL_PATTERN,
         description="Streamable HTTP endpoint, e.g. http://files-mcp.tools.svc:8000/mcp.",
     )
-    headers: list[ToolHeader] = Field(default_factory=list, max_length=32)
+    headers: list[ToolHeader] = Field(
+        default_factory=list, max_length=32, description="Headers sent with every request."
+    )
     allowed_tools: list[str] | None = Field(
         default=None,
         max_length=256,
@@ -115,15 +121,21 @@ class HttpTool(SchemaModel):
     """
 
     name: str = Field(pattern=TOOL_NAME_PATTERN, description="The function name.")
-    description: str = Field(default="", max_length=4096)
+    description: str = Field(
+        default="", max_length=4096, description="What the function does, as the model reads it."
+    )
     parameters: dict[str, Any] = Field(
         default_factory=lambda: {"type": "object", "properties": {}},
         description="JSON Schema of the arguments object.",
         json_schema_extra={"x-kubernetes-preserve-unknown-fields": True},
     )
-    method: Literal["GET", "POST", "PUT", "PATCH", "DELETE"] = "GET"
+    method: Literal["GET", "POST", "PUT", "PATCH", "DELETE"] = Field(
+        default="GET", description="HTTP method."
+    )
     url: str = Field(max_length=2048, pattern=_URL_PATTERN, description="URL template.")
-    headers: list[ToolHeader] = Field(default_factory=list, max_length=32)
+    headers: list[ToolHeader] = Field(
+        default_factory=list, max_length=32, description="Headers sent with every call."
+    )
     timeout: float = Field(default=10.0, gt=0.0, le=600.0, description="Seconds per call.")
     max_response_bytes: int = Field(
         default=65_536, ge=1, le=10_000_000, description="Longer responses are cut."
@@ -145,8 +157,16 @@ class HttpTool(SchemaModel):
 class ToolsConfig(SchemaModel):
     """What the model may call, run by the runtime's tool loop."""
 
-    mcp: list[McpServerTool] = Field(default_factory=list, max_length=MAX_TOOL_SOURCES)
-    http: list[HttpTool] = Field(default_factory=list, max_length=MAX_TOOL_SOURCES)
+    mcp: list[McpServerTool] = Field(
+        default_factory=list,
+        max_length=MAX_TOOL_SOURCES,
+        description="MCP servers (streamable HTTP) whose tools the model may call.",
+    )
+    http: list[HttpTool] = Field(
+        default_factory=list,
+        max_length=MAX_TOOL_SOURCES,
+        description="HTTP endpoints offered to the model as functions.",
+    )
     max_tool_steps: int = Field(
         default=8,
         ge=1,

@@ -9,6 +9,7 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from .. import tracing
 from ..errors import ToolError, ToolTimeoutError, ToolUnavailableError
 from ..llm.base import ToolCall
 from .base import ToolResult, ToolSource, ToolSpec
@@ -94,7 +95,21 @@ class Toolset:
 
     async def run(self, call: ToolCall, *, within: float | None = None) -> ToolResult:
         """Run the model's ``call`` within the tool's timeout (and ``within`` seconds, what is
-        left of the turn's deadline, if shorter)."""
+        left of the turn's deadline, if shorter), in a span naming the tool and its outcome
+        (never its arguments or result)."""
+        attributes = {
+            "gen_ai.operation.name": "execute_tool",
+            "gen_ai.tool.call.id": call.id,
+            "kubebots.bot.id": self.bot_id,
+        }
+        name = "execute_tool"
+        if call.name in self._tools:  # a name the model made up is not repeated
+            attributes["gen_ai.tool.name"] = call.name
+            name = f"execute_tool {call.name}"
+        with tracing.span(name, attributes):
+            return await self._run(call, within)
+
+    async def _run(self, call: ToolCall, within: float | None) -> ToolResult:
         started = time.perf_counter()
         held = self._tools.get(call.name)
         if held is None:
@@ -134,7 +149,10 @@ class Toolset:
     ) -> ToolResult:
         seconds = time.perf_counter() - started
         self.stats.record(self.bot_id, call.name, outcome, seconds)
+        span = tracing.current_span()  # the call's, from run()
+        span.set_attribute("kubebots.tool.outcome", outcome)
         if outcome != "ok":
+            tracing.failed(span, outcome)
             log.warning(
                 "bot %s: tool %s call %s failed (%s, %.3fs)",
                 self.bot_id,

@@ -43,6 +43,7 @@ def test_serve_embedded_default(tmp_path: Path) -> None:
         assert r.json()["response"] == "echo: private-words-42"
         models = httpx.get(f"{base}/v1/models").json()
         assert "default:support" in [m["id"] for m in models["data"]]
+        assert httpx.get(f"{base}/ui").status_code == 200  # the console, on by default here
         assert (tmp_path / ".kubebots" / "store.db").exists()
         # the example Bots' relative sqlite path lives under the data dir, not the cwd
         assert (tmp_path / ".kubebots" / "conversations.db").exists()
@@ -53,6 +54,7 @@ def test_serve_embedded_default(tmp_path: Path) -> None:
     assert proc.returncode == 130, err  # stopped by SIGINT, after a graceful shutdown
     assert "Application shutdown complete" in err
     assert f"kubebots is serving on {base}" in err
+    assert f"console: {base}/ui" in err
     assert f"curl -s {base}/bots/default:sales/chat" in err  # the first Bot applied
     assert "authentication is OFF" in err
     assert "OPENAI_API_KEY is not set" in err

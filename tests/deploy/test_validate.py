@@ -32,6 +32,8 @@ KUSTOMIZATIONS = sorted(
 EXAMPLES = sorted(
     {*(ROOT / "examples").rglob("*.yaml"), *(ROOT / "examples" / "bots").glob("*.yaml")}
 )
+#: The structure of ServiceMonitor and PrometheusRule (not in kubernetes-validate).
+MONITORING_CRDS = ROOT / "tests" / "deploy" / "schemas" / "monitoring.coreos.com.yaml"
 #: The quickstart's example Bots (shipped in the ConfigMap kubebots-example-bots).
 QUICKSTART_BOT = ROOT / "deploy" / "quickstart" / "bots" / "hello.yaml"
 
@@ -85,9 +87,11 @@ def to_json_schema(node: Any) -> Any:
 
 @cache
 def crds() -> dict[tuple[str, str, str], dict[str, Any]]:
-    """(group, version, kind) -> JSON Schema, for every CRD the quickstart installs."""
+    """(group, version, kind) -> JSON Schema, for every CRD the quickstart installs and the
+    Prometheus Operator's kinds deploy/monitoring uses (:data:`MONITORING_CRDS`)."""
     found: dict[tuple[str, str, str], dict[str, Any]] = {}
-    for crd in render(ROOT / "deploy" / "quickstart").objects:
+    monitoring = [d for d in yaml.safe_load_all(MONITORING_CRDS.read_text()) if d]
+    for crd in [*render(ROOT / "deploy" / "quickstart").objects, *monitoring]:
         if crd["kind"] != "CustomResourceDefinition":
             continue
         spec = crd["spec"]

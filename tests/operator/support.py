@@ -8,15 +8,16 @@ import asyncio
 import base64
 import json
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, NamedTuple
 
 from kubernetes.client.exceptions import ApiException
 
+from kubebots.operator.events import BotEvent
 from kubebots.operator.kube import FINALIZER
-from kubebots.operator.reconcile import SecretMissingError
+from kubebots.operator.reconcile import BotRef, SecretMissingError
 from kubebots.operator.services import OperatorMemo, OperatorServices, assemble
 from kubebots.operator.settings import OperatorSettings
 from kubebots.runtime.configstore import MemoryConfigStore, StoreError
@@ -143,6 +144,23 @@ class FakeStatusPatcher:
         return str(next(c["reason"] for c in status["conditions"] if c["type"] == "Ready"))
 
 
+class RecordedEvents:
+    """Records the events posted on each Bot, in order (an :class:`EventPoster`)."""
+
+    def __init__(self) -> None:
+        self.posted: list[tuple[str, BotEvent]] = []
+        self.binds = 0
+
+    def bind(self) -> None:
+        self.binds += 1
+
+    def post(self, ref: BotRef, events: Sequence[BotEvent]) -> None:
+        self.posted += [(ref.name, e) for e in events]
+
+    def reasons(self, name: str) -> list[str]:
+        return [e.reason for n, e in self.posted if n == name]
+
+
 class FakeFinalizers:
     """Each Bot's finalizers as the API would hold them after our JSON patches; ``stale`` names
     Bots whose object changed since the event (the test of the patch fails)."""
@@ -208,6 +226,7 @@ class Operator:
     secrets: FakeSecretVersions
     patcher: FakeStatusPatcher
     finalizers: FakeFinalizers
+    events: RecordedEvents
 
 
 def operator(
@@ -226,10 +245,18 @@ def operator(
     settings = settings or OperatorSettings(
         ready_wait=0.2, replica_max_age=60, reports_ttl=0, retry_interval=0.01
     )
+    events = RecordedEvents()
     services = assemble(
-        settings, store, secrets=secrets, finalizers=finalizers, patcher=patcher, clock=clock
+        settings,
+        store,
+        secrets=secrets,
+        finalizers=finalizers,
+        patcher=patcher,
+        clock=clock,
+        events=events,
     )
-    return Operator(OperatorMemo(services=services), services, secrets, patcher, finalizers)
+    memo = OperatorMemo(services=services)
+    return Operator(memo, services, secrets, patcher, finalizers, events)
 
 
 # -- the Kubernetes API ------------------------------------------------------------------------

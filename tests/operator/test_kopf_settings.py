@@ -23,9 +23,14 @@ def test_kopf_leaves_our_finalizer_and_builds_no_diff_base() -> None:
     assert not patch  # nothing written to the object
 
 
-def test_kopf_posts_events_only_for_problems_and_uses_our_annotation_prefix() -> None:
+def test_kopf_posts_our_events_only_and_uses_our_annotation_prefix() -> None:
     settings = kopf.OperatorSettings()
-    tune(settings, OperatorSettings(annotation_prefix="bots.example.com"))
-    assert settings.posting.level >= 30  # WARNING
+    tune(settings, OperatorSettings(annotation_prefix="bots.example.com", api_connections=8))
+    # kopf.info posts (Normal events: Synced, Ready, Deleted); log lines are never posted
+    assert settings.posting.enabled and settings.posting.level <= 20  # INFO
+    assert settings.posting.loggers is False
+    # a burst posts on half the connections at most, the others left to the status patches
+    assert settings.posting.worker_limit == 4
+    assert settings.posting.reporting_component == "kubebots-operator"
     assert settings.persistence.progress_storage.prefix == "bots.example.com"
     assert settings.watching.client_timeout > settings.watching.server_timeout

@@ -11,14 +11,13 @@ from typing import Any
 from kubebots.operator.reconcile import Applied, BotRef
 from kubebots.operator.status import (
     ReportsCache,
-    Serving,
     comparable,
     differs,
-    serving_from,
     status_patch,
     wait_served,
 )
 from kubebots.runtime.configstore import BotReport, MemoryConfigStore, ReplicaReport
+from kubebots.runtime.configstore.serving import Serving, serving_from
 
 from .support import SPEC
 

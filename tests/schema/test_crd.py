@@ -51,10 +51,20 @@ def test_schema_is_structural_and_shaped_for_1_20() -> None:
     assert crd["apiVersion"] == "apiextensions.k8s.io/v1"
     assert crd["metadata"]["name"] == "bots.kubebots.io"
     names = crd["spec"]["names"]
-    assert names["shortNames"] == ["bot"] and names["categories"] == ["kubebots"]
+    assert names["shortNames"] == ["kb", "bot"] and names["categories"] == ["kubebots"]
     assert version["subresources"] == {"status": {}}
-    columns = [c["name"] for c in version["additionalPrinterColumns"]]
-    assert columns == ["Ready", "Model", "Served", "Age"]
+    columns = {c["name"]: c for c in version["additionalPrinterColumns"]}
+    assert list(columns) == ["Ready", "Reason", "Model", "Served", "Age", "Message"]
+    ready = '.status.conditions[?(@.type=="Ready")]'
+    assert columns["Ready"]["jsonPath"] == f"{ready}.status"
+    assert columns["Reason"]["jsonPath"] == f"{ready}.reason"
+    assert columns["Message"] == {  # -o wide only
+        "name": "Message",
+        "type": "string",
+        "jsonPath": f"{ready}.message",
+        "priority": 1,
+    }
+    assert all("priority" not in c for n, c in columns.items() if n != "Message")
     spec = schema["properties"]["spec"]["properties"]
     assert spec["llm"]["properties"]["provider"]["enum"] == ["openai", "echo"]
     assert spec["conversationStorage"]["properties"]["backend"]["enum"] == [
@@ -105,3 +115,40 @@ def test_tools_in_the_spec_and_the_status() -> None:
         "tools": "integer",
         "replicas": "integer",
     }
+
+
+def undescribed(node: Any, path: str = "") -> list[str]:
+    """The properties (at any depth, list items too) without a description."""
+    missing = []
+    if isinstance(node, dict):
+        for name, prop in (node.get("properties") or {}).items():
+            if not prop.get("description"):
+                missing.append(f"{path}.{name}")
+            missing += undescribed(prop, f"{path}.{name}")
+        if isinstance(node.get("items"), dict):
+            missing += undescribed(node["items"], f"{path}[]")
+    return missing
+
+
+def descriptions(node: Any) -> list[str]:
+    if isinstance(node, dict):
+        found = [node["description"]] if isinstance(node.get("description"), str) else []
+        return found + [d for value in node.values() for d in descriptions(value)]
+    if isinstance(node, list):
+        return [d for item in node for d in descriptions(item)]
+    return []
+
+
+def test_every_field_has_a_plain_text_description_for_kubectl_explain() -> None:
+    schema = bot_crd()["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
+    assert schema.get("description")
+    # metadata is the apiserver's: it refuses a CRD that says more of it than its type
+    assert undescribed(schema) == [".metadata"]
+    assert schema["properties"]["metadata"] == {"type": "object"}
+    texts = descriptions(schema)
+    assert len(texts) > 100
+    # one paragraph of plain text: no reST quotes or roles, no docstring line breaks
+    assert [t for t in texts if "`" in t or "\n" in t or ":class:" in t] == []
+    spec = schema["properties"]["spec"]["properties"]
+    backend = spec["conversationStorage"]["properties"]["backend"]
+    assert "postgres" in backend["description"]  # kept when the union is merged

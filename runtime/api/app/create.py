@@ -41,6 +41,7 @@ from .middleware import RequestContextMiddleware
 from .openai_errors import register_openai_error_handlers
 from .quota import Quota
 from .routers import bots, chat, conversations, health, models, openai
+from .routers.ui import ui_router
 from .settings import RuntimeSettings
 from .state import RuntimeState
 
@@ -203,6 +204,8 @@ def create_app(
     register_openai_error_handlers(app)  # after them: /v1 answers errors in OpenAI's shape
     for module in (chat, conversations, bots, openai, models, health):
         app.include_router(module.router)
+    if settings.ui:
+        app.include_router(ui_router())
     app.add_middleware(
         RequestContextMiddleware, metrics=metrics, max_body_bytes=settings.max_body_bytes
     )

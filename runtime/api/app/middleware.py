@@ -2,7 +2,9 @@
 
 Per request: a request id (``X-Request-ID`` kept when sane, else generated, echoed back), the
 body-size limit (413 in the error format), Prometheus metrics by route template, and one
-structured access-log line. Message content is never logged.
+structured access-log line, and one server span (:mod:`~kubebots.runtime.tracing`) named by the
+route template, a child of the caller's W3C ``traceparent`` when it sends one. Message content
+is never logged.
 """
 
 from __future__ import annotations
@@ -14,8 +16,10 @@ import secrets
 import time
 from typing import Any
 
+from opentelemetry.trace import Span
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from ... import tracing
 from ..exception_handlers import format_error
 from .metrics import Metrics
 from .openai_errors import is_v1, openai_error
@@ -46,12 +50,16 @@ class RequestContextMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        given, declared = "", b""
-        for key, value in scope["headers"]:  # one pass: the two headers we need
+        given, declared, traceparent, tracestate = "", b"", "", ""
+        for key, value in scope["headers"]:  # one pass: the headers we need
             if key == b"x-request-id":
                 given = value.decode("latin-1")
             elif key == b"content-length":
                 declared = value
+            elif key == b"traceparent":
+                traceparent = value.decode("latin-1")
+            elif key == b"tracestate":
+                tracestate = value.decode("latin-1")
         request_id = given if _SAFE_ID.match(given) else secrets.token_hex(16)
         scope.setdefault("state", {})["request_id"] = request_id
         started = time.perf_counter()
@@ -72,15 +80,21 @@ class RequestContextMiddleware:
             length = int(declared or 0)
         except ValueError:
             length = 0
-        try:
-            v1 = is_v1(scope.get("path", ""))
-            if length > self.max_body_bytes:
-                await self._too_large(send_with_id, request_id, v1=v1)
-                return
-            limited = self._limited(receive, send_with_id, request_id, sent, v1=v1)
-            await self.app(scope, limited, send_with_id)
-        finally:
-            self._observe(scope, sent.status, time.perf_counter() - started, request_id)
+        method = scope.get("method", "")
+        parent = tracing.remote_parent(traceparent, tracestate)
+        with tracing.span(method, kind="server", parent=parent) as span:
+            try:
+                v1 = is_v1(scope.get("path", ""))
+                if length > self.max_body_bytes:
+                    await self._too_large(send_with_id, request_id, v1=v1)
+                    return
+                limited = self._limited(receive, send_with_id, request_id, sent, v1=v1)
+                await self.app(scope, limited, send_with_id)
+            finally:
+                seconds = time.perf_counter() - started
+                route = self._observe(scope, sent.status, seconds, request_id)
+                if span.is_recording():
+                    _served(span, method, route, sent.status, request_id)
 
     def _limited(
         self, receive: Receive, send: Send, request_id: str, sent: _Sent, *, v1: bool
@@ -137,7 +151,8 @@ class RequestContextMiddleware:
             )
         return found
 
-    def _observe(self, scope: Scope, status: int, seconds: float, request_id: str) -> None:
+    def _observe(self, scope: Scope, status: int, seconds: float, request_id: str) -> str:
+        """Count the request, log its line; returns its route template."""
         route: Any = scope.get("route")
         template = getattr(route, "path", None) or "unmatched"
         method = scope.get("method", "")
@@ -156,3 +171,16 @@ class RequestContextMiddleware:
                 "client_id": state.get("client_id"),
             },
         )
+        return template
+
+
+def _served(span: Span, method: str, route: str, status: int, request_id: str) -> None:
+    """The server span's name and attributes (HTTP semantic conventions): an answer >= 500 is
+    a failure."""
+    span.update_name(f"{method} {route}")
+    span.set_attribute("http.request.method", method)
+    span.set_attribute("http.route", route)
+    span.set_attribute("http.response.status_code", status)
+    span.set_attribute("kubebots.request_id", request_id)
+    if status >= 500:
+        tracing.failed(span, str(status))

@@ -35,6 +35,7 @@ import math
 import time
 from typing import TYPE_CHECKING, Final, Literal
 
+from ... import tracing
 from ...errors import StorageError
 from ...ratelimit import Decision, Limit, MemoryRateLimiter, RateLimiter
 from ..http_errors import RateLimitError
@@ -114,16 +115,24 @@ class Quota:
         limits = self.limits(caller, turn=turn)
         if not limits:
             return None
-        if turn and limits[0].scope == TOKENS:
-            await self._charges.settled(client_id)  # its previous turns count
-        decision: Decision | None
-        try:
-            decision = await self._limiter.admit(client_id, limits)
-        except StorageError as exc:
-            decision = await self._degraded(client_id, limits, exc)
-        if decision is not None and not decision.allowed:
-            self._refuse(decision)
-        return decision
+        scopes = [limit.scope for limit in limits]
+        with tracing.span(
+            "kubebots.ratelimit.admit", {"kubebots.ratelimit.limits": scopes}
+        ) as span:
+            if turn and limits[0].scope == TOKENS:
+                await self._charges.settled(client_id)  # its previous turns count
+            decision: Decision | None
+            try:
+                decision = await self._limiter.admit(client_id, limits)
+            except StorageError as exc:
+                span.set_attribute("kubebots.ratelimit.degraded", self._on_outage)
+                decision = await self._degraded(client_id, limits, exc)
+            if decision is not None:
+                span.set_attribute("kubebots.ratelimit.allowed", decision.allowed)
+                if not decision.allowed:
+                    span.set_attribute("kubebots.ratelimit.scope", decision.scope)
+                    self._refuse(decision)
+            return decision
 
     def charges_tokens(self, caller: Caller) -> bool:
         """Whether a turn of ``caller`` is charged (the client has a token budget)."""

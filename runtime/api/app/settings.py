@@ -112,6 +112,10 @@ class RuntimeSettings(BaseSettings):
         "https://app.example.com; comma-separated or a JSON list; '*' for any. Empty (the "
         "default): CORS is off.",
     )
+    ui: bool = Field(
+        default=False,
+        description="Serve the web console at /ui (the embedded default turns it on).",
+    )
     log_level: str = "INFO"
     freeze_gc: bool = Field(
         default=True, description="gc.freeze() after start-up and rarer young collections."

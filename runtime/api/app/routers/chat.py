@@ -116,6 +116,17 @@ def _event(item: Delta | ToolEvent, charge: StreamCharge) -> str | None:
     return sse("approval_required", {"calls": calls})
 
 
+def _usage(charge: StreamCharge) -> dict[str, object]:
+    """The turn's usage as ``done`` reports it (``estimated``: counted in words)."""
+    usage = charge.usage()
+    return {
+        "prompt_tokens": usage.prompt_tokens,
+        "completion_tokens": usage.completion_tokens,
+        "total_tokens": usage.total_tokens,
+        "estimated": charge.estimated,
+    }
+
+
 def _turn_stream(
     bot: DynaBot, body: ChatRequest, context: BotContext, charge: StreamCharge
 ) -> AsyncGenerator[Delta | ToolEvent, None]:
@@ -132,7 +143,8 @@ def _turn_stream(
 async def chat_stream(turn: ChatTurnDep) -> StreamingResponse:
     """Like ``/chat``, as Server-Sent Events: ``delta`` events (text), ``tool_call`` and
     ``tool_result`` events around each server-side tool call, ``approval_required`` when the
-    turn stops for approval, then ``done`` (its ``status`` says which) or ``error``.
+    turn stops for approval, then ``done`` (its ``status`` says which, ``usage`` the turn's
+    tokens) or ``error``.
 
     The turn's tokens are charged once the stream ends, however it ends (:class:`StreamCharge`).
     """
@@ -154,7 +166,7 @@ async def chat_stream(turn: ChatTurnDep) -> StreamingResponse:
                     yield event
                 item = await anext(stream, None)
             done = {"conversation_id": body.conversation_id, "bot_id": bot_id, "status": status}
-            yield sse("done", done)
+            yield sse("done", {**done, "usage": _usage(charge)})
         except KubebotsError as exc:
             yield sse("error", error_body(exc))
         finally:

@@ -1,0 +1,145 @@
+"""Kubernetes events on a Bot, one per transition of its status (never one per status tick).
+
+The events are read off two statuses, the one last announced and the one patched now (pure:
+:func:`transitions`), so a status the controller patches again with new replica counts posts
+nothing. Normal events:
+
+- ``Synced``: a generation accepted and written to the config store (or written again: a
+  Secret it names rotated, drift repaired), with its revision;
+- ``Ready``: the Bot's revision served by every live runtime replica (``Ready`` turned True, or
+  a new revision became Ready);
+- ``Deleted``: the Bot's tombstone written (the runtime replicas drop it).
+
+Warning events when ``Ready`` turns False for a problem a user must look at (the reasons of
+:data:`WARNINGS`), once per reason and revision. Messages are the status conditions' messages:
+no Secret value is ever in them.
+
+kopf posts the events in the background (:func:`kopf.info` and :func:`kopf.warn`, under
+``settings.posting.level``); it finds its event queue in context variables set for the handlers
+of a resource only, so :class:`KopfEvents` copies a Bot handler's context the first time one
+runs and posts from the status controller's task in that copy.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal, Protocol, cast
+
+import kopf
+
+from kubebots.runtime.schema import API_GROUP, API_VERSION, KIND
+
+from .reconcile import BotRef
+
+log = logging.getLogger("kubebots.operator.events")
+
+#: The ``Ready`` reasons posted as Warning events when they start.
+WARNINGS = frozenset({"InvalidSpec", "SecretMissing", "ToolUnavailable", "RuntimeError"})
+
+
+@dataclass(frozen=True)
+class BotEvent:
+    type: Literal["Normal", "Warning"]
+    reason: str
+    message: str
+
+
+class EventPoster(Protocol):
+    """Posts events on a Bot (queued: never waits for the API)."""
+
+    def bind(self) -> None:
+        """Called in every Bot handler (before it posts)."""
+
+    def post(self, ref: BotRef, events: Sequence[BotEvent]) -> None: ...
+
+
+class NoEvents:
+    """Posts nothing (a status controller built without Kubernetes, in tests)."""
+
+    def bind(self) -> None:
+        return None
+
+    def post(self, ref: BotRef, events: Sequence[BotEvent]) -> None:
+        return None
+
+
+def _ready(status: Mapping[str, Any]) -> Mapping[str, Any]:
+    for condition in status.get("conditions") or []:
+        if isinstance(condition, Mapping) and condition.get("type") == "Ready":
+            return condition
+    return {}
+
+
+def transitions(old: Mapping[str, Any] | None, new: Mapping[str, Any]) -> list[BotEvent]:
+    """The events of patching ``new`` (a merge patch) over ``old`` (None: no status yet)."""
+    before = dict(old or {})
+    after = {**before, **new}  # what the object holds once the merge patch landed
+    generation, revision = after.get("observedGeneration"), after.get("revision")
+    was, now = _ready(before), _ready(after)
+    events = []
+    synced: Mapping[str, Any] = next(
+        (c for c in after.get("conditions") or [] if c.get("type") == "Synced"), {}
+    )
+    if synced.get("status") == "True" and revision != before.get("revision"):
+        message = f"generation {generation} accepted: in the config store at revision {revision}"
+        events.append(BotEvent("Normal", "Synced", message))
+    if now.get("status") == "True" and (
+        was.get("status") != "True" or revision != before.get("revision")
+    ):
+        served = after.get("served", "?")
+        message = f"served by {served} replicas at revision {revision}"
+        events.append(BotEvent("Normal", "Ready", message))
+    reason = now.get("reason")
+    started = (reason, generation, revision) != (
+        was.get("reason"),
+        before.get("observedGeneration"),
+        before.get("revision"),
+    )
+    if now.get("status") == "False" and reason in WARNINGS and started:
+        events.append(BotEvent("Warning", str(reason), str(now.get("message") or reason)))
+    return events
+
+
+def deleted() -> BotEvent:
+    return BotEvent("Normal", "Deleted", "tombstoned in the config store: runtimes drop the Bot")
+
+
+def involved(ref: BotRef) -> dict[str, Any]:
+    """The body kopf builds an event's ``involvedObject`` from."""
+    return {
+        "apiVersion": f"{API_GROUP}/{API_VERSION}",
+        "kind": KIND,
+        "metadata": {"namespace": ref.namespace, "name": ref.name, "uid": ref.uid},
+    }
+
+
+class KopfEvents:
+    """Events posted by kopf's poster (it retries, and posts one object's events in order)."""
+
+    def __init__(self) -> None:
+        self._context: contextvars.Context | None = None
+
+    def bind(self) -> None:
+        """Called in a Bot handler: keep a copy of its context (kopf's event queue in it)."""
+        if self._context is None:
+            self._context = contextvars.copy_context()
+
+    def post(self, ref: BotRef, events: Sequence[BotEvent]) -> None:
+        if not events:
+            return
+        if self._context is None:  # no Bot handler has run: no Bot to post about either
+            log.debug(f"events of {ref.bot_id} not posted: no kopf context yet")
+            return
+        self._context.run(self._post, ref, events)
+
+    @staticmethod
+    def _post(ref: BotRef, events: Sequence[BotEvent]) -> None:
+        body = kopf.Body(cast(kopf.RawBody, involved(ref)))
+        for event in events:
+            if event.type == "Warning":
+                kopf.warn(body, reason=event.reason, message=event.message)
+            else:
+                kopf.info(body, reason=event.reason, message=event.message)

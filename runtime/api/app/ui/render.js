@@ -1,0 +1,111 @@
+// DOM builders. Every text from the API or the user goes in with textContent, never as HTML.
+
+export function el(tag, className, text) {
+  const node = document.createElement(tag);
+  if (className) node.className = className;
+  if (text !== undefined && text !== null) node.textContent = String(text);
+  return node;
+}
+
+export function clear(node) {
+  node.replaceChildren();
+}
+
+/** A Bot's status (`GET /bots/{id}`) as a definition list. */
+export function renderStatus(dl, bot) {
+  clear(dl);
+  const served = bot.served_revision === null ? "not loaded here" : bot.served_revision;
+  const rows = [
+    ["status", bot.status],
+    ["model", `${bot.provider} / ${bot.model}`],
+    ["generation", bot.generation],
+    ["store revision", bot.revision],
+    ["served revision", served],
+  ];
+  if (bot.error) rows.push(["error", bot.error]);
+  for (const [name, value] of rows) {
+    dl.append(el("dt", null, name), el("dd", name === "error" ? "bad" : null, value));
+  }
+}
+
+/** A chat bubble: `{item, body}` (the body is where streamed text goes). */
+export function messageItem(role, text) {
+  const item = el("li", `msg msg-${role}`);
+  item.append(el("span", "role", role));
+  const body = el("div", "body", text);
+  item.append(body);
+  return { item, body };
+}
+
+export function toolCallItem(name, args) {
+  const item = el("li", "tool tool-call");
+  item.append(el("span", "role", "tool call"), el("code", null, `${name}(${args})`));
+  return item;
+}
+
+export function toolResultItem(name, content, isError) {
+  const item = el("li", isError ? "tool tool-result bad" : "tool tool-result");
+  item.append(el("span", "role", `${name || "tool"} returned`), el("code", null, content));
+  return item;
+}
+
+/** A stored conversation's messages (`GET .../conversations/{id}`), tool calls included. */
+export function renderHistory(ol, messages) {
+  clear(ol);
+  const names = new Map();
+  for (const message of messages) {
+    if (message.role === "tool") {
+      const name = names.get(message.tool_call_id);
+      ol.append(toolResultItem(name, message.content, false));
+      continue;
+    }
+    if (message.content || !message.tool_calls) {
+      const { item } = messageItem(message.role, message.content);
+      item.title = message.created_at;
+      ol.append(item);
+    }
+    for (const call of message.tool_calls || []) {
+      names.set(call.id, call.function.name);
+      ol.append(toolCallItem(call.function.name, call.function.arguments));
+    }
+  }
+}
+
+/** The conversation list; `onOpen(id)` opens one. */
+export function renderConversations(ul, ids, current, onOpen) {
+  clear(ul);
+  if (!ids.length) {
+    ul.append(el("li", "muted", "none yet"));
+    return;
+  }
+  for (const id of ids) {
+    const button = el("button", id === current ? "conv current" : "conv", id);
+    button.type = "button";
+    button.addEventListener("click", () => onOpen(id));
+    const item = el("li");
+    item.append(button);
+    ul.append(item);
+  }
+}
+
+/** Natural order (chat-2 before chat-10). */
+export function naturalSort(ids) {
+  return [...ids].sort((a, b) => a.localeCompare(b, "en", { numeric: true }));
+}
+
+/** The next free `chat-N` among `ids`. */
+export function nextConversationId(ids) {
+  const taken = new Set(ids);
+  let n = 1;
+  while (taken.has(`chat-${n}`)) n += 1;
+  return `chat-${n}`;
+}
+
+export function usageText(usage) {
+  if (!usage) return "";
+  const estimated = usage.estimated ? " (estimated)" : "";
+  return (
+    `last turn: ${usage.prompt_tokens} prompt + ${usage.completion_tokens} completion = ` +
+    `${usage.total_tokens} tokens${estimated}`
+  );
+}
