@@ -115,7 +115,7 @@ class DynaBot:
         turn = TurnInput(approvals=dict(approvals))
         return await completion_of(self._turn(context, turn, settings, approvals=True))
 
-    async def stream_turn(
+    def stream_turn(
         self,
         message: str,
         context: BotContext,
@@ -131,12 +131,9 @@ class DynaBot:
         a stream abandoned part-way stores nothing (close it with ``aclose()`` to free the turn).
         ``on_usage`` gets the turn's token usage once, if the provider reports it."""
         turn = TurnInput([ChatMessage("user", message)], stream=True, on_usage=on_usage)
-        async with aclosing(self._turn(context, turn, settings, approvals=True)) as events:
-            async for event in events:
-                if not isinstance(event, TurnCompletion):
-                    yield event
+        return self._streamed(context, turn, settings)
 
-    async def stream_resume(
+    def stream_resume(
         self,
         context: BotContext,
         approvals: Mapping[str, bool],
@@ -146,6 +143,12 @@ class DynaBot:
     ) -> AsyncGenerator[Delta | ToolEvent, None]:
         """:meth:`resume` as :meth:`stream_turn` streams: the decided calls' events first."""
         turn = TurnInput(approvals=dict(approvals), stream=True, on_usage=on_usage)
+        return self._streamed(context, turn, settings)
+
+    async def _streamed(
+        self, context: BotContext, turn: TurnInput, settings: Settings | None
+    ) -> AsyncGenerator[Delta | ToolEvent, None]:
+        """A stored turn's events, without its closing :class:`TurnCompletion`."""
         async with aclosing(self._turn(context, turn, settings, approvals=True)) as events:
             async for event in events:
                 if not isinstance(event, TurnCompletion):

@@ -36,12 +36,11 @@ from __future__ import annotations
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
-from types import TracebackType
 from typing import Any, Self
 
 from ._fake_app import build_app
 from ._fake_reply import FakeCall, FakeReply
-from .server import ThreadedServer
+from .server import Served, ThreadedServer
 
 
 @dataclass
@@ -62,7 +61,7 @@ class Fault:
         return self.error_after is not None or self.drop_after is not None
 
 
-class FakeOpenAIServer:
+class FakeOpenAIServer(Served):
     """An OpenAI-compatible server on a real port; thread-safe enough for tests."""
 
     def __init__(
@@ -197,14 +196,3 @@ class FakeOpenAIServer:
     def running(self) -> bool:
         """Whether the server thread is alive."""
         return self._threaded is not None and self._threaded.running
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()

@@ -16,7 +16,29 @@ import uvicorn
 from starlette.types import ASGIApp
 
 
-class ThreadedServer:
+class Served:
+    """``with`` for a test server: ``start()`` (returning the server) on entry, ``stop()`` on
+    exit."""
+
+    def start(self) -> Self:
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+
+class ThreadedServer(Served):
     """``with ThreadedServer(app) as server: httpx.get(server.url + "/healthz")``."""
 
     def __init__(
@@ -77,14 +99,3 @@ class ThreadedServer:
             self._thread.join(timeout=5.0)
         self._server = None
         self._thread = None
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()

@@ -29,7 +29,6 @@ from __future__ import annotations
 import asyncio
 import threading
 from dataclasses import dataclass
-from types import TracebackType
 from typing import Any, Self
 
 from starlette.applications import Starlette
@@ -38,7 +37,7 @@ from starlette.responses import JSONResponse, PlainTextResponse, RedirectRespons
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from .server import ThreadedServer
+from .server import Served, ThreadedServer
 
 #: What the MCP server's ``lookup`` tool knows.
 LOOKUP = {"capital-of-france": "Paris", "answer": "42"}
@@ -93,7 +92,7 @@ def _recording(app: ASGIApp, recorder: _Recorder) -> ASGIApp:
     return wrapped
 
 
-class _Served:
+class _Served(Served):
     """A recorded app served by a :class:`ThreadedServer`; subclasses build the app."""
 
     def __init__(self, *, port: int = 0, name: str) -> None:
@@ -134,17 +133,6 @@ class _Served:
         self.stop()
         self._recorder = _Recorder()
         return self.start()
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
 
 class McpToolServer(_Served):
