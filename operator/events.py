@@ -4,6 +4,7 @@ The events are read off two statuses, the one last announced and the one patched
 :func:`transitions`), so a status the controller patches again with new replica counts posts
 nothing. Normal events:
 
+- ``Accepted``: a new generation's spec is valid (once per generation);
 - ``Synced``: a generation accepted and written to the config store (or written again: a
   Secret it names rotated, drift repaired), with its revision;
 - ``Ready``: the Bot's revision served by every live runtime replica (``Ready`` turned True, or
@@ -66,11 +67,15 @@ class NoEvents:
         return None
 
 
-def _ready(status: Mapping[str, Any]) -> Mapping[str, Any]:
+def _condition(status: Mapping[str, Any], kind: str) -> Mapping[str, Any]:
     for condition in status.get("conditions") or []:
-        if isinstance(condition, Mapping) and condition.get("type") == "Ready":
+        if isinstance(condition, Mapping) and condition.get("type") == kind:
             return condition
     return {}
+
+
+def _ready(status: Mapping[str, Any]) -> Mapping[str, Any]:
+    return _condition(status, "Ready")
 
 
 def transitions(old: Mapping[str, Any] | None, new: Mapping[str, Any]) -> list[BotEvent]:
@@ -80,6 +85,9 @@ def transitions(old: Mapping[str, Any] | None, new: Mapping[str, Any]) -> list[B
     generation, revision = after.get("observedGeneration"), after.get("revision")
     was, now = _ready(before), _ready(after)
     events = []
+    accepted = _condition(after, "Accepted")
+    if accepted.get("status") == "True" and generation != before.get("observedGeneration"):
+        events.append(BotEvent("Normal", "Accepted", f"generation {generation}: the spec is valid"))
     synced: Mapping[str, Any] = next(
         (c for c in after.get("conditions") or [] if c.get("type") == "Synced"), {}
     )

@@ -58,8 +58,9 @@ def test_kubectl_get_bots_shows_ready_reason_model_served(stack: Stack) -> None:
 def test_events_one_per_transition(stack: Stack) -> None:
     stack.apply(bot_yaml(stack.ns, "evented", echo_spec("first")))
     stack.wait_ready("evented")
-    seen = wait_events(stack, "evented", {("Normal", "Synced"), ("Normal", "Ready")})
-    assert seen == [("Normal", "Synced"), ("Normal", "Ready")]
+    want = [("Normal", "Accepted"), ("Normal", "Synced"), ("Normal", "Ready")]
+    seen = wait_events(stack, "evented", set(want))
+    assert seen == want
     # a typo: the operator refuses it by name (the apiserver preserves unknown fields)
     stack.apply(bot_yaml(stack.ns, "evented", "llm: {provider: echo}\nsystemPromt: typo"))
     seen = wait_events(stack, "evented", {("Warning", "InvalidSpec")})

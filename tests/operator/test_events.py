@@ -49,6 +49,19 @@ def reasons(events: list[BotEvent]) -> list[tuple[str, str]]:
     return [(e.type, e.reason) for e in events]
 
 
+def test_a_new_generation_whose_spec_is_valid_posts_accepted_once() -> None:
+    valid = status("False", "RollingOut", served="0/1")
+    valid["conditions"].insert(0, {"type": "Accepted", "status": "True", "reason": "Valid"})
+    events = transitions(None, valid)
+    assert reasons(events) == [("Normal", "Accepted"), ("Normal", "Synced")]
+    assert events[0].message == "generation 1: the spec is valid"
+    assert reasons(transitions(valid, {**valid, "served": "1/1"})) == []
+    assert reasons(transitions(valid, {**valid, "observedGeneration": 2}))[0] == (
+        "Normal",
+        "Accepted",
+    )
+
+
 def test_a_new_bot_posts_synced_then_ready_once() -> None:
     rolling = status("False", "RollingOut", served="0/2")
     assert reasons(transitions(None, rolling)) == [("Normal", "Synced")]
@@ -110,7 +123,7 @@ async def test_the_handler_and_the_controller_post_each_transition_once() -> Non
     store = MemoryConfigStore()
     m = operator(store)
     first = await run_reconcile(m, meta(), SPEC)
-    assert m.events.reasons("support") == ["Synced"]
+    assert m.events.reasons("support") == ["Accepted", "Synced"]
     assert m.events.binds == 1
     feed = m.services.status_feed
     await report(store, "r1", first["revision"])
@@ -119,7 +132,7 @@ async def test_the_handler_and_the_controller_post_each_transition_once() -> Non
     # a watch event with the handler's (older) status: the controller patches again, no event
     await event(m, meta(), SPEC, first)
     await feed.tick()
-    assert m.events.reasons("support") == ["Synced", "Ready"]
+    assert m.events.reasons("support") == ["Accepted", "Synced", "Ready"]
     ready = [e for _, e in m.events.posted][-1]
     assert ready.message == f"served by 1/1 replicas at revision {first['revision']}"
     # the replica fails the bot: one warning, however many ticks
@@ -128,7 +141,7 @@ async def test_the_handler_and_the_controller_post_each_transition_once() -> Non
     await report(store, "r1", first["revision"], broken)
     for _ in range(3):
         await feed.tick()
-    assert m.events.reasons("support") == ["Synced", "Ready", "RuntimeError"]
+    assert m.events.reasons("support") == ["Accepted", "Synced", "Ready", "RuntimeError"]
 
 
 async def test_a_missing_secret_warns_and_a_deleted_bot_posts_deleted() -> None:
@@ -137,14 +150,14 @@ async def test_a_missing_secret_warns_and_a_deleted_bot_posts_deleted() -> None:
     m = operator(store, secrets)
     spec = secret_spec("llm-keys", "api-key")
     await run_reconcile(m, meta(), spec)
-    assert m.events.reasons("support") == ["SecretMissing"]
-    ((_, warning),) = m.events.posted
+    assert m.events.reasons("support") == ["Accepted", "SecretMissing"]  # valid, not written
+    (_, warning) = m.events.posted[-1]
     assert "llm-keys" in warning.message and warning.type == "Warning"
     writer = asyncio.create_task(m.services.tombstones.run())
     deleting = meta(deletionTimestamp="2026-01-01T00:00:00Z")
     await asyncio.wait_for(event(m, deleting, spec), 10)
     writer.cancel()
-    assert m.events.reasons("support") == ["SecretMissing", "Deleted"]
+    assert m.events.reasons("support") == ["Accepted", "SecretMissing", "Deleted"]
     assert m.finalizers.held["support"] == []
 
 
