@@ -334,6 +334,6 @@ def check_bots(cp: ControlPlane) -> None:
 
     # bot/hello: created by `kubebots create-bots` above.
     header = cp.kubectl("get", "bots", "-A", check=True).stdout.splitlines()[0].split()
-    assert header == ["NAMESPACE", "NAME", "READY", "MODEL", "SERVED", "AGE"]
+    assert header == ["NAMESPACE", "NAME", "READY", "REASON", "MODEL", "SERVED", "AGE"]
     short = cp.kubectl("get", "bot", "hello", "-o", "name", check=True).stdout.strip()
     assert short == "bot.kubebots.io/hello"
