@@ -22,6 +22,7 @@ class Console {
     this.conversation = null;
     this.conversations = [];
     this.busy = false;
+    this.loading = 0; // Bots or conversations being opened: no sending until they are shown
     this.chat = new ChatView(
       { messages: $("messages"), approvals: $("approvals"), usage: $("usage") },
       {
@@ -68,7 +69,7 @@ class Console {
 
   setBusy(busy) {
     this.busy = busy;
-    const ready = this.bot !== null && !busy;
+    const ready = this.bot !== null && !busy && this.loading === 0;
     $("message").disabled = !ready;
     $("send").disabled = !ready;
     $("new-conversation").disabled = !ready;
@@ -117,18 +118,31 @@ class Console {
     this.setBusy(false);
   }
 
+  /** Run `action` with the composer off, so a message typed meanwhile is not sent elsewhere. */
+  async whileLoading(action) {
+    this.loading += 1;
+    this.setBusy(this.busy);
+    try {
+      await action();
+    } finally {
+      this.loading -= 1;
+      this.setBusy(this.busy);
+    }
+  }
+
   async selectBot(bot) {
     this.showError("");
     this.bot = bot;
     $("bot").value = bot;
     sessionStorage.setItem(BOT_ITEM, bot);
     $("usage").textContent = "";
-    this.setBusy(false);
-    await this.refresh();
-    if (bot !== this.bot) return; // another Bot was picked meanwhile
-    const remembered = sessionStorage.getItem(conversationItem(bot));
-    const latest = this.conversations[this.conversations.length - 1];
-    await this.openConversation(remembered || latest || nextConversationId(this.conversations));
+    await this.whileLoading(async () => {
+      await this.refresh();
+      if (bot !== this.bot) return; // another Bot was picked meanwhile
+      const remembered = sessionStorage.getItem(conversationItem(bot));
+      const latest = this.conversations[this.conversations.length - 1];
+      await this.openConversation(remembered || latest || nextConversationId(this.conversations));
+    });
   }
 
   /** The Bot's status and its conversation list, fetched again. */
@@ -158,17 +172,19 @@ class Console {
     const stored = this.conversations.includes(id);
     $("conversation-title").textContent = stored ? id : `${id} (new: send a message to start it)`;
     if (!stored) return;
-    await this.attempt(async () => {
-      const conversation = await api.getConversation(bot, id);
-      if (bot === this.bot && id === this.conversation) {
-        renderHistory($("messages"), conversation.messages);
-      }
-    });
+    await this.whileLoading(() =>
+      this.attempt(async () => {
+        const conversation = await api.getConversation(bot, id);
+        if (bot === this.bot && id === this.conversation) {
+          renderHistory($("messages"), conversation.messages);
+        }
+      }),
+    );
   }
 
   async send() {
     const text = $("message").value;
-    if (!text.trim() || this.busy || !this.bot) return;
+    if (!text.trim() || this.busy || this.loading || !this.bot) return;
     $("message").value = "";
     this.showError("");
     const id = this.conversation;
