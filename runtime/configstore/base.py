@@ -29,6 +29,7 @@ from typing import (
 )
 
 from ..errors import StorageError
+from .counters import GenerationCounters
 
 EventType = Literal["PUT", "DELETE"]
 #: A Bot spec as written: a JSON object (camelCase keys).
@@ -112,6 +113,9 @@ class BotReport:
     reason: str | None = None
     #: ``(MCP server name, tools discovered there)`` of the bot this replica serves, sorted
     tools: tuple[tuple[str, int], ...] = ()
+    #: per-generation turn counts of a bot under rollout (:mod:`.counters`), one per
+    #: (generation, window, shadow); empty for a bot not under rollout
+    rollout: tuple[GenerationCounters, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -21,6 +21,7 @@ from .document import (
 )
 from .llm import LLMConfig, SecretKeyRef
 from .parse import field_errors, parse_bot_config
+from .rollout import RolloutAnalysis, RolloutConfig, RolloutStep
 from .storage import (
     ConversationStorageConfig,
     MemoryStorageConfig,
@@ -42,6 +43,9 @@ __all__ = [
     "MemoryConfig",
     "MemoryStorageConfig",
     "PostgresStorageConfig",
+    "RolloutAnalysis",
+    "RolloutConfig",
+    "RolloutStep",
     "SecretKeyRef",
     "SqliteStorageConfig",
     "bot_id_for",

@@ -8,6 +8,7 @@ from pydantic import Field
 
 from ._base import SchemaModel
 from .llm import LLMConfig
+from .rollout import RolloutConfig
 from .storage import ConversationStorageConfig, MemoryStorageConfig
 from .tools import ToolsConfig
 
@@ -51,3 +52,7 @@ class BotConfig(SchemaModel):
     memory: MemoryConfig = Field(default_factory=MemoryConfig)
     limits: LimitsConfig = Field(default_factory=LimitsConfig)
     tools: ToolsConfig = Field(default_factory=ToolsConfig)
+    rollout: RolloutConfig | None = Field(
+        default=None,
+        description="Roll spec changes out gradually (canary, shadow) instead of all at once.",
+    )
