@@ -2,10 +2,12 @@
 
 Per Bot: its generation and store revision, how many live runtime replicas serve that revision
 (the rule of the operator's ``Ready``: :mod:`..configstore.serving`), the errors the replicas
-report for it with their reasons, the fallback LLM endpoints answering for it, and the tools
-its MCP servers offer. A replica is live while its heartbeat is younger than
-``--replica-max-age`` (the operator's ``KUBEBOTS_REPLICA_MAX_AGE``, 15 s by default). Nothing
-is written: a store that does not exist is an error.
+report for it with their reasons, the fallback LLM endpoints answering for it, the tools its
+MCP servers offer, and its rollout (a candidate generation beside the stable one, see
+docs/rollouts.md): phase, step, weight and how many replicas serve the candidate. A replica is
+live while its heartbeat is younger than ``--replica-max-age`` (the operator's
+``KUBEBOTS_REPLICA_MAX_AGE``, 15 s by default). Nothing is written: a store that does not
+exist is an error.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from ..configstore import DEFAULT_STORE_URL, ReplicaReport, StoreEntry, open_config_store
+from ..configstore.rollout import candidate_id, decode_state, is_candidate
 from ..configstore.serving import Serving, serving_from
 from ..errors import KubebotsError
 
@@ -51,7 +54,25 @@ def reason(live: Serving) -> str:
     return "RollingOut" if live.served < live.replicas else "Serving"
 
 
-def bot_status(entry: StoreEntry, live: Serving) -> dict[str, Any]:
+def rollout_status(candidate: StoreEntry, live: Serving) -> dict[str, Any]:
+    """A Bot's rollout as its candidate entry says (``-o json``'s ``rollout``)."""
+    state = decode_state(candidate.annotations)
+    return {
+        "phase": state.phase if state else "Unknown",
+        "step": state.step + 1 if state else None,
+        "weight": state.weight if state else None,
+        "shadow": state.shadow if state else None,
+        "attempt": state.attempt if state else None,
+        "reason": state.reason if state else "",
+        "candidateGeneration": candidate.generation,
+        "candidateRevision": candidate.revision,
+        "candidateServed": f"{live.served}/{live.replicas}",
+    }
+
+
+def bot_status(
+    entry: StoreEntry, live: Serving, rollout: dict[str, Any] | None = None
+) -> dict[str, Any]:
     """One Bot's status as ``-o json`` prints it."""
     why = reason(live)
     return {
@@ -68,13 +89,36 @@ def bot_status(entry: StoreEntry, live: Serving) -> dict[str, Any]:
         "errorReasons": list(live.reasons),
         "fallbacks": [{"endpoint": e, "replicas": n} for e, n in live.fallbacks],
         "tools": [{"name": s, "tools": t, "replicas": r} for s, t, r in live.tools],
+        "rollout": rollout,
     }
 
 
 def statuses(
     entries: Sequence[StoreEntry], reports: Sequence[ReplicaReport]
 ) -> list[dict[str, Any]]:
-    return [bot_status(e, serving_from(reports, e.bot_id, e.revision)) for e in entries]
+    """The Bots' statuses; a candidate entry shows as its Bot's ``rollout``, not as a Bot."""
+    candidates = {e.bot_id: e for e in entries if is_candidate(e.bot_id)}
+    out = []
+    for e in entries:
+        if is_candidate(e.bot_id):
+            continue
+        candidate = candidates.get(candidate_id(e.bot_id))
+        rollout = None
+        if candidate is not None:
+            served = serving_from(reports, candidate.bot_id, candidate.revision)
+            rollout = rollout_status(candidate, served)
+        out.append(bot_status(e, serving_from(reports, e.bot_id, e.revision), rollout))
+    return out
+
+
+def _rollout(bot: Mapping[str, Any]) -> str:
+    rollout = bot.get("rollout")
+    if not rollout:
+        return "-"
+    if rollout["phase"] != "Progressing":
+        return f"{rollout['phase']}:{rollout['candidateGeneration']}"
+    mode = "shadow" if rollout["shadow"] else "canary"
+    return f"{mode} {rollout['weight']}%->{rollout['candidateGeneration']}"
 
 
 def _tools(bot: Mapping[str, Any]) -> str:
@@ -84,14 +128,15 @@ def _tools(bot: Mapping[str, Any]) -> str:
 def table(bots: Sequence[Mapping[str, Any]], revision: int, replicas: int) -> str:
     lines = [
         f"{'BOT':<40} {'GENERATION':>10} {'REVISION':>9} {'SERVED':>7}  "
-        f"{'READY':<5}  {'REASON':<16} {'TOOLS':<20} ERROR"
+        f"{'READY':<5}  {'REASON':<16} {'ROLLOUT':<18} {'TOOLS':<20} ERROR"
     ]
     for b in bots:
         error = b["errors"][0] if b["errors"] else "-"
         more = f" (+{len(b['errors']) - 1} more)" if len(b["errors"]) > 1 else ""
         lines.append(
             f"{b['botId']:<40} {b['generation']:>10} {b['revision']:>9} {b['served']:>7}  "
-            f"{b['ready']!s:<5}  {b['reason']:<16} {_tools(b):<20} {error}{more}"
+            f"{b['ready']!s:<5}  {b['reason']:<16} {_rollout(b):<18} {_tools(b):<20} "
+            f"{error}{more}"
         )
     lines.append(f"({len(bots)} bots, store revision {revision}, {replicas} live replicas)")
     return "\n".join(lines)
@@ -104,11 +149,15 @@ async def _status(url: str, wanted: Sequence[str], max_age: float, output: str) 
         reports = await store.replica_reports(max_age_seconds=max_age)
     finally:
         await store.close()
-    missing = sorted(set(wanted) - {e.bot_id for e in entries})
+    missing = sorted(set(wanted) - {e.bot_id for e in entries if not is_candidate(e.bot_id)})
     if missing:
         print(f"error: not in the store: {', '.join(missing)}", file=sys.stderr)
         return 1
-    chosen = [e for e in entries if not wanted or e.bot_id in wanted]
+    chosen = [
+        e
+        for e in entries
+        if not wanted or e.bot_id in wanted or e.bot_id in map(candidate_id, wanted)
+    ]
     bots = statuses(sorted(chosen, key=lambda e: e.bot_id), reports)
     if output == "json":
         document = {"storeRevision": revision, "replicas": len(reports), "bots": bots}

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from kubebots.runtime.configstore import BotReport, ReplicaReport, open_config_store
+from kubebots.runtime.configstore.rollout import ROLLOUT_ANNOTATION, RolloutState, candidate_id
 
 from .support import kubebots
 
@@ -100,12 +101,17 @@ def test_status_of_the_embedded_store(tmp_path: Path) -> None:
         "SERVED",
         "READY",
         "REASON",
+        "ROLLOUT",
         "TOOLS",
         "ERROR",
     ]
-    assert table[1].split()[:7] == ["team:one", "1", "1", "1/2", "False", "ToolUnavailable", "-"]
+    assert table[1].split()[:8] == [
+        "team:one", "1", "1", "1/2", "False", "ToolUnavailable", "-", "-"
+    ]  # fmt: skip
     assert table[1].endswith("replica team-r2: MCP server files: connection refused")
-    assert table[2].split() == ["team:two", "1", "2", "2/2", "True", "Serving", "files=4", "-"]
+    assert table[2].split() == [
+        "team:two", "1", "2", "2/2", "True", "Serving", "-", "files=4", "-"
+    ]  # fmt: skip
     assert table[3] == "(2 bots, store revision 2, 2 live replicas)"
 
     # the default max age (15 s) counts the third replica: it has not applied anything
@@ -148,3 +154,53 @@ def test_status_of_a_postgres_store(tmp_path: Path, postgres_url: str) -> None:
     assert two["tools"] == [{"name": "files", "tools": 4, "replicas": 2}]
     assert two["revision"] > one["revision"] and document["storeRevision"] >= two["revision"]
     assert not (tmp_path / ".kubebots").exists()
+
+
+async def put_candidate(url: str, bot_id: str, state: RolloutState) -> None:
+    """A candidate entry beside ``bot_id``'s, as the operator writes one during a rollout."""
+    store = await open_config_store(url, create=False)
+    try:
+        stable = await store.get(bot_id)
+        assert stable is not None
+        annotations = {ROLLOUT_ANNOTATION: state.to_annotation()}
+        config = {"systemPrompt": "second, improved"}
+        await store.put(
+            candidate_id(bot_id), config, generation=2, uid=stable.uid, annotations=annotations
+        )
+    finally:
+        await store.close()
+
+
+def test_status_shows_a_rollout_on_its_bot_not_as_a_bot(tmp_path: Path) -> None:
+    (tmp_path / "two.yaml").write_text(TWO.format(ns="team"))
+    assert kubebots("store", "apply", "-f", "two.yaml", cwd=tmp_path).returncode == 0
+    url = f"sqlite:{tmp_path / '.kubebots' / 'store.db'}"
+    state = RolloutState("Progressing", 1, 1, 30, False, 1, 0.0)
+    asyncio.run(put_candidate(url, "team:two", state))
+
+    document = status_json(cwd=tmp_path)
+    assert [b["botId"] for b in document["bots"]] == ["team:one", "team:two"]
+    one, two = document["bots"]
+    assert one["rollout"] is None
+    assert two["generation"] == 1  # the stable generation keeps the Bot's entry
+    assert two["rollout"] == {
+        "phase": "Progressing",
+        "step": 2,
+        "weight": 30,
+        "shadow": False,
+        "attempt": 1,
+        "reason": "",
+        "candidateGeneration": 2,
+        "candidateRevision": 3,
+        "candidateServed": "0/0",
+    }
+    table = kubebots("status", cwd=tmp_path).stdout.splitlines()
+    assert table[2].split()[:8] == [
+        "team:two", "1", "2", "0/0", "False", "NoReplicas", "canary", "30%->2"
+    ]  # fmt: skip
+    assert table[3] == "(2 bots, store revision 3, 0 live replicas)"
+    # a candidate id is not a Bot of the store
+    missing = kubebots("status", candidate_id("team:two"), cwd=tmp_path)
+    assert missing.returncode == 1 and "not in the store" in missing.stderr
+    only = status_json("team:two", cwd=tmp_path)
+    assert [b["rollout"]["candidateGeneration"] for b in only["bots"]] == [2]
