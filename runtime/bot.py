@@ -267,6 +267,13 @@ class DynaBot:
             return await self._storage.list_conversations(self.bot_id, client_id)
 
     @property
+    def generation(self) -> int | None:
+        """The Bot generation this bot was built from (its :class:`BotVersion`'s; None for a
+        bot built without one). Every message its turns store is tagged with it, so a
+        conversation shows which generation answered it (a rollout routes by it)."""
+        return None if self.version is None else self.version.generation
+
+    @property
     def serving_fallback(self) -> str | None:
         """The ``model@host`` label of the ``llm.fallbacks`` endpoint that answered the last LLM
         call, or None (the primary answered, nothing was asked yet, or the provider has no
@@ -341,7 +348,7 @@ class DynaBot:
         key = self._key(context)
         new = turn.checked(self.config)
         loop = self._loop(settings, approvals)
-        stored = StoredTurn(self.config, self._storage, key, self.tools or ())
+        stored = StoredTurn(self.config, self._storage, key, self.tools or (), self.generation)
         result: TurnCompletion | None = None
         with self._life.operation():
             async with self._turns.hold(key), aclosing(stored.run(loop, turn, new)) as events:

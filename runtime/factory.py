@@ -1,4 +1,10 @@
-"""Building :class:`DynaBot`s from configs, sharing physical stores between bots."""
+"""Building :class:`DynaBot`s from configs, sharing physical stores between bots.
+
+A rollout's candidate entry (``NAMESPACE:NAME@candidate``) is built as the Bot it belongs to
+(:func:`~kubebots.runtime.configstore.rollout.stable_id`): the candidate reads and writes the
+same conversations as the stable bot, resolves its secrets in the Bot's namespace and counts
+under the Bot's id; what tells the two apart is the generation their messages are tagged with.
+"""
 
 from __future__ import annotations
 
@@ -12,6 +18,7 @@ from . import tracing
 from ._locks import KeyedLocks
 from .bot import BotVersion, DynaBot
 from .bot_conversations import StoredConversations
+from .configstore.rollout import is_candidate, stable_id
 from .conversations import (
     ConversationStore,
     StorageConfig,
@@ -165,19 +172,26 @@ class BotFactory:
     async def build(
         self, bot_id: str, config: BotConfig, version: BotVersion | None = None
     ) -> DynaBot:
-        """The bot ``bot_id`` of ``config`` (``version``: where it came from), in a span."""
-        attributes: dict[str, str | int] = {
-            "kubebots.bot.id": bot_id,
+        """The bot ``bot_id`` of ``config`` (``version``: where it came from), in a span.
+
+        A candidate entry's id builds a bot whose own id is the Bot's (:func:`stable_id`): its
+        conversation keys, logs, secrets, tools and metrics are the Bot's."""
+        own_id = stable_id(bot_id)
+        attributes: dict[str, str | int | bool] = {
+            "kubebots.bot.id": own_id,
             "gen_ai.system": config.llm.provider,
             "gen_ai.request.model": config.llm.model,
         }
+        if is_candidate(bot_id):
+            attributes["kubebots.bot.candidate"] = True
         if version is not None:
             attributes["kubebots.bot.revision"] = version.revision
             attributes["kubebots.bot.generation"] = version.generation
         with tracing.span("kubebots.bot.build", attributes):
-            return await self._build(bot_id, config, version)
+            return await self._build(own_id, config, version)
 
     async def _build(self, bot_id: str, config: BotConfig, version: BotVersion | None) -> DynaBot:
+        """Build the bot whose own id is ``bot_id`` (never a candidate entry's id)."""
         env = self._environment()
         llm_config = with_process_defaults(config.llm, env)
         api_key = await resolve_api_key(llm_config, bot_id=bot_id, env=env, secrets=self._secrets)
@@ -208,10 +222,11 @@ class BotFactory:
     ) -> AsyncIterator[StoredConversations]:
         """The conversations of ``bot_id`` in the store ``config`` names, without building the
         bot: no LLM client, no API key. The store is shared with the bots using it (opened if
-        none does) and released when the block ends."""
-        key, store = await self._acquire_store(bot_id, config, self._environment())
+        none does) and released when the block ends. A candidate entry's are its Bot's."""
+        own_id = stable_id(bot_id)
+        key, store = await self._acquire_store(own_id, config, self._environment())
         try:
-            yield StoredConversations(bot_id, store)
+            yield StoredConversations(own_id, store)
         finally:
             await self._stores.release(key)
 

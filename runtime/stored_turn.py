@@ -5,14 +5,16 @@
 tools' calls), every tool step (the assistant message with its calls, one ``tool`` message per
 call) and the final reply are stored in order, in one append, at the end of the turn, or when it
 stops for approval (then without a final reply: the calls waiting are the conversation's open
-calls, which a resumed turn answers before the loop goes on).
+calls, which a resumed turn answers before the loop goes on). Every message stored is tagged
+with the generation of the Bot that ran the turn (see
+:attr:`~kubebots.runtime.bot.DynaBot.generation`).
 """
 
 from __future__ import annotations
 
 from collections.abc import AsyncGenerator, Container, Mapping, Sequence
 from contextlib import aclosing
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from . import tracing
 from .conversations.base import (
@@ -58,12 +60,14 @@ class TurnInput:
 
 @dataclass(frozen=True, slots=True)
 class StoredTurn:
-    """A bot's stored conversation ``key``: its config, store and server tool names."""
+    """A bot's stored conversation ``key``: its config, store, server tool names and the
+    generation its messages are tagged with (None: none recorded)."""
 
     config: BotConfig
     storage: ConversationStore
     key: ConversationKey
     server_tools: Container[str]
+    generation: int | None = None
 
     async def run(
         self, loop: ToolLoop, turn: TurnInput, new: list[NewMessage]
@@ -120,7 +124,7 @@ class StoredTurn:
 
     async def _store(self, new: list[NewMessage], state: LoopState, after: int | None) -> None:
         added = [to_store(m) for m in state.added]
-        messages = [*new, *added]
+        messages = [replace(m, generation=self.generation) for m in (*new, *added)]
         with self._span("append", {"kubebots.conversation.messages": len(messages)}):
             await self.storage.append(self.key, messages, after=after)
 

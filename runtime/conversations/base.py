@@ -10,6 +10,11 @@ writer that read a window, then called a model, stores its turn only if nobody s
 Besides text, a conversation keeps tool calling as OpenAI's API has it: an ``assistant`` message
 may carry the ``tool_calls`` it made (:class:`StoredToolCall`), and a ``tool`` message answers
 one of them (its ``tool_call_id``). ``(role, content)`` pairs still append text messages.
+
+Each message may record the ``generation`` of the Bot that produced it (its spec's
+``metadata.generation``; None for a bot without one, and for messages stored before the tag
+existed): while a Bot rolls out a new generation, a started conversation keeps being answered
+by the generation its messages name.
 """
 
 from __future__ import annotations
@@ -34,12 +39,13 @@ class StoredToolCall:
 @dataclass(frozen=True, slots=True)
 class NewMessage:
     """A message to append: text, an assistant's ``tool_calls``, or a ``tool`` message's
-    answer to the call ``tool_call_id``."""
+    answer to the call ``tool_call_id``; ``generation``: the Bot generation that produced it."""
 
     role: MessageRole
     content: str
     tool_calls: tuple[StoredToolCall, ...] = ()
     tool_call_id: str | None = None
+    generation: int | None = None
 
 
 #: Messages to append, in order: :class:`NewMessage` objects or ``(role, content)`` pairs.
@@ -60,6 +66,7 @@ class StoredMessage:
     created_at: datetime  # timezone-aware UTC
     tool_calls: tuple[StoredToolCall, ...] = ()  # an assistant message's calls
     tool_call_id: str | None = None  # the call a tool message answers
+    generation: int | None = None  # the Bot generation that produced it (None: not recorded)
 
 
 class ConversationChanged(Exception):

@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from ..errors import StorageError
 from ..persistence.checks import check_count
 from .base import ConversationChanged, ConversationKey, Messages, StoredMessage
-from .messages import check_aware, check_key, check_messages
+from .messages import check_aware, check_key, check_messages, stored_message
 
 # bot_id -> client_id -> conversation_id -> messages, by seq (gapless until a prune drops a prefix)
 _Conversations = dict[str, dict[str, dict[str, list[StoredMessage]]]]
@@ -55,10 +55,7 @@ class MemoryConversationStore:
             clients = self._bots.setdefault(key.bot_id, {})
             existing = clients.setdefault(key.client_id, {}).setdefault(key.conversation_id, [])
         now = datetime.now(UTC)
-        existing.extend(
-            StoredMessage(last + i, m.role, m.content, now, m.tool_calls, m.tool_call_id)
-            for i, m in enumerate(checked, start=1)
-        )
+        existing.extend(stored_message(m, last + i, now) for i, m in enumerate(checked, start=1))
         return existing[-1].seq
 
     async def recent(self, key: ConversationKey, limit: int) -> list[StoredMessage]:

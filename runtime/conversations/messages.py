@@ -4,7 +4,8 @@ Every store validates its arguments the same way, so switching backends never ch
 inputs are accepted: a role must be ``user``/``assistant``/``tool``, text must be storable (see
 :func:`~kubebots.runtime.persistence.checks.check_text`), counts are not negative. Only an
 assistant message carries ``tool_calls``, and only (and always) a tool message a
-``tool_call_id``. SQL stores keep an assistant's calls as JSON text (:func:`calls_json`).
+``tool_call_id``. SQL stores keep an assistant's calls as JSON text (:func:`calls_json`). A
+message's ``generation`` is None or a non-negative 64-bit integer (a Kubernetes generation).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from datetime import UTC, datetime
 from typing import Final
 
 from ..errors import StorageError
-from ..persistence.checks import check_text
+from ..persistence.checks import check_count, check_text
 from ..persistence.times import to_utc
 from .base import ConversationKey, MessageRole, Messages, NewMessage, StoredMessage, StoredToolCall
 
@@ -22,6 +23,8 @@ from .base import ConversationKey, MessageRole, Messages, NewMessage, StoredMess
 DEFAULT_TABLE: Final = "kubebots_messages"
 
 _ROLES: Final[frozenset[str]] = frozenset({"user", "assistant", "tool"})
+#: The largest generation a store keeps (a signed 64-bit column, as Kubernetes' int64).
+MAX_GENERATION: Final = 2**63 - 1
 
 
 def check_key(key: ConversationKey) -> ConversationKey:
@@ -52,8 +55,9 @@ def check_message(message: NewMessage | tuple[MessageRole, str]) -> NewMessage:
     if isinstance(message, NewMessage):
         role, content = message.role, message.content
         calls, call_id = message.tool_calls, message.tool_call_id
+        generation = message.generation
     else:
-        (role, content), calls, call_id = message, (), None
+        (role, content), calls, call_id, generation = message, (), None, None
     role = to_role(role, error=ValueError)
     if calls and role != "assistant":
         raise ValueError("only assistant messages carry tool_calls")
@@ -72,6 +76,27 @@ def check_message(message: NewMessage | tuple[MessageRole, str]) -> NewMessage:
         check_text("content", content),
         checked,
         None if call_id is None else check_text("tool_call_id", call_id),
+        check_generation(generation),
+    )
+
+
+def check_generation(generation: int | None) -> int | None:
+    """``generation`` if it is None or an int a store can keep (see :data:`MAX_GENERATION`)."""
+    if generation is not None and check_count("generation", generation) > MAX_GENERATION:
+        raise ValueError(f"generation must be at most {MAX_GENERATION}")
+    return generation
+
+
+def stored_message(message: NewMessage, seq: int, created_at: datetime) -> StoredMessage:
+    """A checked ``message`` as stored at position ``seq`` (what a store returns of it)."""
+    return StoredMessage(
+        seq,
+        message.role,
+        message.content,
+        created_at,
+        message.tool_calls,
+        message.tool_call_id,
+        message.generation,
     )
 
 
@@ -114,8 +139,10 @@ def to_message(
     *,
     tool_calls: str | None = None,
     tool_call_id: str | None = None,
+    generation: int | None = None,
 ) -> StoredMessage:
-    """A fetched row as a :class:`StoredMessage` (``tool_calls`` as :func:`calls_json` text)."""
+    """A fetched row as a :class:`StoredMessage` (``tool_calls`` as :func:`calls_json` text;
+    ``generation`` NULL in rows stored before it was recorded)."""
     return StoredMessage(
         seq=int(seq),
         role=to_role(role),
@@ -123,4 +150,5 @@ def to_message(
         created_at=to_utc(created_at),
         tool_calls=to_calls(tool_calls),
         tool_call_id=tool_call_id,
+        generation=None if generation is None else int(generation),
     )

@@ -33,8 +33,15 @@ from ..persistence.postgres import (
     open_pool,
 )
 from .base import ConversationChanged, ConversationKey, Messages, StoredMessage
-from .messages import DEFAULT_TABLE, calls_json, check_key, check_messages, to_message
-from .queries import COLUMNS, LAST_SEQ, TOOL_COLUMNS, SqlQueries
+from .messages import (
+    DEFAULT_TABLE,
+    calls_json,
+    check_key,
+    check_messages,
+    stored_message,
+    to_message,
+)
+from .queries import COLUMNS, GENERATION_COLUMN, LAST_SEQ, TOOL_COLUMNS, SqlQueries
 from .window import DEFAULT_CAPACITY, WindowCache, appended, bot_changed, deleted
 
 #: How often an append is tried when another writer took its sequence numbers first.
@@ -47,9 +54,9 @@ _APPEND: Final = (
     f"WITH last(m) AS ({LAST_SEQ}),"
     " added AS ("
     f"INSERT INTO {{t}} (bot_id, client_id, conversation_id, seq, {COLUMNS})"
-    " SELECT %s, %s, %s, last.m + o.i, o.role, o.content, %s, o.calls, o.call_id"
-    " FROM last, unnest(%s::text[], %s::text[], %s::text[], %s::text[])"
-    " WITH ORDINALITY AS o(role, content, calls, call_id, i)"
+    " SELECT %s, %s, %s, last.m + o.i, o.role, o.content, %s, o.calls, o.call_id, o.gen"
+    " FROM last, unnest(%s::text[], %s::text[], %s::text[], %s::text[], %s::bigint[])"
+    " WITH ORDINALITY AS o(role, content, calls, call_id, gen, i)"
     " WHERE %s::integer IS NULL OR last.m = %s::integer"
     " RETURNING seq)"
     " SELECT (SELECT m FROM last), max(seq),"
@@ -67,12 +74,32 @@ _DDL = (
     ' bot_id text COLLATE "C" NOT NULL, client_id text COLLATE "C" NOT NULL,'
     ' conversation_id text COLLATE "C" NOT NULL, seq integer NOT NULL,'
     " role text NOT NULL, content text NOT NULL, created_at timestamptz NOT NULL,"
-    " tool_calls text, tool_call_id text,"
+    " tool_calls text, tool_call_id text, generation bigint,"
     " PRIMARY KEY (bot_id, client_id, conversation_id, seq))"
 )
 #: What a retention's prune deletes by (made with the table; an older table is pruned through
 #: the primary key's ``bot_id`` prefix).
 _INDEX = "CREATE INDEX IF NOT EXISTS {i} ON {t} (bot_id, created_at)"
+_HAS_COLUMN = (
+    "SELECT 1 FROM pg_attribute"
+    " WHERE attrelid = to_regclass(%s) AND attname = %s AND NOT attisdropped"
+)
+_ADD_GENERATION = "ALTER TABLE {t} ADD COLUMN IF NOT EXISTS {c} bigint"
+
+
+async def _add_generation_column(conn: Conn, lock: int, table: str) -> None:
+    """Give ``table`` (made before the generation tag) its :data:`GENERATION_COLUMN` (old rows
+    read NULL), holding the advisory lock ``lock``; a table that has it is left alone without
+    taking the lock (so a role with only DML rights can use it)."""
+    async with conn.transaction():
+        found = await (await conn.execute(_HAS_COLUMN, (table, GENERATION_COLUMN))).fetchone()
+        if found is not None:
+            return
+        await conn.execute("SELECT pg_advisory_xact_lock(%s)", (lock,))
+        add = sql.SQL(_ADD_GENERATION).format(
+            t=sql.Identifier(table), c=sql.Identifier(GENERATION_COLUMN)
+        )
+        await conn.execute(add)
 
 
 class PostgresConversationStore(SqlQueries, PostgresTable[StorageError]):
@@ -124,8 +151,10 @@ class PostgresConversationStore(SqlQueries, PostgresTable[StorageError]):
 
         async def setup(conn: Conn) -> None:
             await create_missing_tables(conn, lock_id(table), [table], [ddl, index])
-            # a table made before tool calling lacks the TOOL_COLUMNS
+            # a table made before tool calling lacks the TOOL_COLUMNS, one made before the
+            # generation tag its GENERATION_COLUMN
             await add_text_columns(conn, lock_id(table), table, TOOL_COLUMNS)
+            await _add_generation_column(conn, lock_id(table), table)
 
         owner = Owner(StorageError, "conversation store", f"kubebots-{table}")
         pool = await open_pool(
@@ -169,9 +198,15 @@ class PostgresConversationStore(SqlQueries, PostgresTable[StorageError]):
         return int(rows[0][0])
 
     def _message(self, row: Sequence[Any]) -> StoredMessage:
-        seq, role, content, created_at, tool_calls, tool_call_id = row
+        seq, role, content, created_at, tool_calls, tool_call_id, generation = row
         return to_message(
-            seq, role, content, created_at, tool_calls=tool_calls, tool_call_id=tool_call_id
+            seq,
+            role,
+            content,
+            created_at,
+            tool_calls=tool_calls,
+            tool_call_id=tool_call_id,
+            generation=generation,
         )
 
     async def recent(self, key: ConversationKey, limit: int) -> list[StoredMessage]:
@@ -215,6 +250,7 @@ class PostgresConversationStore(SqlQueries, PostgresTable[StorageError]):
             [m.content for m in checked],
             [calls_json(m.tool_calls) for m in checked],
             [m.tool_call_id for m in checked],
+            [m.generation for m in checked],
             expected,
             expected,
             self._table,
@@ -227,13 +263,7 @@ class PostgresConversationStore(SqlQueries, PostgresTable[StorageError]):
             self._cache.forget(key)
             raise
         first = last - len(checked) + 1
-        self._cache.stored(
-            key,
-            [
-                StoredMessage(first + i, m.role, m.content, now, m.tool_calls, m.tool_call_id)
-                for i, m in enumerate(checked)
-            ],
-        )
+        self._cache.stored(key, [stored_message(m, first + i, now) for i, m in enumerate(checked)])
         return last
 
     async def _insert(

@@ -16,8 +16,9 @@ from .base import ConversationKey, NewMessage, StoredMessage
 from .messages import calls_json, check_aware, check_key
 
 _KEY: Final = "bot_id = %s AND client_id = %s AND conversation_id = %s"
-#: What a message row holds besides its key and seq (tool_calls: :func:`.messages.calls_json`).
-COLUMNS: Final = "role, content, created_at, tool_calls, tool_call_id"
+#: What a message row holds besides its key and seq (tool_calls: :func:`.messages.calls_json`;
+#: generation: the Bot generation that produced the message, NULL when not recorded).
+COLUMNS: Final = "role, content, created_at, tool_calls, tool_call_id, generation"
 _MESSAGES: Final = f"SELECT seq, {COLUMNS} FROM {{t}} WHERE {_KEY}"
 #: The last ``limit`` messages, newest first.
 RECENT: Final = f"{_MESSAGES} ORDER BY seq DESC LIMIT %s"
@@ -25,10 +26,12 @@ RECENT: Final = f"{_MESSAGES} ORDER BY seq DESC LIMIT %s"
 LAST_SEQ: Final = f"SELECT COALESCE(MAX(seq), 0) FROM {{t}} WHERE {_KEY}"
 INSERT: Final = (
     f"INSERT INTO {{t}} (bot_id, client_id, conversation_id, seq, {COLUMNS})"
-    " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)"
+    " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
 )
 #: The columns tool calling added: a table made before them gets them when a store opens it.
 TOOL_COLUMNS: Final = ("tool_calls", "tool_call_id")
+#: The (integer) column the generation tag added; a table made before it gets it likewise.
+GENERATION_COLUMN: Final = "generation"
 
 
 def new_rows(
@@ -36,7 +39,16 @@ def new_rows(
 ) -> list[tuple[object, ...]]:
     """The :data:`INSERT` rows of ``messages`` appended after seq ``last``, stamped ``now``."""
     return [
-        (*key, last + i, m.role, m.content, now, calls_json(m.tool_calls), m.tool_call_id)
+        (
+            *key,
+            last + i,
+            m.role,
+            m.content,
+            now,
+            calls_json(m.tool_calls),
+            m.tool_call_id,
+            m.generation,
+        )
         for i, m in enumerate(messages, start=1)
     ]
 
@@ -55,8 +67,8 @@ class SqlQueries(ABC):
 
     @abstractmethod
     def _message(self, row: Sequence[Any]) -> StoredMessage:
-        """A fetched ``(seq, role, content, created_at, tool_calls, tool_call_id)`` row as a
-        message."""
+        """A fetched ``(seq, role, content, created_at, tool_calls, tool_call_id, generation)``
+        row as a message."""
 
     async def _delete(self, query: str, params: Sequence[Any], scope: ConversationKey | str) -> int:
         """Run the DELETE ``query`` of one conversation (``scope``: its key) or across a bot

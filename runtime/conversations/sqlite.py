@@ -13,14 +13,14 @@ from ..persistence.owner import Owner
 from ..persistence.sqlite import SharedConnection, add_text_columns, open_sqlite
 from .base import ConversationChanged, ConversationKey, Messages, StoredMessage
 from .messages import DEFAULT_TABLE, check_key, check_messages, to_message
-from .queries import INSERT, LAST_SEQ, TOOL_COLUMNS, SqlQueries, new_rows
+from .queries import GENERATION_COLUMN, INSERT, LAST_SEQ, TOOL_COLUMNS, SqlQueries, new_rows
 
 _OWNER = Owner(StorageError, "conversation store")
 _DDL = (
     "CREATE TABLE IF NOT EXISTS {t} ("
     " bot_id TEXT NOT NULL, client_id TEXT NOT NULL, conversation_id TEXT NOT NULL,"
     " seq INTEGER NOT NULL, role TEXT NOT NULL, content TEXT NOT NULL,"
-    " created_at TEXT NOT NULL, tool_calls TEXT, tool_call_id TEXT,"
+    " created_at TEXT NOT NULL, tool_calls TEXT, tool_call_id TEXT, generation INTEGER,"
     " PRIMARY KEY (bot_id, client_id, conversation_id, seq))"
 )
 #: What a retention's prune deletes by (created through ``open``, existing files included).
@@ -53,17 +53,23 @@ class SqliteConversationStore(SqlQueries):
         conn = await open_sqlite(Path(path), _OWNER, busy_timeout=busy_timeout, prepare=prepare)
         store = cls(SharedConnection(conn, _OWNER), table)
         try:
-            await store._add_tool_columns()
+            await store._add_columns()
         except BaseException:
             await store.close()
             raise
         return store
 
-    async def _add_tool_columns(self) -> None:
-        """Give a table made before tool calling its :data:`TOOL_COLUMNS` (in one write
-        transaction, so processes opening the file at once add them once)."""
+    async def _add_columns(self) -> None:
+        """Give a table made by an older release the columns added since: tool calling's
+        :data:`TOOL_COLUMNS` and the :data:`GENERATION_COLUMN` (in one write transaction, so
+        processes opening the file at once add them once; old rows read NULL)."""
         async with self._conn.transaction() as conn:
             await add_text_columns(conn, self._table, TOOL_COLUMNS)
+            rows = await conn.execute_fetchall(f"PRAGMA table_info({self._table})")
+            if GENERATION_COLUMN not in {str(row[1]) for row in rows}:
+                await conn.execute(
+                    f"ALTER TABLE {self._table} ADD COLUMN {GENERATION_COLUMN} INTEGER"
+                )
 
     def _sql(self, query: str) -> str:
         return query.format(t=self._table).replace("%s", "?")
@@ -77,10 +83,16 @@ class SqliteConversationStore(SqlQueries):
             return cursor.rowcount
 
     def _message(self, row: Sequence[Any]) -> StoredMessage:
-        seq, role, content, created_at, tool_calls, tool_call_id = row
+        seq, role, content, created_at, tool_calls, tool_call_id, generation = row
         created = datetime.fromisoformat(created_at)
         return to_message(
-            seq, role, content, created, tool_calls=tool_calls, tool_call_id=tool_call_id
+            seq,
+            role,
+            content,
+            created,
+            tool_calls=tool_calls,
+            tool_call_id=tool_call_id,
+            generation=generation,
         )
 
     def _timestamp(self, at: datetime) -> object:

@@ -101,7 +101,8 @@ class ToolCallOut(BaseModel):
 
 
 class MessageOut(BaseModel):
-    """A stored message; ``tool_calls`` and ``tool_call_id`` appear only when it has them."""
+    """A stored message; ``tool_calls``, ``tool_call_id`` and ``generation`` appear only when
+    it has them."""
 
     seq: int
     role: str
@@ -109,6 +110,11 @@ class MessageOut(BaseModel):
     created_at: datetime
     tool_calls: list[ToolCallOut] | None = None
     tool_call_id: str | None = None
+    generation: int | None = Field(
+        default=None,
+        description="The generation of the Bot that produced the message (absent: not "
+        "recorded, e.g. a bot without a generation or a message stored before it was kept).",
+    )
 
 
 class ConversationOut(BaseModel):

@@ -72,7 +72,8 @@ async def list_conversations(access: ConversationAccessDep) -> dict[str, Any]:
 
 
 def message_out(message: StoredMessage) -> MessageOut:
-    """``message`` as the history shows it (tool fields only when it has them)."""
+    """``message`` as the history shows it (tool fields and the generation only when it has
+    them)."""
     calls = [
         ToolCallOut(id=c.id, function={"name": c.name, "arguments": c.arguments})
         for c in message.tool_calls
@@ -84,6 +85,7 @@ def message_out(message: StoredMessage) -> MessageOut:
         created_at=message.created_at,
         tool_calls=calls or None,
         tool_call_id=message.tool_call_id,
+        generation=message.generation,
     )
 
 
