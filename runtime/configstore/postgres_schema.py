@@ -56,7 +56,7 @@ HEARTBEAT: Final = (
 )
 REPORTS: Final = (
     "SELECT r.replica_id, r.synced_revision, r.heartbeat_at, b.bot_id, b.generation,"
-    " b.revision, b.error, b.error_revision, b.served_by, b.reason, b.tools"
+    " b.revision, b.error, b.error_revision, b.served_by, b.reason, b.tools, b.rollout"
     " FROM {replicas} AS r LEFT JOIN {replica_bots} AS b"
     " ON b.replica_id = r.replica_id WHERE r.heartbeat_at > now() - make_interval(secs => %s)"
     " ORDER BY r.replica_id, b.bot_id"

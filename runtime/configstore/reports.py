@@ -10,6 +10,7 @@ from ..persistence.checks import check_text
 from ..persistence.times import to_utc
 from .base import BotReport, ReplicaReport
 from .codec import check_revision
+from .counters import check_counters, decode_counters, encode_counters
 
 
 def check_report(report: ReplicaReport) -> ReplicaReport:
@@ -37,6 +38,7 @@ def check_report(report: ReplicaReport) -> ReplicaReport:
         if bot.reason is not None and not check_text("a bot report's reason", bot.reason):
             raise ValueError("a bot report's reason must not be empty")
         _check_tools(bot.tools)
+        check_counters(bot.rollout)
     return report
 
 
@@ -71,13 +73,13 @@ def decode_tools(text: str | None) -> tuple[tuple[str, int], ...]:
 
 def group_reports(rows: list[tuple[Any, ...]]) -> list[ReplicaReport]:
     """Rows ``(replica_id, synced_revision, heartbeat_at, bot_id, generation, revision, error,
-    error_revision, served_by, reason, tools)`` ordered by replica then bot (bot columns NULL
-    for a replica without bots) as reports; ``heartbeat_at`` is a datetime."""
+    error_revision, served_by, reason, tools, rollout)`` ordered by replica then bot (bot
+    columns NULL for a replica without bots) as reports; ``heartbeat_at`` is a datetime."""
     reports: list[ReplicaReport] = []
     bots: list[BotReport] = []
     for index, (replica_id, synced, heartbeat, bot_id, *rest) in enumerate(rows):
         if bot_id is not None:
-            generation, revision, error, error_revision, served_by, reason, tools = rest
+            generation, revision, error, error_revision, served_by, reason, tools, rollout = rest
             bots.append(
                 BotReport(
                     bot_id,
@@ -88,6 +90,7 @@ def group_reports(rows: list[tuple[Any, ...]]) -> list[ReplicaReport]:
                     served_by,
                     reason,
                     decode_tools(tools),
+                    decode_counters(rollout),
                 )
             )
         if index + 1 == len(rows) or rows[index + 1][0] != replica_id:
@@ -98,7 +101,7 @@ def group_reports(rows: list[tuple[Any, ...]]) -> list[ReplicaReport]:
 
 def bot_rows(report: ReplicaReport) -> list[tuple[Any, ...]]:
     """The rows of a report's bots: ``(replica_id, bot_id, generation, revision, error,
-    error_revision, served_by, reason, tools)``."""
+    error_revision, served_by, reason, tools, rollout)``."""
     return [
         (
             report.replica_id,
@@ -110,6 +113,7 @@ def bot_rows(report: ReplicaReport) -> list[tuple[Any, ...]]:
             b.served_by,
             b.reason,
             encode_tools(b.tools),
+            encode_counters(b.rollout),
         )
         for b in report.bots
     ]

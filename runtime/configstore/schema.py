@@ -29,11 +29,11 @@ SCHEMA: Final = (
     "CREATE TABLE IF NOT EXISTS {replica_bots} (replica_id {key} NOT NULL,"
     " bot_id {key} NOT NULL, generation {int}, revision {int}, error {text},"
     " error_revision {int}, served_by {text}, reason {text}, tools {text},"
-    " PRIMARY KEY (replica_id, bot_id))",
+    " rollout {text}, PRIMARY KEY (replica_id, bot_id))",
 )
 #: Columns added to ``{replica_bots}`` after it was first released (all ``{text}``): a table
 #: made before them gets them when a store opens it.
-REPLICA_BOT_COLUMNS: Final = ("served_by", "reason", "tools")
+REPLICA_BOT_COLUMNS: Final = ("served_by", "reason", "tools", "rollout")
 
 _ENTRY: Final = "bot_id, config, generation, uid, annotations, revision, updated_at"
 GET: Final = f"SELECT {_ENTRY} FROM {{state}} WHERE bot_id = %s AND NOT deleted"
@@ -53,5 +53,6 @@ COMPACT: Final = (
 CLEAR_BOTS: Final = "DELETE FROM {replica_bots} WHERE replica_id = %s"
 BOT: Final = (
     "INSERT INTO {replica_bots} (replica_id, bot_id, generation, revision, error,"
-    " error_revision, served_by, reason, tools) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)"
+    " error_revision, served_by, reason, tools, rollout)"
+    " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
 )

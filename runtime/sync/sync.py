@@ -12,6 +12,12 @@ fails to validate or build never replaces a good bot: the old one keeps serving 
 goes into the replica's report. So does the ``llm.fallbacks`` endpoint answering for a loaded bot
 whose primary endpoint failed, and the tools each loaded bot's MCP servers offer (read at each
 report: a change shows by the next heartbeat).
+
+Candidate entries (a Bot under rollout, :mod:`..configstore.rollout`) are entries like the others
+(validated, handed to the manager under their own id) that also feed the routing table
+(:class:`.rollouts.RolloutSync`); a candidate that takes no traffic (rolled back, aborted) is not
+kept loaded. The turn counters routing records go out with the replica report, batched: new
+counts at most every ``counters_interval`` seconds, never a report per turn.
 """
 
 from __future__ import annotations
@@ -30,11 +36,14 @@ from ..configstore.base import (
     StoreError,
     WatchEvent,
 )
+from ..configstore.rollout import is_candidate
 from ..errors import KubebotsError
 from ..manager import BotManager, VersionedConfig
+from ..routing import RolloutCounters, RolloutTable
 from ..schema import BotConfig, parse_bot_config
 from .lastgood import LastGoodConfigs
 from .loader import version_of
+from .rollouts import RolloutSync
 from .status import ServingStatus
 
 log = logging.getLogger("kubebots.runtime.sync")
@@ -51,6 +60,9 @@ class SyncSettings:
     max_backoff: float = 5.0  # seconds between attempts while the store is unreachable
     #: seconds between builds of a bot whose MCP server could not be listed (ToolUnavailable)
     tool_retry_interval: float = 15.0
+    #: seconds between reports sent because rollout turn counts moved (config changes still
+    #: go out after ``min_report_interval``; nothing new: the heartbeat)
+    counters_interval: float = 1.0
 
 
 class StoreSync:
@@ -62,13 +74,22 @@ class StoreSync:
         manager: BotManager,
         settings: SyncSettings,
         last_good: LastGoodConfigs | None = None,
+        *,
+        rollouts: RolloutTable | None = None,
+        counters: RolloutCounters | None = None,
     ) -> None:
-        """``last_good``: recorded here, read by the loader while the store is unreachable."""
+        """``last_good``: recorded here, read by the loader while the store is unreachable.
+        ``rollouts``: written here from the candidate entries, read by routing; ``counters``:
+        recorded by routing, sent here with the replica reports (new ones when None)."""
         self._store = store
         self._last_good = last_good if last_good is not None else LastGoodConfigs()
         self._manager = manager
         self._settings = settings
         self._status = ServingStatus()
+        self._rollouts = RolloutSync(
+            rollouts if rollouts is not None else RolloutTable(),
+            counters if counters is not None else RolloutCounters(),
+        )
         #: the configs whose build failed with ToolUnavailable, built again by the retry loop
         self._retry: dict[str, VersionedConfig] = {}
         self._dirty = asyncio.Event()
@@ -83,6 +104,16 @@ class StoreSync:
     @property
     def status(self) -> ServingStatus:
         return self._status
+
+    @property
+    def rollouts(self) -> RolloutTable:
+        """The Bots under rollout, as the store's candidate entries say."""
+        return self._rollouts.table
+
+    @property
+    def counters(self) -> RolloutCounters:
+        """The turn counts of the Bots under rollout, sent with the replica reports."""
+        return self._rollouts.counters
 
     async def start(self) -> None:
         if not self._tasks:
@@ -143,10 +174,15 @@ class StoreSync:
         for bot_id in [b for b in self._retry if b not in live]:
             del self._retry[bot_id]
         self._last_good.keep_only(live)
+        self._rollouts.keep_only(live)
         loaded = self._manager.loaded_versions()
         updates: list[tuple[str, VersionedConfig]] = []
+        idle: list[str] = []  # candidates taking no traffic: not kept loaded
         for i, entry in enumerate(entries, 1):
             config = self._validate(entry)
+            if not self._follow_rollout(entry, config):
+                idle.append(entry.bot_id)
+                continue
             version = loaded.get(entry.bot_id)
             stale = version is not None and version.revision != entry.revision
             if config is not None and (stale or self._settings.preload or config.tools.mcp):
@@ -156,6 +192,8 @@ class StoreSync:
         for bot_id, version in loaded.items():
             if version is not None and bot_id not in live:
                 await self._manager.remove(bot_id)  # (bots given an explicit config stay)
+        for bot_id in idle:
+            await self._unload(bot_id)
         for bot_id, update in updates:
             await self._refresh(bot_id, update)
         self._advance(revision)
@@ -167,9 +205,12 @@ class StoreSync:
             self._status.ok(event.bot_id)
             self._retry.pop(event.bot_id, None)
             self._last_good.discard(event.bot_id)
+            self._rollouts.delete(event.bot_id)
         elif event.entry is not None:
             config = self._validate(event.entry)
-            if config is not None:
+            if not self._follow_rollout(event.entry, config):
+                await self._unload(event.bot_id)
+            elif config is not None:
                 await self._refresh(event.bot_id, VersionedConfig(config, version_of(event.entry)))
         if event.entry is not None:
             lag = datetime.now(UTC) - event.entry.updated_at
@@ -187,6 +228,30 @@ class StoreSync:
         self._status.ok(entry.bot_id)
         self._last_good.put(entry)
         return config
+
+    def _follow_rollout(self, entry: StoreEntry, config: BotConfig | None) -> bool:
+        """Put a candidate entry's rollout into the table; False when the candidate takes no
+        traffic (rolled back, aborted, weight 0, or a state this version cannot read), so it
+        need not be loaded. Any other entry: True (nothing to do here)."""
+        if not is_candidate(entry.bot_id):
+            return True
+        rollout = self._rollouts.put(entry, config)
+        if rollout is None:
+            # no readable state: the Bot is not under rollout as far as this replica knows
+            log.warning(
+                "candidate entry %s revision %d holds no rollout state this version reads:"
+                " its Bot is answered by the stable generation",
+                entry.bot_id,
+                entry.revision,
+            )
+            return False
+        return rollout.state.active
+
+    async def _unload(self, entry_id: str) -> None:
+        """Drop a candidate that takes no traffic (it stays known to the table, so routing
+        answers with the stable generation); a build retry pending for it is dropped too."""
+        self._retry.pop(entry_id, None)
+        await self._manager.remove(entry_id)
 
     async def _refresh(self, bot_id: str, update: VersionedConfig) -> None:
         """Hand the manager the config already validated here (built at once if preloading or
@@ -233,20 +298,23 @@ class StoreSync:
 
     # -- replica reports --------------------------------------------------------------------
     def report(self) -> ReplicaReport:
+        """This replica's report now: its problems, fallbacks, tools and rollout counts."""
         versions = self._manager.loaded_versions()
         served = {b: (v.generation, v.revision) for b, v in versions.items() if v is not None}
+        bots = self._status.reports(
+            served, self._manager.serving_fallbacks(), self._manager.tool_counts()
+        )
         return ReplicaReport(
             replica_id=self._settings.replica_id,
             synced_revision=self.synced_revision,
             heartbeat_at=datetime.now(UTC),
-            bots=self._status.reports(
-                served, self._manager.serving_fallbacks(), self._manager.tool_counts()
-            ),
+            bots=self._rollouts.reports(bots, served),
         )
 
     async def _report_loop(self) -> None:
         await self.ready.wait()
         while True:
+            sent = self.counters.version  # read first: a turn counted meanwhile goes next time
             try:
                 await self._store.report(self.report())
                 self.store_problem = None
@@ -254,7 +322,19 @@ class StoreSync:
                 self.store_problem = exc.message
                 log.warning("could not record the replica report: %s", exc.message)
             await asyncio.sleep(self._settings.min_report_interval)
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(self._settings.heartbeat_interval):
-                    await self._dirty.wait()
+            await self._news(sent)
             self._dirty.clear()
+
+    async def _news(self, sent: int) -> None:
+        """Wait until the next report is due: a config change (at once), turn counts that
+        moved since version ``sent`` (looked at every ``counters_interval``), or the
+        heartbeat."""
+        loop = asyncio.get_running_loop()
+        heartbeat = loop.time() + self._settings.heartbeat_interval
+        while (left := heartbeat - loop.time()) > 0:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(min(left, self._settings.counters_interval)):
+                    await self._dirty.wait()
+                    return
+            if self.counters.version != sent:
+                return

@@ -119,7 +119,7 @@ async def test_invalid_reports_are_rejected(store: ReplicaReports, report: Repli
 
 #: The tables as two older releases made them: before ``served_by``, and before ``reason`` and
 #: ``tools``.
-NEW_COLUMNS = " served_by {text}, reason {text}, tools {text},"
+NEW_COLUMNS = " served_by {text}, reason {text}, tools {text}, rollout {text},"
 OLD_SCHEMAS = {
     "before-served-by": tuple(s.replace(NEW_COLUMNS, "") for s in schema.SCHEMA),
     "before-tools": tuple(s.replace(NEW_COLUMNS, " served_by {text},") for s in schema.SCHEMA),
@@ -152,7 +152,7 @@ async def _upgraded_round_trip(store: ReplicaReports) -> None:
 
 
 def test_the_old_schemas_are_the_new_one_without_the_new_columns() -> None:
-    assert schema.REPLICA_BOT_COLUMNS == ("served_by", "reason", "tools")
+    assert schema.REPLICA_BOT_COLUMNS == ("served_by", "reason", "tools", "rollout")
     for old in OLD_SCHEMAS.values():
         assert old != schema.SCHEMA and len(old) == len(schema.SCHEMA)
     assert OLD_SCHEMAS["before-served-by"] != OLD_SCHEMAS["before-tools"]
@@ -182,7 +182,7 @@ async def test_sqlite_adds_the_new_columns_to_an_older_table(tmp_path: Path, rel
     conn.close()
     # the tool counts are compact JSON text
     assert stored == [("ToolUnavailable", '{"docs":0,"files":2}'), (None, None)]
-    assert columns[-3:] == ["served_by", "reason", "tools"]
+    assert columns[-4:] == ["served_by", "reason", "tools", "rollout"]
     assert all(columns.count(c) == 1 for c in schema.REPLICA_BOT_COLUMNS)
 
 
