@@ -8,8 +8,10 @@ deterministic (fixed Bots, messages and window), so the file changes only when t
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
+import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -20,6 +22,8 @@ import pytest
 from playwright.sync_api import Browser, Page, expect
 
 from kubebots.runtime.api.app.routers.ui import CONTENT_SECURITY_POLICY
+from kubebots.runtime.configstore import open_config_store
+from kubebots.runtime.configstore.rollout import ROLLOUT_ANNOTATION, RolloutState, candidate_id
 from kubebots.runtime.testing import FakeOpenAIServer
 from kubebots.runtime.testing.tool_servers import HttpToolServer
 
@@ -238,3 +242,77 @@ def test_the_console_is_off_unless_enabled_and_its_files_are_cached_by_etag(
         assert missing.status_code == 404 and json.loads(missing.text)["error"] == "NotFound"
         slash = httpx.get(f"{server.url}/ui/", follow_redirects=False)
         assert (slash.status_code, slash.headers["location"]) == (308, "/ui")
+
+
+ROLLED = "default:r"  # a Bot under rollout: its stable generation 1, its candidate 2
+
+
+def put_rollout(url: str) -> None:
+    """The Bot's stable entry, and its candidate taking every new conversation (as the
+    operator writes it: the rollout state in the candidate entry's annotation)."""
+    spec = {"llm": {"provider": "echo"}, "rollout": {"steps": [{"weight": 100}]}}
+    state = RolloutState("Progressing", 1, 0, 100, False, 1, time.time())
+
+    async def write() -> None:
+        store = await open_config_store(url, prefix="kubebots_")
+        try:
+            await store.put(ROLLED, spec, generation=1, uid="test")
+            await store.put(
+                candidate_id(ROLLED),
+                {**spec, "systemPrompt": "the candidate"},
+                generation=2,
+                uid="test",
+                annotations={ROLLOUT_ANNOTATION: state.to_annotation()},
+            )
+        finally:
+            await store.close()
+
+    with ThreadPoolExecutor(1) as pool:  # Playwright's loop runs on this thread
+        pool.submit(lambda: asyncio.run(write())).result()
+
+
+def test_console_shows_the_rollout_and_the_generation_of_each_reply(
+    tmp_path: Path, fake: FakeOpenAIServer, web: HttpToolServer, page: Page
+) -> None:
+    url = store(tmp_path, fake, web)
+    put_rollout(url)
+    with running_app(url, auth=False, ui=True) as server:
+        deadline = time.monotonic() + 20
+        while not httpx.get(f"{server.url}/bots/{ROLLED}").json()["rollout"]:
+            assert time.monotonic() < deadline, "the runtime never saw the rollout"
+            time.sleep(0.05)
+        page.goto(f"{server.url}/ui")
+        expect(page.locator("#bot option")).to_have_text([ECHO, GPT, ROLLED, TOOLS], timeout=WAIT)
+        page.select_option("#bot", ROLLED)
+        rollout = page.locator("#bot-status dd.rollout")
+        expect(rollout).to_have_text("step 1, 100% to generation 2 (stable 1)", timeout=WAIT)
+        expect(rollout).to_have_attribute("data-phase", "Progressing")
+
+        send(page, "hello")  # a new conversation: the candidate's (weight 100)
+        reply = page.locator("#messages .msg-assistant").last
+        expect(reply.locator(".body")).to_have_text("echo: hello", timeout=WAIT)
+        expect(reply).to_have_attribute("data-generation", "2", timeout=WAIT)
+        expect(reply.locator(".role .gen")).to_have_text("gen 2")
+        page.reload()  # the history keeps each reply's generation
+        expect(bodies(page)).to_have_text(["hello", "echo: hello"], timeout=WAIT)
+        expect(page.locator("#messages .msg-assistant .gen")).to_have_text(["gen 2"])
+        expect(page.locator("#messages .msg-user .gen")).to_have_count(0)
+
+        page.select_option("#bot", ECHO)  # no rollout: no rollout row
+        expect(page.locator("#bot-status")).to_contain_text("echo / echo", timeout=WAIT)
+        expect(page.locator("#bot-status dd.rollout")).to_have_count(0)
+        # the other states, in the words the page's own module writes
+        lines = page.evaluate(
+            """async () => {
+              const { rolloutText } = await import("/ui/render.js");
+              const base = { stableGeneration: 4, candidateGeneration: 5, attempt: 1 };
+              return [
+                { ...base, phase: "Progressing", step: 1, weight: 30, shadow: true },
+                { ...base, phase: "RolledBack", step: 1, weight: 0, shadow: false, attempt: 2 },
+              ].map(rolloutText);
+            }"""
+        )
+        assert lines == [
+            "step 2, shadow: 30% mirrored to generation 5 (stable 4)",
+            "RolledBack: generation 5 (stable 4), attempt 2",
+        ]

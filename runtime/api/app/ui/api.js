@@ -70,12 +70,16 @@ function parseEvent(block) {
   return data.length ? { event, data: JSON.parse(data.join("\n")) } : null;
 }
 
+/** The response header naming the Bot generation that answered a turn. */
+const GENERATION_HEADER = "X-Kubebots-Generation";
+
 /**
  * Stream one turn: `body` is `{message}` or `{approvals}` with `conversation_id`; `onEvent` gets
  * each event (`delta`, `tool_call`, `tool_result`, `approval_required`, `done`, `error`) as
- * `(name, data)` while it arrives. Refused requests throw an ApiError.
+ * `(name, data)` while it arrives, after `onStart({generation})` (the generation answering, null
+ * when the response does not say). Refused requests throw an ApiError.
  */
-export async function streamTurn(bot, body, onEvent) {
+export async function streamTurn(bot, body, onEvent, onStart = () => {}) {
   const response = await fetch(path("bots", bot, "chat", "stream"), {
     method: "POST",
     headers: headers(true),
@@ -83,6 +87,7 @@ export async function streamTurn(bot, body, onEvent) {
     cache: "no-store",
   });
   if (!response.ok) throw await failure(response);
+  onStart({ generation: response.headers.get(GENERATION_HEADER) });
   const reader = response.body.getReader();
   const decoder = new TextDecoder();
   let buffer = "";

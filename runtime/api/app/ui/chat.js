@@ -2,7 +2,15 @@
 // tool calls and results, the approval buttons, the usage, errors.
 
 import { streamTurn } from "./api.js";
-import { clear, el, messageItem, toolCallItem, toolResultItem, usageText } from "./render.js";
+import {
+  clear,
+  el,
+  markGeneration,
+  messageItem,
+  toolCallItem,
+  toolResultItem,
+  usageText,
+} from "./render.js";
 
 /**
  * `view`: `{messages, approvals, usage}` elements; `onError(text)` shows an error;
@@ -32,12 +40,14 @@ export class ChatView {
     reply.item.dataset.deltas = "0";
     messages.append(reply.item);
     let current = reply;
+    let generation = null; // the Bot generation answering (X-Kubebots-Generation)
     const handlers = {
       delta: (data) => {
         if (current === null) {
           current = messageItem("assistant", "");
           messages.append(current.item);
           current.item.dataset.deltas = "0";
+          markGeneration(current.item, generation);
         }
         current.body.textContent += data.delta;
         current.item.dataset.deltas = String(Number(current.item.dataset.deltas) + 1);
@@ -58,10 +68,18 @@ export class ChatView {
       error: (data) => this.fail(current, data.message || data.error),
     };
     try {
-      await streamTurn(bot, body, (name, data) => {
-        const handle = handlers[name];
-        if (handle) handle(data);
-      });
+      await streamTurn(
+        bot,
+        body,
+        (name, data) => {
+          const handle = handlers[name];
+          if (handle) handle(data);
+        },
+        (started) => {
+          generation = started.generation;
+          markGeneration(reply.item, generation);
+        },
+      );
     } catch (error) {
       this.fail(current, error.message);
     } finally {

@@ -22,10 +22,32 @@ export function renderStatus(dl, bot) {
     ["store revision", bot.revision],
     ["served revision", served],
   ];
+  if (bot.rollout) rows.push(["rollout", rolloutText(bot.rollout)]);
   if (bot.error) rows.push(["error", bot.error]);
   for (const [name, value] of rows) {
-    dl.append(el("dt", null, name), el("dd", name === "error" ? "bad" : null, value));
+    const dd = el("dd", name === "error" ? "bad" : null, value);
+    if (name === "rollout") {
+      dd.className = bot.rollout.phase === "Progressing" ? "rollout" : "rollout bad";
+      dd.dataset.phase = bot.rollout.phase;
+    }
+    dl.append(el("dt", null, name), dd);
   }
+}
+
+/**
+ * A Bot's rollout (`GET /bots/{id}`'s `rollout`) in a line: "step 2, 30% to generation 5
+ * (stable 4)". `step` is the index into spec.rollout.steps, shown from 1.
+ */
+export function rolloutText(rollout) {
+  const stable = `(stable ${rollout.stableGeneration})`;
+  const attempt = rollout.attempt > 1 ? `, attempt ${rollout.attempt}` : "";
+  if (rollout.phase !== "Progressing") {
+    return `${rollout.phase}: generation ${rollout.candidateGeneration} ${stable}${attempt}`;
+  }
+  const share = rollout.shadow
+    ? `shadow: ${rollout.weight}% mirrored to generation ${rollout.candidateGeneration}`
+    : `${rollout.weight}% to generation ${rollout.candidateGeneration}`;
+  return `step ${rollout.step + 1}, ${share} ${stable}${attempt}`;
 }
 
 /** A chat bubble: `{item, body}` (the body is where streamed text goes). */
@@ -35,6 +57,15 @@ export function messageItem(role, text) {
   const body = el("div", "body", text);
   item.append(body);
   return { item, body };
+}
+
+/** Mark a reply with the Bot generation that answered it (a small "gen 5" badge). */
+export function markGeneration(item, generation) {
+  if (generation === undefined || generation === null || generation === "") return;
+  item.dataset.generation = String(generation);
+  const role = item.querySelector(".role");
+  const badge = role.querySelector(".gen") || role.appendChild(el("span", "gen"));
+  badge.textContent = `gen ${generation}`;
 }
 
 export function toolCallItem(name, args) {
@@ -62,6 +93,7 @@ export function renderHistory(ol, messages) {
     if (message.content || !message.tool_calls) {
       const { item } = messageItem(message.role, message.content);
       item.title = message.created_at;
+      if (message.role === "assistant") markGeneration(item, message.generation);
       ol.append(item);
     }
     for (const call of message.tool_calls || []) {
