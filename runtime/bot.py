@@ -252,6 +252,11 @@ class DynaBot:
         with self._life.operation():
             return await self._storage.history(self._key(context), offset=offset, limit=limit)
 
+    async def recent_messages(self, context: BotContext, limit: int) -> list[StoredMessage]:
+        """The conversation's last ``limit`` messages, oldest first (the window a turn reads)."""
+        with self._life.operation():
+            return await self._storage.recent(self._key(context), limit)
+
     async def conversation_exists(self, context: BotContext) -> bool:
         with self._life.operation():
             return await self._storage.exists(self._key(context))

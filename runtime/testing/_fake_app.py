@@ -135,6 +135,9 @@ class _FakeApp:
         if not isinstance(body, dict) or not isinstance(body.get("messages"), list):
             return _error(400, "the body must be a JSON object with a messages list")
         model = str(body.get("model", ""))
+        failing = self.server.take_share_failure(model)
+        if failing is not None:
+            return _error(failing, f"injected HTTP {failing} (a share of {model}'s calls)")
         reply = reply_for(body, self.server.take_script())
         prompt, completion = prompt_tokens(body), reply.completion_tokens()
         usage = {"prompt_tokens": prompt, "completion_tokens": completion}

@@ -27,15 +27,18 @@ words (prompt: all messages; completion: the reply).
 
 With ``api_key`` set, requests without ``Authorization: Bearer <api_key>`` get a 401 whose message
 echoes the presented key, as real upstreams partly do (to prove callers never leak it).
-:meth:`~FakeOpenAIServer.inject` queues faults for the next requests; every request is recorded
-in :attr:`~FakeOpenAIServer.requests`.
+:meth:`~FakeOpenAIServer.inject` queues faults for the next requests;
+:meth:`~FakeOpenAIServer.fail_share` makes a share of one model's calls fail, deterministically
+(a flaky upstream); every request is recorded in :attr:`~FakeOpenAIServer.requests`.
 """
 
 from __future__ import annotations
 
+import math
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
+from fractions import Fraction
 from typing import Any, Self
 
 from ._fake_app import build_app
@@ -61,6 +64,21 @@ class Fault:
         return self.error_after is not None or self.drop_after is not None
 
 
+@dataclass
+class FailShare:
+    """A share of one model's calls that fail; see :meth:`FakeOpenAIServer.fail_share`."""
+
+    share: Fraction
+    status: int
+    calls: int = 0  # the model's calls so far
+
+    def take(self) -> bool:
+        """Count one call; whether it fails. Call ``n`` (from 1) fails when it raises
+        ``floor(n * share)``: exactly ``share`` of every run of calls, spread evenly."""
+        self.calls += 1
+        return math.floor(self.calls * self.share) > math.floor((self.calls - 1) * self.share)
+
+
 class FakeOpenAIServer(Served):
     """An OpenAI-compatible server on a real port; thread-safe enough for tests."""
 
@@ -83,6 +101,7 @@ class FakeOpenAIServer(Served):
         self._requests: list[dict[str, Any]] = []
         self._faults: list[Fault] = []
         self._scripts: list[FakeReply] = []
+        self._shares: dict[str, FailShare] = {}
         self.stopping = threading.Event()
         self._app = build_app(self)
         self._threaded: ThreadedServer | None = None
@@ -144,6 +163,24 @@ class FakeOpenAIServer(Served):
                 return fault
         return None
 
+    def fail_share(self, *, model: str, share: float, status: int = 500) -> None:
+        """Make ``share`` (0..1) of the calls for ``model`` fail with HTTP ``status``, spread
+        over them deterministically (0.3: the 4th, 7th and 10th of every 10, as
+        :meth:`FailShare.take` says), until :meth:`reset` or another ``fail_share`` for the
+        model (0: none fail). Queued :meth:`inject` faults apply first."""
+        if not 0 <= share <= 1:
+            raise ValueError("fail_share share must be between 0 and 1")
+        if not 400 <= status <= 599:
+            raise ValueError("fail_share status must be an HTTP error status (400-599)")
+        with self._lock:
+            self._shares[model] = FailShare(Fraction(share).limit_denominator(10_000), status)
+
+    def take_share_failure(self, model: str) -> int | None:
+        """Count a call for ``model``: the status it fails with, or None (called by the app)."""
+        with self._lock:
+            share = self._shares.get(model)
+            return share.status if share is not None and share.take() else None
+
     def script(
         self,
         content: str | None = None,
@@ -166,10 +203,11 @@ class FakeOpenAIServer(Served):
             return self._scripts.pop(0) if self._scripts else None
 
     def reset(self) -> None:
-        """Forget recorded requests, queued faults and scripted replies."""
+        """Forget recorded requests, queued faults, failing shares and scripted replies."""
         with self._lock:
             self._requests.clear()
             self._faults.clear()
+            self._shares.clear()
             self._scripts.clear()
 
     def start(self) -> Self:

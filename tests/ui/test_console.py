@@ -307,7 +307,7 @@ def test_console_shows_the_rollout_and_the_generation_of_each_reply(
               const { rolloutText } = await import("/ui/render.js");
               const base = { stableGeneration: 4, candidateGeneration: 5, attempt: 1 };
               return [
-                { ...base, phase: "Progressing", step: 1, weight: 30, shadow: true },
+                { ...base, phase: "Progressing", step: 2, weight: 30, shadow: true },
                 { ...base, phase: "RolledBack", step: 1, weight: 0, shadow: false, attempt: 2 },
               ].map(rolloutText);
             }"""

@@ -7,7 +7,9 @@ gets the same status everywhere:
    a 403); without authentication the claimed one, else ``anonymous``;
 2. the client's token budget, for chat turns only, and its request rate, in one limiter call
    (:mod:`.quota`; 429 with ``Retry-After``, a budget refusal taking no request slot);
-3. the client's allow-list: a bot it may not use is a 404 (for this client it does not exist).
+3. the client's allow-list: a bot it may not use is a 404 (for this client it does not exist);
+   so is a Bot's candidate entry (``NAMESPACE:NAME@candidate``), which is internal: a turn
+   reaches the candidate only by the rollout's routing (:mod:`.rollout_turns`).
 
 Each router turns its inputs into one :func:`admit` call in a dependency, which then opens what
 the routes need: the built bot for a turn (:func:`open_turn`), or only the bot's stored
@@ -26,11 +28,13 @@ from typing import Any, Generic, TypeVar
 
 from ...bot import DynaBot
 from ...bot_conversations import BotConversations
+from ...configstore.rollout import is_candidate
 from ...context import BotContext
-from ...llm.base import Usage
+from ...llm.base import ChatMessage, Usage
 from ...llm.echo import estimate_usage
 from ...ratelimit import Decision
 from ..http_errors import BotNotFoundError
+from .rollout_turns import RoutedTurn, generation_headers, mirror, route_turn
 from .security import Caller
 from .state import RuntimeState
 
@@ -49,7 +53,7 @@ async def admit(
     spends tokens)."""
     client_id = caller.client_id(claimed_client_id)
     decision = await state.quota.admit(caller, client_id, turn=turn)
-    if not caller.may_use(bot_id):
+    if not caller.may_use(bot_id) or is_candidate(bot_id):
         raise BotNotFoundError(bot_id)
     return Admission(client_id, decision)
 
@@ -66,7 +70,9 @@ class Admission:
 @dataclass(frozen=True, slots=True)
 class BotTurn(Generic[Body]):
     """A chat turn admitted: what the client sent (``body``), for which client, to which bot,
-    and the limiter's ``decision`` that admitted it (``None``: no limits)."""
+    the limiter's ``decision`` that admitted it (``None``: no limits), and for a Bot under
+    rollout where the turn went (``routed``: counted once by :meth:`answered` or
+    :meth:`failed`; None: no rollout, nothing to count)."""
 
     body: Body
     client_id: str
@@ -74,6 +80,30 @@ class BotTurn(Generic[Body]):
     state: RuntimeState
     caller: Caller
     decision: Decision | None = None
+    routed: RoutedTurn | None = None
+
+    @property
+    def headers(self) -> dict[str, str]:
+        """The answer's header naming the generation that answers (when known)."""
+        routed = self.routed
+        return generation_headers(routed.generation if routed is not None else self.bot.generation)
+
+    def answered(self, reply: str, tokens: int) -> None:
+        """Count the answered turn (a Bot under rollout only)."""
+        if self.routed is not None:
+            self.routed.answered(reply, tokens)
+
+    def failed(self, exc: BaseException) -> None:
+        """Count the turn that raised ``exc`` (a Bot under rollout only; server errors only)."""
+        if self.routed is not None:
+            self.routed.failed(exc)
+
+    def mirror(self, new: list[ChatMessage], *, history: list[ChatMessage] | None = None) -> None:
+        """After the answered turn, run it on the candidate too when the rollout mirrors it
+        (:func:`.rollout_turns.mirror`)."""
+        if self.routed is not None and self.routed.route.mirror:
+            state = self.state
+            mirror(state.shadows, state.manager, self.routed, new, history=history)
 
     def charge(self, tokens: int) -> None:
         """Charge the finished turn's tokens to the client's budget, exactly once per turn.
@@ -121,12 +151,33 @@ class StreamCharge:
 
 
 async def open_turn(
-    state: RuntimeState, caller: Caller, bot_id: str, body: Body, *, claimed_client_id: str | None
+    state: RuntimeState,
+    caller: Caller,
+    bot_id: str,
+    body: Body,
+    *,
+    claimed_client_id: str | None,
+    conversation_id: str | None,
+    request_key: str,
 ) -> BotTurn[Body]:
-    """Admit a chat turn, then get (or build) its bot."""
+    """Admit a chat turn, then get (or build) the bot that answers it: the Bot's own, or for a
+    Bot under rollout the generation its routing picks (:func:`.rollout_turns.route_turn`;
+    ``conversation_id`` None: a stateless request, routed by ``request_key``)."""
     admission = await admit(state, caller, bot_id, claimed_client_id=claimed_client_id, turn=True)
-    bot = await state.manager.get_or_create(bot_id)
-    return BotTurn(body, admission.client_id, bot, state, caller, admission.decision)
+    client_id = admission.client_id
+    rollout = state.rollouts.get(bot_id)
+    if rollout is None or not rollout.state.active:  # no candidate takes traffic
+        bot = await state.manager.get_or_create(bot_id)
+        return BotTurn(body, client_id, bot, state, caller, admission.decision)
+    bot, routed = await route_turn(
+        state.manager,
+        state.rollout_counters,
+        rollout,
+        client_id=client_id,
+        conversation_id=conversation_id,
+        request_key=request_key,
+    )
+    return BotTurn(body, client_id, bot, state, caller, admission.decision, routed)
 
 
 @dataclass(frozen=True, slots=True)

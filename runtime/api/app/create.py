@@ -32,6 +32,7 @@ from ...ratelimit import (
     RateLimiter,
     RedisRateLimiter,
 )
+from ...routing import RolloutCounters, RolloutTable
 from ...secrets import DirectorySecretResolver, SecretResolver
 from ...sync import LastGoodConfigs, StoreConfigLoader, StoreSync, SyncSettings
 from ..exception_handlers import register_exception_handlers
@@ -40,6 +41,7 @@ from .metrics import Metrics
 from .middleware import RequestContextMiddleware
 from .openai_errors import register_openai_error_handlers
 from .quota import Quota
+from .rollout_shadow import ShadowMirrors
 from .routers import bots, chat, conversations, health, models, openai
 from .routers.ui import ui_router
 from .settings import RuntimeSettings
@@ -52,6 +54,7 @@ CORS_EXPOSED_HEADERS = [
     "retry-after",
     "x-request-id",
     "x-kubebots-usage",
+    "x-kubebots-generation",
     *(
         f"x-ratelimit-{what}-{scope}"
         for what in ("limit", "remaining", "reset")
@@ -165,6 +168,9 @@ def create_app(
                 ),
             )
             stack.push_async_callback(manager.close)
+            rollouts, counters = RolloutTable(), RolloutCounters()
+            shadows = ShadowMirrors(settings.shadow_max_in_flight)
+            stack.push_async_callback(shadows.close)  # before the bots close
             sync = StoreSync(
                 config_store,
                 manager,
@@ -175,10 +181,13 @@ def create_app(
                     tool_retry_interval=settings.tool_retry_interval,
                 ),
                 last_good,
+                rollouts=rollouts,
+                counters=counters,
             )
             await sync.start()
             stack.push_async_callback(sync.stop)
             metrics.watch_runtime(manager, sync)
+            metrics.watch_rollouts(rollouts, counters, shadows)
             if settings.freeze_gc:
                 freeze_startup_objects()
             app.state.bot_manager = manager
@@ -191,6 +200,9 @@ def create_app(
                 keyring=keys,
                 metrics=metrics,
                 failed_auth=FailedAuthentications(settings.auth_failures_per_minute),
+                rollouts=rollouts,
+                rollout_counters=counters,
+                shadows=shadows,
             )
             yield
 

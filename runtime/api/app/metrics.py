@@ -10,7 +10,10 @@ from prometheus_client.registry import Collector
 
 from ...llm.stats import LLMRequestStats
 from ...manager import BotManager
+from ...routing import RolloutCounters, RolloutTable
 from ...sync import StoreSync
+from .rollout_metrics import RolloutCollector
+from .rollout_shadow import ShadowMirrors
 from .tool_metrics import ToolCollector
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
@@ -110,3 +113,8 @@ class Metrics:
         self.registry.register(_RuntimeCollector(manager, sync))
         self.registry.register(_LLMCollector(manager.factory.llm_stats))
         self.registry.register(ToolCollector(manager.factory.tool_stats))
+
+    def watch_rollouts(
+        self, rollouts: RolloutTable, counters: RolloutCounters, shadows: ShadowMirrors
+    ) -> None:
+        self.registry.register(RolloutCollector(rollouts, counters, shadows))

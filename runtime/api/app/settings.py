@@ -106,6 +106,13 @@ class RuntimeSettings(BaseSettings):
         "listed (the last good version serves meanwhile).",
     )
     max_body_bytes: int = Field(default=1_000_000, ge=1024)
+    shadow_max_in_flight: int = Field(
+        default=16,
+        ge=0,
+        description="Shadow turns (a Bot's rollout in shadow mode mirrors turns to its "
+        "candidate) this replica runs at once; a mirror beyond that is dropped and counted "
+        "(kubebots_rollout_mirrors_dropped_total). 0: no mirrors.",
+    )
     cors_origins: Annotated[list[str], NoDecode] = Field(
         default_factory=list,
         description="Browser origins allowed to call the API (CORS), e.g. "

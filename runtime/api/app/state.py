@@ -10,10 +10,12 @@ from fastapi import Depends, Request
 from ...auth import KeyRing
 from ...configstore import ConfigStore
 from ...manager import BotManager
+from ...routing import RolloutCounters, RolloutTable
 from ...sync import StoreSync
 from .failed_auth import FailedAuthentications
 from .metrics import Metrics
 from .quota import Quota
+from .rollout_shadow import ShadowMirrors
 from .settings import RuntimeSettings
 
 
@@ -27,6 +29,10 @@ class RuntimeState:
     keyring: KeyRing | None  # None: authentication is off
     metrics: Metrics
     failed_auth: FailedAuthentications
+    #: the rollouts of this replica's Bots (fed by the sync) and what their turns measured
+    rollouts: RolloutTable
+    rollout_counters: RolloutCounters
+    shadows: ShadowMirrors  # the candidates' shadow turns in flight
 
 
 async def get_state(request: Request) -> RuntimeState:

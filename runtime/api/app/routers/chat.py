@@ -3,6 +3,11 @@
 A request carries a user ``message``, or ``approvals``: the client's decisions on the tool calls
 its conversation waits for (a turn that reached a tool with ``requiresApproval`` stopped and
 returned them as ``pending_approvals``); the turn then resumes.
+
+The answer's ``X-Kubebots-Generation`` header names the Bot generation that answered: while a
+Bot rolls out, a conversation is answered by the generation it started with
+(:mod:`..rollout_turns`, which also counts the turn and, in shadow mode, mirrors a message's
+turn to the candidate; a resumed turn is not mirrored).
 """
 
 from __future__ import annotations
@@ -17,7 +22,8 @@ from fastapi.responses import StreamingResponse
 from ....bot import DynaBot
 from ....context import BotContext
 from ....errors import KubebotsError
-from ....llm.base import Completion, Delta, ToolCall
+from ....llm.base import ChatMessage, Completion, Delta, ToolCall
+from ....llm.echo import estimate_usage
 from ....tools import ApprovalRequired, ToolEvent, ToolFinished, ToolStarted, TurnCompletion
 from ...exception_handlers import error_body
 from ..access import BotTurn, StreamCharge, open_turn
@@ -32,7 +38,15 @@ async def chat_turn(
     bot_id: str, body: ChatRequest, state: StateDep, caller: CallerDep
 ) -> BotTurn[ChatRequest]:
     """The turn of ``body`` (a ``client_id`` in it must be the caller's) with bot ``bot_id``."""
-    return await open_turn(state, caller, bot_id, body, claimed_client_id=body.client_id)
+    return await open_turn(
+        state,
+        caller,
+        bot_id,
+        body,
+        claimed_client_id=body.client_id,
+        conversation_id=body.conversation_id,
+        request_key=body.conversation_id,
+    )
 
 
 ChatTurnDep = Annotated[BotTurn[ChatRequest], Depends(chat_turn)]
@@ -70,10 +84,14 @@ async def chat(turn: ChatTurnDep) -> Response:
     ``response_model``)."""
     body, bot = turn.body, turn.bot
     context = BotContext(body.conversation_id, turn.client_id, body.user_id)
-    if body.message is not None:
-        completion = await bot.complete(body.message, context)
-    else:
-        completion = await bot.resume(context, body.decisions())
+    try:
+        if body.message is not None:
+            completion = await bot.complete(body.message, context)
+        else:
+            completion = await bot.resume(context, body.decisions())
+    except Exception as exc:
+        turn.failed(exc)
+        raise
     usage = None
     if completion.usage is not None:
         turn.charge(completion.usage.total_tokens)
@@ -82,6 +100,7 @@ async def chat(turn: ChatTurnDep) -> Response:
             completion_tokens=completion.usage.completion_tokens,
             total_tokens=completion.usage.total_tokens,
         )
+    _answered(turn, completion)
     reply = ChatResponse.model_validate(
         {
             "response": completion.content,
@@ -91,7 +110,16 @@ async def chat(turn: ChatTurnDep) -> Response:
             **_tool_fields(completion),
         }
     )
-    return Response(reply.model_dump_json(), media_type="application/json")
+    return Response(reply.model_dump_json(), media_type="application/json", headers=turn.headers)
+
+
+def _answered(turn: BotTurn[ChatRequest], completion: Completion) -> None:
+    """Count the answered turn (its usage, else the words estimate) and mirror a message's."""
+    message = turn.body.message
+    usage = completion.usage or estimate_usage([message or ""], completion.content)
+    turn.answered(completion.content, usage.total_tokens)
+    if message is not None:
+        turn.mirror([ChatMessage("user", message)])
 
 
 def sse(event: str, data: object) -> str:
@@ -152,7 +180,11 @@ async def chat_stream(turn: ChatTurnDep) -> StreamingResponse:
     context = BotContext(body.conversation_id, turn.client_id, body.user_id)
     charge = StreamCharge(turn, [body.message] if body.message is not None else [])
     stream = _turn_stream(turn.bot, body, context, charge)
-    first = await anext(stream, None)  # errors before the first piece are plain HTTP errors
+    try:
+        first = await anext(stream, None)  # errors before the first piece are plain HTTP errors
+    except Exception as exc:
+        turn.failed(exc)
+        raise
 
     async def events() -> AsyncIterator[str]:
         status = "completed"
@@ -165,14 +197,23 @@ async def chat_stream(turn: ChatTurnDep) -> StreamingResponse:
                 if event is not None:
                     yield event
                 item = await anext(stream, None)
+            turn.answered("".join(charge.parts), charge.usage().total_tokens)
+            if body.message is not None:
+                turn.mirror([ChatMessage("user", body.message)])
             done = {"conversation_id": body.conversation_id, "bot_id": bot_id, "status": status}
             yield sse("done", {**done, "usage": _usage(charge)})
         except KubebotsError as exc:
+            turn.failed(exc)
             yield sse("error", error_body(exc))
+        except Exception as exc:
+            turn.failed(exc)
+            raise
         finally:
             await stream.aclose()
             charge.send()
 
     return StreamingResponse(
-        events(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"}
+        events(),
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-cache", **turn.headers},
     )

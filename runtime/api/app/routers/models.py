@@ -1,5 +1,5 @@
 """OpenAI-compatible ``GET /v1/models`` and ``GET /v1/models/{model}``: the bots the caller may
-use, as models."""
+use, as models (never a Bot's internal candidate entry)."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from typing import Any
 
 from fastapi import APIRouter
 
+from ....configstore.rollout import is_candidate
 from ...http_errors import BotNotFoundError
 from ..security import CallerDep
 from ..state import StateDep
@@ -26,7 +27,7 @@ async def list_models(state: StateDep, caller: CallerDep) -> dict[str, Any]:
         "data": [
             model_body(e.bot_id, e.updated_at.timestamp())
             for e in entries
-            if caller.may_use(e.bot_id)
+            if caller.may_use(e.bot_id) and not is_candidate(e.bot_id)
         ],
     }
 
@@ -34,7 +35,8 @@ async def list_models(state: StateDep, caller: CallerDep) -> dict[str, Any]:
 @router.get("/models/{model}")
 async def retrieve_model(model: str, state: StateDep, caller: CallerDep) -> dict[str, Any]:
     """One bot as a model; 404 (``model_not_found``) when there is none this caller may use."""
-    entry = await state.store.get(model) if caller.may_use(model) else None
+    visible = caller.may_use(model) and not is_candidate(model)
+    entry = await state.store.get(model) if visible else None
     if entry is None:
         raise BotNotFoundError(model)
     return model_body(entry.bot_id, entry.updated_at.timestamp())

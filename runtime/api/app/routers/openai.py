@@ -21,6 +21,11 @@ provider counts) and says so: the ``x-kubebots-usage: estimated`` header on a co
 ``"estimated": true`` in a stream's usage chunk (a header cannot follow the stream). The turn is
 charged to the client's token budget either way. Clients with limits get OpenAI's
 ``x-ratelimit-*`` headers (:func:`..quota.rate_limit_headers`).
+
+``X-Kubebots-Generation`` names the Bot generation that answered. While a Bot rolls out
+(:mod:`..rollout_turns`), a stored conversation keeps the generation it started with, and a
+stateless request is routed by its request id (``X-Request-Id``); the turn is counted, and in
+shadow mode mirrored to the candidate.
 """
 
 from __future__ import annotations
@@ -32,7 +37,7 @@ from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass, field
 from typing import Annotated, Any, Final
 
-from fastapi import APIRouter, Depends, Header
+from fastapi import APIRouter, Depends, Header, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 
 from ....context import BotContext
@@ -69,6 +74,7 @@ class CompletionCall:
 
 async def completion_turn(
     body: CompletionRequest,
+    request: Request,
     state: StateDep,
     caller: CallerDep,
     conversation_id: Annotated[
@@ -79,7 +85,16 @@ async def completion_turn(
     request is checked before it is admitted (a refused request is not counted)."""
     check_arguments(body)
     call = CompletionCall(body, to_messages(body), conversation_id)
-    return await open_turn(state, caller, body.model, call, claimed_client_id=None)
+    request_key = getattr(request.state, "request_id", None) or uuid.uuid4().hex
+    return await open_turn(
+        state,
+        caller,
+        body.model,
+        call,
+        claimed_client_id=None,
+        conversation_id=conversation_id,
+        request_key=request_key,
+    )
 
 
 CompletionTurnDep = Annotated[BotTurn[CompletionCall], Depends(completion_turn)]
@@ -125,23 +140,29 @@ class _Reply:
 async def chat_completions(turn: CompletionTurnDep) -> JSONResponse | StreamingResponse:
     body, conversation_id = turn.body.request, turn.body.conversation_id
     context = BotContext(conversation_id, turn.client_id, body.user) if conversation_id else None
-    reply = _Reply(turn, _bounded(turn), context, _limit_headers(turn.decision))
+    headers = {**_limit_headers(turn.decision), **turn.headers}
+    reply = _Reply(turn, _bounded(turn), context, headers)
     return await (_stream(reply) if body.stream else _complete(reply))
 
 
 async def _complete(reply: _Reply) -> JSONResponse:
     bot, messages, context = reply.turn.bot, reply.turn.body.messages, reply.context
-    if context is not None:
-        added = new_messages(messages)
-        completion = await bot.complete_stored(added, context, settings=reply.settings)
-    else:
-        completion = await bot.complete_messages(messages, settings=reply.settings)
+    try:
+        if context is not None:
+            added = new_messages(messages)
+            completion = await bot.complete_stored(added, context, settings=reply.settings)
+        else:
+            completion = await bot.complete_messages(messages, settings=reply.settings)
+    except Exception as exc:
+        reply.turn.failed(exc)
+        raise
     usage = completion.usage
     if usage is None:
         arguments = "".join(c.arguments for c in completion.tool_calls)
         usage = estimate_usage([m.content for m in messages], completion.content + arguments)
         reply.headers[USAGE_HEADER] = "estimated"
     reply.turn.charge(usage.total_tokens)
+    _answered(reply, completion.content, usage.total_tokens)
     return JSONResponse(
         {
             "id": reply.id,
@@ -173,7 +194,11 @@ async def _stream(reply: _Reply) -> StreamingResponse:
         stream = bot.stream_stored(added, context, settings=reply.settings, on_usage=on_usage)
     else:
         stream = bot.stream_messages(messages, settings=reply.settings, on_usage=on_usage)
-    first = await anext(stream, None)  # errors before the first delta keep their status
+    try:
+        first = await anext(stream, None)  # errors before the first delta keep their status
+    except Exception as exc:
+        reply.turn.failed(exc)
+        raise
     include_usage = bool(request.stream_options and request.stream_options.include_usage)
 
     async def deltas() -> AsyncIterator[Delta]:
@@ -184,9 +209,11 @@ async def _stream(reply: _Reply) -> StreamingResponse:
 
     async def events() -> AsyncIterator[str]:
         finish = "stop"
+        text: list[str] = []
         try:
             yield reply.chunk({"role": "assistant", "content": ""}, None)
             async for delta in deltas():
+                text.append(delta.content)
                 charge.parts.append(delta.content)
                 charge.parts.extend(c.arguments for c in delta.tool_calls)
                 if delta.finish_reason is not None:
@@ -194,13 +221,18 @@ async def _stream(reply: _Reply) -> StreamingResponse:
                 piece = delta_body(delta)
                 if piece:
                     yield reply.chunk(piece, None)
+            _answered(reply, "".join(text), charge.usage().total_tokens)
             yield reply.chunk({}, finish)
             if include_usage:
                 usage = _stream_usage(reply, charge, estimated=charge.estimated)
                 yield f"data: {json.dumps(usage)}\n\n"
             yield "data: [DONE]\n\n"
         except KubebotsError as exc:
+            reply.turn.failed(exc)
             yield f"data: {json.dumps(openai_error_body(exc))}\n\n"
+        except Exception as exc:
+            reply.turn.failed(exc)
+            raise
         finally:
             await stream.aclose()
             charge.send()
@@ -210,6 +242,19 @@ async def _stream(reply: _Reply) -> StreamingResponse:
         media_type="text/event-stream",
         headers={"Cache-Control": "no-cache", **reply.headers},
     )
+
+
+def _answered(reply: _Reply, text: str, tokens: int) -> None:
+    """Count the answered turn; mirror it to the candidate when the rollout says so (the
+    stable prompt's messages: a stateless request's own, or the conversation's window and the
+    request's new messages)."""
+    turn = reply.turn
+    turn.answered(text, tokens)
+    messages = turn.body.messages
+    if reply.context is None:
+        turn.mirror(messages, history=[])
+    else:
+        turn.mirror(new_messages(messages))
 
 
 def _stream_usage(reply: _Reply, charge: StreamCharge, *, estimated: bool) -> dict[str, Any]:

@@ -36,7 +36,7 @@ export function renderStatus(dl, bot) {
 
 /**
  * A Bot's rollout (`GET /bots/{id}`'s `rollout`) in a line: "step 2, 30% to generation 5
- * (stable 4)". `step` is the index into spec.rollout.steps, shown from 1.
+ * (stable 4)". `step` counts from 1.
  */
 export function rolloutText(rollout) {
   const stable = `(stable ${rollout.stableGeneration})`;
@@ -47,7 +47,7 @@ export function rolloutText(rollout) {
   const share = rollout.shadow
     ? `shadow: ${rollout.weight}% mirrored to generation ${rollout.candidateGeneration}`
     : `${rollout.weight}% to generation ${rollout.candidateGeneration}`;
-  return `step ${rollout.step + 1}, ${share} ${stable}${attempt}`;
+  return `step ${rollout.step}, ${share} ${stable}${attempt}`;
 }
 
 /** A chat bubble: `{item, body}` (the body is where streamed text goes). */
