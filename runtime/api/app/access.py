@@ -26,6 +26,8 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
+from fastapi import Request
+
 from ...bot import DynaBot
 from ...bot_conversations import BotConversations
 from ...configstore.rollout import is_candidate
@@ -34,7 +36,7 @@ from ...llm.base import ChatMessage, Usage
 from ...llm.echo import estimate_usage
 from ...ratelimit import Decision
 from ..http_errors import BotNotFoundError
-from .rollout_turns import RoutedTurn, generation_headers, mirror, route_turn
+from .rollout_turns import RoutedTurn, mirror, route_turn
 from .security import Caller
 from .state import RuntimeState
 
@@ -83,10 +85,17 @@ class BotTurn(Generic[Body]):
     routed: RoutedTurn | None = None
 
     @property
-    def headers(self) -> dict[str, str]:
-        """The answer's header naming the generation that answers (when known)."""
+    def generation(self) -> int | None:
+        """The Bot generation answering the turn (when known): the routed one during a
+        rollout. The middleware sends it as ``X-Kubebots-Generation`` with the answer, an error
+        answer included (:meth:`mark`)."""
         routed = self.routed
-        return generation_headers(routed.generation if routed is not None else self.bot.generation)
+        return routed.generation if routed is not None else self.bot.generation
+
+    def mark(self, request: Request) -> BotTurn[Body]:
+        """Record the turn's generation on the request, for the response's header."""
+        request.state.generation = self.generation
+        return self
 
     def answered(self, reply: str, tokens: int) -> None:
         """Count the answered turn (a Bot under rollout only)."""

@@ -24,6 +24,10 @@ from ..exception_handlers import format_error
 from .metrics import Metrics
 from .openai_errors import is_v1, openai_error
 
+#: The response header naming the Bot generation that answered a chat turn (or failed it).
+GENERATION_HEADER = "X-Kubebots-Generation"
+_GENERATION_HEADER_BYTES = GENERATION_HEADER.lower().encode()
+
 log = logging.getLogger("kubebots.runtime.api.access")
 _SAFE_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 
@@ -70,10 +74,12 @@ class RequestContextMiddleware:
                 return  # we already answered 413; what the app says next goes nowhere
             if message["type"] == "http.response.start":
                 sent.status = message["status"]
-                message["headers"] = [
-                    *message.get("headers", []),
-                    (b"x-request-id", request_id.encode()),
-                ]
+                headers = [*message.get("headers", []), (b"x-request-id", request_id.encode())]
+                # a chat turn's generation (its route marks it), on its answer and its errors
+                generation = scope["state"].get("generation")
+                if generation is not None:
+                    headers.append((_GENERATION_HEADER_BYTES, str(generation).encode()))
+                message["headers"] = headers
             await send(message)
 
         try:

@@ -6,7 +6,7 @@ client named, then :func:`route_turn` asks the :class:`~kubebots.runtime.routing
 routes it with :func:`~kubebots.runtime.routing.choose`: a started conversation keeps the
 generation its last stored message names (one ``recent(key, 1)`` read), a new one is drawn by
 its hash, ``/v1`` without a conversation by its request id. The answer says who served it
-(:data:`GENERATION_HEADER`).
+(``X-Kubebots-Generation``, sent by the middleware).
 
 Each routed turn is counted once, when it ends (:class:`RoutedTurn`): answered (its wall time,
 prompt + completion tokens, whether the rollout's flag pattern matches the reply) or failed
@@ -24,7 +24,6 @@ import re
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Final
 
 from ...bot import DynaBot
 from ...context import BotContext
@@ -39,9 +38,6 @@ from ..http_errors import as_api_error
 from .rollout_shadow import ShadowMirrors
 
 log = logging.getLogger("kubebots.runtime.api.rollout")
-
-#: The response header naming the Bot generation that answered a turn.
-GENERATION_HEADER: Final = "X-Kubebots-Generation"
 
 
 def is_server_error(exc: BaseException) -> bool:
@@ -59,11 +55,6 @@ def is_flagged(flag: re.Pattern[str] | None, reply: str) -> bool:
     """Whether the rollout's ``flagReplyPattern`` matches ``reply`` (applied to the replies of
     both generations alike)."""
     return flag is not None and flag.search(reply) is not None
-
-
-def generation_headers(generation: int | None) -> dict[str, str]:
-    """The :data:`GENERATION_HEADER` of a turn's answer (none when the generation is unknown)."""
-    return {GENERATION_HEADER: str(generation)} if generation is not None else {}
 
 
 @dataclass(slots=True)

@@ -16,7 +16,7 @@ import json
 from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Response
+from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import StreamingResponse
 
 from ....bot import DynaBot
@@ -35,10 +35,10 @@ router = APIRouter(tags=["chat"])
 
 
 async def chat_turn(
-    bot_id: str, body: ChatRequest, state: StateDep, caller: CallerDep
+    bot_id: str, body: ChatRequest, request: Request, state: StateDep, caller: CallerDep
 ) -> BotTurn[ChatRequest]:
     """The turn of ``body`` (a ``client_id`` in it must be the caller's) with bot ``bot_id``."""
-    return await open_turn(
+    turn = await open_turn(
         state,
         caller,
         bot_id,
@@ -47,6 +47,7 @@ async def chat_turn(
         conversation_id=body.conversation_id,
         request_key=body.conversation_id,
     )
+    return turn.mark(request)
 
 
 ChatTurnDep = Annotated[BotTurn[ChatRequest], Depends(chat_turn)]
@@ -110,7 +111,7 @@ async def chat(turn: ChatTurnDep) -> Response:
             **_tool_fields(completion),
         }
     )
-    return Response(reply.model_dump_json(), media_type="application/json", headers=turn.headers)
+    return Response(reply.model_dump_json(), media_type="application/json")
 
 
 def _answered(turn: BotTurn[ChatRequest], completion: Completion) -> None:
@@ -215,5 +216,5 @@ async def chat_stream(turn: ChatTurnDep) -> StreamingResponse:
     return StreamingResponse(
         events(),
         media_type="text/event-stream",
-        headers={"Cache-Control": "no-cache", **turn.headers},
+        headers={"Cache-Control": "no-cache"},
     )

@@ -86,7 +86,7 @@ async def completion_turn(
     check_arguments(body)
     call = CompletionCall(body, to_messages(body), conversation_id)
     request_key = getattr(request.state, "request_id", None) or uuid.uuid4().hex
-    return await open_turn(
+    turn = await open_turn(
         state,
         caller,
         body.model,
@@ -95,6 +95,7 @@ async def completion_turn(
         conversation_id=conversation_id,
         request_key=request_key,
     )
+    return turn.mark(request)
 
 
 CompletionTurnDep = Annotated[BotTurn[CompletionCall], Depends(completion_turn)]
@@ -140,7 +141,7 @@ class _Reply:
 async def chat_completions(turn: CompletionTurnDep) -> JSONResponse | StreamingResponse:
     body, conversation_id = turn.body.request, turn.body.conversation_id
     context = BotContext(conversation_id, turn.client_id, body.user) if conversation_id else None
-    headers = {**_limit_headers(turn.decision), **turn.headers}
+    headers = _limit_headers(turn.decision)
     reply = _Reply(turn, _bounded(turn), context, headers)
     return await (_stream(reply) if body.stream else _complete(reply))
 
