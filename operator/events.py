@@ -12,7 +12,13 @@ nothing. Normal events:
 - ``Deleted``: the Bot's tombstone written (the runtime replicas drop it).
 
 Warning events when ``Ready`` turns False for a problem a user must look at (the reasons of
-:data:`WARNINGS`), once per reason and revision. Messages are the status conditions' messages:
+:data:`WARNINGS`), once per reason and revision.
+
+A rollout's events are read off ``status.rollout`` alike (:func:`rollout_transitions`): Normal
+``RolloutStarted`` (a candidate generation, or a retry, begins its first step),
+``StepAdvanced``, ``Promoted``; Warning ``RolledBack`` and ``Aborted``. ``RolloutSkipped``
+(Normal: a change that cannot be canaried was written at once) is posted by the handler that
+wrote it (:func:`rollout_skipped`). Messages are the status conditions' messages:
 no Secret value is ever in them.
 
 kopf posts the events in the background (:func:`kopf.info` and :func:`kopf.warn`, under
@@ -91,7 +97,8 @@ def transitions(old: Mapping[str, Any] | None, new: Mapping[str, Any]) -> list[B
     synced: Mapping[str, Any] = next(
         (c for c in after.get("conditions") or [] if c.get("type") == "Synced"), {}
     )
-    if synced.get("status") == "True" and revision != before.get("revision"):
+    moved = _rollout_moved(before.get("rollout"), after.get("rollout"))
+    if synced.get("status") == "True" and revision != before.get("revision") and not moved:
         message = f"generation {generation} accepted: in the config store at revision {revision}"
         events.append(BotEvent("Normal", "Synced", message))
     if now.get("status") == "True" and (
@@ -108,7 +115,54 @@ def transitions(old: Mapping[str, Any] | None, new: Mapping[str, Any]) -> list[B
     )
     if now.get("status") == "False" and reason in WARNINGS and started:
         events.append(BotEvent("Warning", str(reason), str(now.get("message") or reason)))
-    return events
+    return events + rollout_transitions(before.get("rollout"), after.get("rollout"))
+
+
+def _rollout_moved(old: Any, new: Any) -> bool:
+    """Whether a rollout of the same candidate moved (its own events say so: the store
+    revision it took is no ``Synced`` of its own)."""
+    if not isinstance(old, Mapping) or not isinstance(new, Mapping):
+        return False
+    fields = ("phase", "step", "attempt")
+    same = old.get("candidateGeneration") == new.get("candidateGeneration")
+    return same and any(old.get(f) != new.get(f) for f in fields)
+
+
+def rollout_transitions(old: Any, new: Any) -> list[BotEvent]:
+    """The events of ``status.rollout`` going from ``old`` to ``new`` (either may be None)."""
+    if not isinstance(new, Mapping):
+        return []
+    was: Mapping[str, Any] = old if isinstance(old, Mapping) else {}
+    phase, same = (
+        new.get("phase"),
+        (
+            was.get("candidateGeneration"),
+            was.get("attempt"),
+        )
+        == (new.get("candidateGeneration"), new.get("attempt")),
+    )
+    generation, stable = new.get("candidateGeneration"), new.get("stableGeneration")
+    if phase == "Progressing" and not same:
+        attempt = new.get("attempt")
+        retry = f"retry (attempt {attempt}) of " if attempt != 1 else ""
+        message = f"{retry}generation {generation} (stable {stable}): {new.get('message')}"
+        return [BotEvent("Normal", "RolloutStarted", message)]
+    if phase == "Progressing" and was.get("phase") == "Progressing":
+        if (new.get("step") or 0) > (was.get("step") or 0):
+            return [BotEvent("Normal", "StepAdvanced", str(new.get("message")))]
+        return []
+    if phase == was.get("phase") and same:
+        return []
+    if phase == "Promoted":
+        return [BotEvent("Normal", "Promoted", str(new.get("message")))]
+    if phase in ("RolledBack", "Aborted"):
+        message = f"generation {generation}: {new.get('message')}; generation {stable} serves"
+        return [BotEvent("Warning", str(phase), message)]
+    return []
+
+
+def rollout_skipped(why: str) -> BotEvent:
+    return BotEvent("Normal", "RolloutSkipped", why)
 
 
 def deleted() -> BotEvent:

@@ -10,7 +10,9 @@ repairs drift; nothing runs per Bot at idle). Found at start with its status cur
 adopted, checked in one batch. Deleted -> tombstoned by the one writer of :mod:`.tombstones`,
 then the finalizer is released. Each transition (synced, Ready, a problem, deleted) posts one
 event on the Bot (:mod:`.events`). Secret events re-write the Bots that reference a rotated
-Secret. kopf logs in through :mod:`.login` (a bounded connection pool); ``/healthz`` runs the
+Secret. A Bot's ``kubebots.io/rollout-action`` annotation (no new generation) goes to the
+rollout controller (:mod:`.rollouts`), which acts on each value once. kopf logs in through
+:mod:`.login` (a bounded connection pool); ``/healthz`` runs the
 two probes here, decided by :mod:`.liveness`. What the handlers share comes typed from kopf's
 memo (:mod:`.services`).
 """
@@ -28,12 +30,13 @@ from kubebots.runtime import tracing
 from kubebots.runtime.configstore import StoreError
 from kubebots.runtime.schema import API_GROUP, API_VERSION, PLURAL, bot_id_for
 
-from .events import deleted, transitions
+from .events import deleted, rollout_skipped, transitions
 from .kopf_settings import tune
 from .kube import FINALIZER, describe_failure, list_bot_ids, secret_keys
 from .liveness import ApiUnreachableError, Lagging, OperatorStalledError, progress
 from .login import login
 from .reconcile import Applied, BotRef, apply, forget_orphans, rotate_secret
+from .rollouts import ACTION_ANNOTATION
 from .services import OperatorMemo, OperatorServices, open_services
 from .status import status_patch, wait_served
 
@@ -43,13 +46,17 @@ LEGACY_DIFF_BASE = "last-handled-configuration"
 RESOURCE = (API_GROUP, API_VERSION, PLURAL)
 
 
-def bot_ref(meta: Mapping[str, Any], spec: Mapping[str, Any]) -> BotRef:
+def bot_ref(
+    meta: Mapping[str, Any], spec: Mapping[str, Any], *, prefix: str = "kubebots.io"
+) -> BotRef:
+    annotations = meta.get("annotations") or {}
     return BotRef(
         namespace=str(meta["namespace"]),
         name=str(meta["name"]),
         uid=str(meta["uid"]),
         generation=int(meta.get("generation") or 1),
         spec=dict(spec),
+        action=str(annotations.get(f"{prefix}/{ACTION_ANNOTATION}") or "").strip(),
     )
 
 
@@ -122,7 +129,7 @@ async def bot_event(
     legacy = f"{services.settings.annotation_prefix}/{LEGACY_DIFF_BASE}"
     if legacy in (meta.get("annotations") or {}):
         patch.meta.annotations[legacy] = None  # kopf's copy of the spec, from before 0.2
-    ref = bot_ref(meta, spec)
+    ref = bot_ref(meta, spec, prefix=services.settings.annotation_prefix)
     if feed.knows(ref):
         feed.saw(namespace, name, uid, dict(status))
     elif type is None and status.get("observedGeneration") == ref.generation:
@@ -130,6 +137,8 @@ async def bot_event(
     else:
         with tracing.span("kubebots.operator.reconcile", reconcile_attributes(ref)):
             await reconcile(ref, status, patch, services, logger)
+    if ref.action:  # an annotation change bumps no generation: the controller checks it
+        services.rollouts.ask(ref, ref.action)
 
 
 def reconcile_attributes(ref: BotRef) -> dict[str, str | int]:
@@ -154,7 +163,7 @@ async def reconcile(
     feed, settings = services.status_feed, services.settings
     feed.begin(ref)
     try:
-        applied = await apply(services.store, ref, services.secrets)
+        applied = await apply(services.store, ref, services.secrets, wall=feed.wall)
         live = (
             await wait_served(
                 services.reports,
@@ -181,8 +190,12 @@ async def reconcile(
         tracing.failed(tracing.current_span(), "InvalidSpec")
     if applied.secret_missing:
         logger.warning(applied.secret_missing)
+    if applied.skipped:
+        logger.info(applied.skipped)
     new = status_patch(ref, applied, live, status)
     feed.events.post(ref, transitions(status, new))
+    if applied.skipped:
+        feed.events.post(ref, [rollout_skipped(applied.skipped)])
     feed.track(ref, applied, new)
     await feed.settled(ref)
     patch.status.update(new)

@@ -8,16 +8,20 @@ are recorded as described in :mod:`.secret_stamp`.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping
+import time
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any, Protocol, TypeGuard
 
 from kubebots.runtime.configstore import ConfigStore, StoreEntry
+from kubebots.runtime.configstore.rollout import RolloutState, stable_id
 from kubebots.runtime.errors import ConfigurationError
 from kubebots.runtime.schema import BotConfig, bot_id_for, parse_bot_config
+from kubebots.runtime.schema.rollout import RolloutConfig
 from kubebots.runtime.schema.secret_refs import SecretRefAt, secret_refs, spec_secret_refs
 
+from .rollout_writes import write
 from .secret_stamp import recorded, stamp
 
 
@@ -40,6 +44,8 @@ class BotRef:
     uid: str
     generation: int
     spec: Mapping[str, Any]
+    #: the Bot's ``kubebots.io/rollout-action`` annotation ("" without one)
+    action: str = field(default="", compare=False)
 
     @property
     def bot_id(self) -> str:
@@ -66,7 +72,24 @@ class Applied:
     invalid: str | None = None  # why the spec was refused (field paths, never values)
     secret_missing: str | None = None
     unavailable: str | None = None  # why nothing could be written yet (retried)
-    annotations: Mapping[str, str] = field(default_factory=dict)
+    annotations: Mapping[str, str] = field(default_factory=dict)  # the Secret stamps
+    #: the candidate's state while this generation rolls out (``revision`` is the candidate
+    #: entry's); after a promotion, the state it was promoted from
+    rollout: RolloutState | None = None
+    plan: RolloutConfig | None = None  # this generation's spec.rollout
+    stable_revision: int | None = None  # the Bot's own entry (the stable generation's)
+    promoted: bool = False  # this generation's rollout ended in promotion
+    skipped: str | None = None  # why spec.rollout did not apply (a storage move)
+
+    @property
+    def rolling_out(self) -> bool:
+        """Whether a candidate entry holds this generation (any phase)."""
+        return self.rollout is not None and not self.promoted
+
+    @property
+    def progressing(self) -> bool:
+        """Whether the rollout controller moves this generation on."""
+        return self.rolling_out and self.rollout is not None and self.rollout.phase == "Progressing"
 
 
 def validate(ref: BotRef) -> BotConfig | str:
@@ -103,9 +126,17 @@ async def annotations_for(
     return stamp(refs, versions)
 
 
-async def apply(store: ConfigStore, ref: BotRef, secrets: SecretVersions) -> Applied:
+async def apply(
+    store: ConfigStore,
+    ref: BotRef,
+    secrets: SecretVersions,
+    *,
+    wall: Callable[[], float] = time.time,
+) -> Applied:
     """Validate ``ref`` and write it to the store (idempotent). An invalid spec or a missing
-    Secret writes nothing: the store keeps the last good config."""
+    Secret writes nothing: the store keeps the last good config. With ``spec.rollout`` a
+    changed spec becomes a candidate (:mod:`.rollout_writes`; ``wall``: when its first step
+    begins)."""
     parsed = validate(ref)
     if isinstance(parsed, str):
         return Applied(invalid=parsed)
@@ -113,10 +144,15 @@ async def apply(store: ConfigStore, ref: BotRef, secrets: SecretVersions) -> App
         annotations = await annotations_for(parsed, ref, secrets)
     except SecretMissingError as exc:
         return Applied(secret_missing=str(exc))
-    revision = await store.put(
-        ref.bot_id, dict(ref.spec), generation=ref.generation, uid=ref.uid, annotations=annotations
+    written = await write(store, ref, parsed, annotations, wall=wall)
+    return Applied(
+        revision=written.revision,
+        annotations=annotations,
+        rollout=written.rollout,
+        plan=parsed.rollout,
+        stable_revision=written.stable_revision,
+        skipped=written.skipped,
     )
-    return Applied(revision=revision, annotations=annotations)
 
 
 def holds(entry: StoreEntry | None, ref: BotRef) -> TypeGuard[StoreEntry]:
@@ -144,7 +180,9 @@ async def rotate_secret(
     any of its Secret references with the Secret's new ``version``, so runtimes reload and
     re-read the values. A Bot naming a key the Secret lacks is not re-written (its replicas
     would fail to read it): as a write would (:func:`apply`), the store keeps its last good
-    config. An entry that records this version already is left as it is."""
+    config. An entry that records this version already is left as it is. A candidate entry
+    (a rollout) is re-written alike, keeping its ``rollout`` annotation (its progress);
+    ``lacking`` names the Bot's own id for it."""
     entries, _ = await store.list()
     rewritten, lacking = [], []
     for entry in entries:
@@ -155,7 +193,8 @@ async def rotate_secret(
         if not named:
             continue
         if any(key not in keys for key in named):
-            lacking.append(entry.bot_id)
+            if stable_id(entry.bot_id) not in lacking:
+                lacking.append(stable_id(entry.bot_id))
             continue
         versions = {**recorded(entry.annotations, refs), secret: version}
         annotations = {**entry.annotations, **stamp(refs, versions)}
@@ -175,12 +214,14 @@ async def rotate_secret(
 async def forget_orphans(
     store: ConfigStore, live: set[str], namespaces: set[str] | None
 ) -> list[str]:
-    """Tombstone store entries whose Bot no longer exists (in the namespaces we watch)."""
+    """Tombstone store entries whose Bot no longer exists (in the namespaces we watch); a
+    candidate entry goes with its Bot."""
     entries, _ = await store.list()
     gone = [
         e.bot_id
         for e in entries
-        if e.bot_id not in live and (namespaces is None or e.bot_id.partition(":")[0] in namespaces)
+        if stable_id(e.bot_id) not in live
+        and (namespaces is None or e.bot_id.partition(":")[0] in namespaces)
     ]
     for bot_id in gone:
         await store.delete(bot_id)

@@ -34,9 +34,11 @@ from kubebots.runtime.kube_config import ClusterAccess, ClusterAccessError
 from kubebots.runtime.schema import API_GROUP, API_VERSION, PLURAL, split_bot_id
 
 from .kube import describe_api_error, status_kind
+from .rollouts import ACTION_ANNOTATION as ROLLOUT_ACTION
 
 #: The Bot annotation the operator reads the asked actions from.
-ACTION_ANNOTATION: Final = "kubebots.io/rollout-action"
+#: the annotation the operator reads (its default ``annotation_prefix``)
+ACTION_ANNOTATION: Final = f"{API_GROUP}/{ROLLOUT_ACTION}"
 ACTIONS: Final = ("promote", "abort", "retry")
 #: Seconds one API call may take (a hung API must not hang the command).
 REQUEST_TIMEOUT: Final = 10.0

@@ -4,9 +4,9 @@
 settings, the watched namespaces, the cluster access and its API client, the liveness check):
 kopf's login and ``/healthz`` need it before the startup handler has run.
 :class:`OperatorServices` is what that startup handler makes (:func:`open_services`): the config
-store, the Kubernetes calls beside kopf's, the status controller, the tombstone writer, the
-store's housekeeping, the replica-report cache, and the tasks and threads cleanup stops. Tests
-build theirs with :func:`assemble` from fakes.
+store, the Kubernetes calls beside kopf's, the status controller, the rollout controller, the
+tombstone writer, the store's housekeeping, the replica-report cache, and the tasks and threads
+cleanup stops. Tests build theirs with :func:`assemble` from fakes.
 
 kopf gives each resource object a shallow copy of the memo it was started with: both objects
 are shared by every handler, never copied (the report cache serves every waiting handler).
@@ -32,6 +32,7 @@ from .housekeeping import Housekeeping, HousekeepingTiming
 from .kube import FINALIZER, KubeFinalizers, KubeSecretVersions, KubeStatusPatcher
 from .liveness import ApiLiveness
 from .reconcile import SecretVersions
+from .rollouts import ACTION_ANNOTATION, RolloutController
 from .settings import OperatorSettings
 from .status import ReportsCache
 from .status_feed import StatusFeed, StatusPatcher, Timing
@@ -70,14 +71,16 @@ class OperatorServices:
     tombstones: Tombstones
     reports: ReportsCache  # shared by every handler waiting for its write to be served
     housekeeping: Housekeeping
+    rollouts: RolloutController
     executor: ThreadPoolExecutor | None = None  # runs the official client's calls
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
     def start(self) -> None:
-        """The status controller, the tombstone writer and the store's housekeeping, each one
-        task until :meth:`close`."""
+        """The status controller, the rollout controller, the tombstone writer and the store's
+        housekeeping, each one task until :meth:`close`."""
         self.tasks = [
             asyncio.create_task(self.status_feed.run(), name="kubebots-status"),
+            asyncio.create_task(self.rollouts.run(), name="kubebots-rollouts"),
             asyncio.create_task(self.tombstones.run(), name="kubebots-tombstones"),
             asyncio.create_task(self.housekeeping.run(), name="kubebots-housekeeping"),
         ]
@@ -120,21 +123,32 @@ def assemble(
     executor: ThreadPoolExecutor | None = None,
     clock: Callable[[], float] = time.monotonic,
     events: EventPoster | None = None,
+    wall: Callable[[], float] = time.time,
 ) -> OperatorServices:
     """The services on ``store``, reaching Kubernetes through the given parts (no events
-    without ``events``)."""
+    without ``events``; ``wall``: the unix clock rollout steps are timed by)."""
     events = events or NoEvents()
+    feed = StatusFeed(
+        store, patcher, secrets, feed_timing(settings), clock=clock, events=events, wall=wall
+    )
+    reports = ReportsCache(store, ttl=settings.reports_ttl)
     return OperatorServices(
         settings=settings,
         store=store,
         secrets=secrets,
         finalizers=finalizers,
-        status_feed=StatusFeed(
-            store, patcher, secrets, feed_timing(settings), clock=clock, events=events
-        ),
+        status_feed=feed,
         tombstones=Tombstones(store, retry=settings.retry_interval, clock=clock),
-        reports=ReportsCache(store, ttl=settings.reports_ttl),
+        reports=reports,
         housekeeping=Housekeeping(store, housekeeping_timing(settings)),
+        rollouts=RolloutController(
+            feed,
+            reports,
+            tick=settings.rollout_tick,
+            replica_max_age=settings.replica_max_age,
+            wall=wall,
+            annotation=f"{settings.annotation_prefix}/{ACTION_ANNOTATION}",
+        ),
         executor=executor,
     )
 

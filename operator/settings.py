@@ -41,6 +41,12 @@ class OperatorSettings(BaseSettings):
         description="Its tick while nothing is pending: how soon replicas appearing, leaving "
         "or expiring show in the statuses (seconds).",
     )
+    rollout_tick: float = Field(
+        default=0.5,
+        gt=0,
+        description="The rollout controller's tick: while a Bot's canary progresses, the "
+        "replica reports are read this often and its step judged when due (seconds).",
+    )
     status_patch_concurrency: int = Field(
         default=8, ge=1, description="Status patches the controller sends at once."
     )

@@ -25,11 +25,21 @@ from typing import Any
 from kubebots.runtime.configstore import ReplicaReport, ReplicaReports
 from kubebots.runtime.configstore.serving import Serving, serving_from
 
+from . import rollout_status
 from .conditions import Condition, render
 from .reconcile import Applied, BotRef
+from .rollout_status import RolloutNote
 
 #: the reason a replica reports for a Bot whose MCP server it cannot list
 TOOL_UNAVAILABLE = "ToolUnavailable"
+
+
+def _pruned(value: Any) -> Any:
+    """``value`` with the None fields of its objects left out: a merge patch of ``null``
+    removes a field, so the object that lands has none."""
+    if isinstance(value, Mapping):
+        return {k: _pruned(v) for k, v in value.items() if v is not None}
+    return value
 
 
 def comparable(status: Mapping[str, Any] | None) -> Any:
@@ -40,7 +50,7 @@ def comparable(status: Mapping[str, Any] | None) -> Any:
         {k: v for k, v in c.items() if k != "lastTransitionTime"}
         for c in status.get("conditions") or []
     ]
-    return {**status, "conditions": conditions}
+    return _pruned({**status, "conditions": conditions})
 
 
 def differs(new: Mapping[str, Any], old: Mapping[str, Any] | None) -> bool:
@@ -115,7 +125,7 @@ async def wait_served(
         reports.waiting -= 1
 
 
-def _ready(applied: Applied, live: Serving | None) -> tuple[Condition, bool, bool]:
+def _ready(ref: BotRef, applied: Applied, live: Serving | None) -> tuple[Condition, bool, bool]:
     """The Ready condition, and whether the Bot is stalled (needs a user) or reconciling."""
     if applied.invalid is not None:
         return Condition("Ready", False, "InvalidSpec", applied.invalid), True, False
@@ -124,6 +134,9 @@ def _ready(applied: Applied, live: Serving | None) -> tuple[Condition, bool, boo
     if applied.revision is None or live is None:
         msg = applied.unavailable or "not written yet"
         return Condition("Ready", False, "StoreUnavailable", msg), False, True
+    rolling = rollout_status.ready(ref, applied)
+    if rolling is not None:
+        return rolling
     if live.errors and TOOL_UNAVAILABLE in live.reasons:
         # not stalled: the replicas build the Bot again until its MCP servers answer
         return Condition("Ready", False, TOOL_UNAVAILABLE, "; ".join(live.errors)), False, True
@@ -151,9 +164,11 @@ def status_patch(
     applied: Applied,
     live: Serving | None,
     previous: Mapping[str, Any] | None,
+    note: RolloutNote | None = None,
 ) -> dict[str, Any]:
-    """The whole status to patch (every field is in the CRD's status schema: nothing pruned)."""
-    ready, stalled, reconciling = _ready(applied, live)
+    """The whole status to patch (every field is in the CRD's status schema: nothing pruned).
+    ``note``: the rollout controller's last judgement of the Bot's step, if any."""
+    ready, stalled, reconciling = _ready(ref, applied, live)
     accepted = (
         Condition("Accepted", False, "InvalidSpec", applied.invalid)
         if applied.invalid is not None
@@ -188,6 +203,8 @@ def status_patch(
     ]
     if live is not None and live.fallbacks:
         conditions.append(_fallback(live))
+    if applied.revision is not None:
+        conditions += rollout_status.conditions(ref, applied, note, previous)
     previous_conditions = (previous or {}).get("conditions")
     status: dict[str, Any] = {
         "observedGeneration": ref.generation,
@@ -200,6 +217,9 @@ def status_patch(
     }
     if applied.revision is not None:
         status["revision"] = applied.revision
+        rollout = rollout_status.rollout(ref, applied, note, previous)
+        if rollout is not rollout_status.KEEP:
+            status["rollout"] = rollout
     if live is not None:
         status["replicas"] = live.replicas
         status["servedReplicas"] = live.served

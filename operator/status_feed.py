@@ -14,9 +14,11 @@ concurrency. Drift repair (a wiped or stale store entry rewritten) is one store 
 ``drift_interval`` seconds, jittered by +-20%. A patch that changes a Bot's state (synced, Ready,
 a problem starting) posts its events (:mod:`.events`), once per transition.
 
-The index is :mod:`.status_index`, the store work :mod:`.status_writes`. Nothing here talks to
-Kubernetes or kopf: the patcher, the store, the Secret reader, the event poster and the
-clock are passed in.
+The rollout controller (:mod:`.rollouts`) never patches a status: it hands each move of a
+Bot's rollout over (``rollout_changed``, ``rollout_noted``), so the feed stays the one writer of
+every status. The index is :mod:`.status_index`, the store work :mod:`.status_writes`.
+Nothing here talks to Kubernetes or kopf: the patcher, the store, the Secret reader, the event
+poster and the clocks are passed in.
 """
 
 from __future__ import annotations
@@ -25,14 +27,17 @@ import asyncio
 import contextlib
 import logging
 import random
+import time
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
 from typing import Any, Protocol
 
 from kubebots.runtime.configstore import ReplicaReport, ReportingConfigStore, StoreError
 from kubebots.runtime.configstore.serving import serving_from
 
 from .events import EventPoster, NoEvents, transitions
-from .reconcile import SecretVersions
+from .reconcile import Applied, BotRef, SecretVersions
+from .rollout_status import RolloutNote
 from .status import differs, status_patch
 from .status_index import Key, Timing, Tracked
 from .status_writes import BotWrites
@@ -50,8 +55,12 @@ class StatusPatcher(Protocol):
 
 def _signature(reports: Sequence[ReplicaReport]) -> dict[str, tuple[Any, ...]]:
     """What makes every Bot's status change: which replicas are live and their bot reports
-    (errors, fallback LLM endpoints serving, MCP tool counts)."""
-    return {r.replica_id: r.bots for r in reports}
+    (errors, fallback LLM endpoints serving, MCP tool counts; not a rollout's turn counts,
+    which move with every turn: the rollout controller reads those)."""
+    return {
+        r.replica_id: tuple(replace(b, rollout=()) if b.rollout else b for b in r.bots)
+        for r in reports
+    }
 
 
 class StatusFeed(BotWrites):
@@ -67,8 +76,9 @@ class StatusFeed(BotWrites):
         clock: Callable[[], float],
         rng: random.Random | None = None,
         events: EventPoster | None = None,
+        wall: Callable[[], float] = time.time,
     ) -> None:
-        super().__init__(store, secrets, timing, clock=clock)
+        super().__init__(store, secrets, timing, clock=clock, wall=wall)
         self._patcher = patcher
         self.events: EventPoster = events or NoEvents()
         self._rng = rng or random.Random()
@@ -76,6 +86,38 @@ class StatusFeed(BotWrites):
         self._synced: dict[str, int] = {}
         self._next_repair = clock() + self._jittered()
         self._store_down = False
+        #: the rollout controller's last judgement of each Bot's step (:meth:`rollout_noted`)
+        self.notes: dict[Key, RolloutNote] = {}
+
+    def rollout_changed(self, ref: BotRef, was: Applied, now: Applied) -> bool:
+        """The rollout controller wrote ``ref``'s rollout on (advanced, promoted, rolled back):
+        the feed patches the status. Nothing when a handler took the Bot over meanwhile (its
+        ``applied`` is no longer ``was``); whether it was taken."""
+        key = (ref.namespace, ref.name)
+        bot = self.bots.get(key)
+        if bot is None or bot.ref != ref or bot.applied is not was or bot.unresolved:
+            return False
+        bot.applied, bot.pending = now, now.revision is not None
+        self._dirty.add(key)
+        self._wake.set()
+        return True
+
+    def forget(self, namespace: str, name: str, uid: str | None = None) -> bool:
+        """Stop tracking a Bot (and drop its rollout note); whether it was tracked."""
+        forgotten = super().forget(namespace, name, uid)
+        if forgotten:
+            self.notes.pop((namespace, name), None)
+        return forgotten
+
+    def rollout_noted(self, ref: BotRef, note: RolloutNote) -> None:
+        """The rollout controller judged ``ref``'s step: its figures go in the status."""
+        key = (ref.namespace, ref.name)
+        bot = self.bots.get(key)
+        if bot is None or bot.ref != ref or self.notes.get(key) == note:
+            return
+        self.notes[key] = note
+        self._dirty.add(key)
+        self._wake.set()
 
     async def run(self) -> None:
         """Forever (cancelled at cleanup)."""
@@ -149,7 +191,7 @@ class StatusFeed(BotWrites):
             if applied.revision is not None:
                 live = serving_from(reports, bot.ref.bot_id, applied.revision)
                 bot.pending = not live.errors and live.served < live.replicas
-            new = status_patch(bot.ref, applied, live, bot.status)
+            new = status_patch(bot.ref, applied, live, bot.status, self.notes.get(key))
             if differs(new, bot.status):
                 changed.append((bot, new))
         return changed

@@ -13,6 +13,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
+from kubebots.runtime.configstore.rollout import candidate_id
+
 from .reconcile import Applied, BotRef
 from .status import differs
 
@@ -147,9 +149,12 @@ class BotIndex:
             self._wake.set()
 
     def secrets_rotated(self, revisions: Mapping[str, int]) -> None:
-        """``rotate_secret`` re-wrote these bot ids at these revisions: Ready follows them."""
+        """``rotate_secret`` re-wrote these entry ids at these revisions: Ready follows them."""
         for bot in self.bots.values():
-            revision = revisions.get(bot.ref.bot_id)
+            rolling_out = bot.applied is not None and bot.applied.rolling_out
+            # a Bot under rollout follows its candidate entry (the generation it shows)
+            entry_id = candidate_id(bot.ref.bot_id) if rolling_out else bot.ref.bot_id
+            revision = revisions.get(entry_id)
             if revision is not None and bot.applied is not None:
                 bot.applied = replace(bot.applied, revision=revision)
                 bot.pending = True

@@ -7,12 +7,15 @@ A Bot whose write fails stays (or becomes) unresolved and is retried every ``ret
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Collection
 
 from kubebots.runtime.configstore import ConfigStore, StoreEntry, StoreError
+from kubebots.runtime.configstore.rollout import candidate_id
 
 from .kube import describe_failure
-from .reconcile import Applied, SecretVersions, apply, holds, is_current
+from .reconcile import Applied, SecretVersions, apply, holds
+from .rollout_writes import in_store
 from .status_index import BotIndex, Key, Timing
 
 log = logging.getLogger("kubebots.operator.status")
@@ -26,10 +29,12 @@ class BotWrites(BotIndex):
         timing: Timing,
         *,
         clock: Callable[[], float],
+        wall: Callable[[], float] = time.time,
     ) -> None:
         super().__init__(timing, clock=clock)
         self.store = store
         self._secrets = secrets
+        self.wall = wall  # unix seconds: when a rollout's first step begins
 
     async def retry_secret_missing(self, namespace: str) -> list[str]:
         """A Secret of ``namespace`` appeared or changed: write the Bots there that waited for
@@ -64,7 +69,8 @@ class BotWrites(BotIndex):
                 continue
             entry = stored.get(bot.ref.bot_id)
             # a Bot naming a Secret is written again: the Secret may have rotated meanwhile
-            if holds(entry, bot.ref) and not bot.ref.secret_refs:
+            leftover = candidate_id(bot.ref.bot_id) in stored
+            if holds(entry, bot.ref) and not bot.ref.secret_refs and not leftover:
                 annotations = dict(entry.annotations)
                 bot.applied = Applied(revision=entry.revision, annotations=annotations)
                 bot.unresolved, bot.pending = False, True
@@ -77,7 +83,8 @@ class BotWrites(BotIndex):
     # -- drift repair --------------------------------------------------------------------------
 
     async def repair(self) -> list[str]:
-        """One store listing against the index: rewrite what is missing or stale, retry Bots
+        """One store listing against the index: rewrite what is missing or stale (a Bot under
+        rollout: its candidate entry; a leftover candidate entry is stale too), retry Bots
         waiting for their Secret. Returns the bot ids rewritten."""
         stored = await self._stored("drift repair skipped")
         if stored is None:
@@ -90,7 +97,9 @@ class BotWrites(BotIndex):
             and bot.applied.invalid is None
             and not (
                 bot.applied.revision is not None
-                and is_current(stored.get(bot.ref.bot_id), bot.ref, bot.applied.annotations)
+                and in_store(
+                    stored, bot.ref, bot.applied.annotations, rolling_out=bot.applied.rolling_out
+                )
             )
         ]
         return await self._rewrite(stale)
@@ -105,7 +114,7 @@ class BotWrites(BotIndex):
                 continue  # a handler works on it
             applied = bot.applied or Applied()
             try:
-                new = await apply(self.store, bot.ref, self._secrets)
+                new = await apply(self.store, bot.ref, self._secrets, wall=self.wall)
             except Exception as exc:  # noqa: BLE001 - store down, Secret read failed: retried
                 log.warning(f"writing {bot.ref.bot_id} failed, will retry: {describe_failure(exc)}")
                 if self.bots.get(key) is bot:

@@ -20,6 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from kubebots.runtime.configstore import ConfigStore, StoreError
+from kubebots.runtime.configstore.rollout import candidate_id
 
 log = logging.getLogger("kubebots.operator.tombstones")
 
@@ -114,13 +115,16 @@ class Tombstones:
                             waiter.set_result(None)
 
     async def _tombstone(self, batch: dict[str, _Ask]) -> None:
-        """One transaction for the batch; a conditional ask (``uid``) is checked first."""
+        """One transaction for the batch, each Bot's entry with its candidate entry (a rollout,
+        :mod:`kubebots.runtime.configstore.rollout`; tombstoning an absent one is a no-op); a
+        conditional ask (``uid``) is checked first, for each of the two."""
         ids = []
         for bot_id, ask in batch.items():
-            if ask.uid is not None:
-                entry = await self.store.get(bot_id)
-                if entry is None or entry.uid != ask.uid:
-                    continue
-            ids.append(bot_id)
+            for entry_id in (bot_id, candidate_id(bot_id)):
+                if ask.uid is not None:
+                    entry = await self.store.get(entry_id)
+                    if entry is None or entry.uid != ask.uid:
+                        continue
+                ids.append(entry_id)
         if ids:
             await self.store.delete_many(ids)

@@ -49,6 +49,66 @@ _CONDITION = {
         },
     },
 }
+_FIGURES: dict[str, Any] = {
+    "type": "object",
+    "description": "What one generation served in the step's window.",
+    "properties": {
+        "turns": {"type": "integer", "description": "Turns that reached the model."},
+        "errors": {"type": "integer", "description": "Turns that failed."},
+        "errorRatePercent": {"type": "number", "description": "Failed turns per turn, %."},
+        "p95Ms": {"type": "number", "description": "p95 latency of answered turns (ms)."},
+        "tokensPerTurn": {"type": "number", "description": "Tokens per answered turn."},
+        "flaggedPercent": {"type": "number", "description": "Flagged replies, %."},
+    },
+}
+
+_ROLLOUT_STATUS: dict[str, Any] = {
+    "type": "object",
+    "description": "The progressive delivery of the generation (spec.rollout); gone once a "
+    "generation is written without one.",
+    "properties": {
+        "phase": {
+            "type": "string",
+            "enum": ["Progressing", "Promoted", "RolledBack", "Aborted"],
+            "description": "Where the rollout stands.",
+        },
+        "step": {"type": "integer", "description": "The current step, from 1."},
+        "steps": {"type": "integer", "description": "Steps in spec.rollout."},
+        "weight": {
+            "type": "integer",
+            "description": "Percent of new conversations (shadow: of turns mirrored) the "
+            "candidate gets.",
+        },
+        "shadow": {"type": "boolean", "description": "The candidate's replies are mirrored."},
+        "stableGeneration": {
+            "type": "integer",
+            "format": "int64",
+            "description": "The generation serving the rest.",
+        },
+        "candidateGeneration": {
+            "type": "integer",
+            "format": "int64",
+            "description": "The generation rolled out.",
+        },
+        "attempt": {"type": "integer", "description": "1, then +1 on each retry."},
+        "stepStartedAt": {
+            "type": "string",
+            "format": "date-time",
+            "description": "When the current step began.",
+        },
+        "message": {
+            "type": "string",
+            "description": "What the rollout waits for, or why it ended.",
+        },
+        "analysis": {
+            "type": "object",
+            "description": "The step's last comparison of the candidate with the stable "
+            "generation.",
+            "properties": {"candidate": _FIGURES, "stable": _FIGURES},
+        },
+    },
+}
+
 STATUS_SCHEMA: dict[str, Any] = {
     "type": "object",
     "description": "Observed state, written by the kubebots operator.",
@@ -117,11 +177,14 @@ STATUS_SCHEMA: dict[str, Any] = {
                 },
             },
         },
+        "rollout": _ROLLOUT_STATUS,
         "conditions": {
             "type": "array",
             "description": "Ready is True once every live runtime replica serves the "
             "generation; its reason says why not (InvalidSpec, SecretMissing, RuntimeError, "
-            "ToolUnavailable, RollingOut, NoReplicas, StoreUnavailable).",
+            "ToolUnavailable, RollingOut, NoReplicas, StoreUnavailable, RolloutInProgress, "
+            "RolledBack, Aborted). With spec.rollout: Progressing (StepPaused, Analyzing; "
+            "Promoted, RolledBack, Aborted) and Degraded (AnalysisFailed, Healthy).",
             "items": _CONDITION,
             "x-kubernetes-list-type": "map",
             "x-kubernetes-list-map-keys": ["type"],

@@ -235,8 +235,10 @@ def operator(
     *,
     settings: OperatorSettings | None = None,
     clock: Callable[[], float] = time.monotonic,
+    wall: Callable[[], float] = time.time,
 ) -> Operator:
-    """The services the startup handler would make, on ``store`` and the fakes."""
+    """The services the startup handler would make, on ``store`` and the fakes (``wall``:
+    the unix clock rollout steps are timed by)."""
     secrets, patcher, finalizers = (
         secrets or FakeSecretVersions(),
         FakeStatusPatcher(),
@@ -254,6 +256,7 @@ def operator(
         patcher=patcher,
         clock=clock,
         events=events,
+        wall=wall,
     )
     memo = OperatorMemo(services=services)
     return Operator(memo, services, secrets, patcher, finalizers, events)

@@ -62,6 +62,7 @@ async def test_startup_opens_the_store_and_the_api_calls_and_cleanup_stops_them(
     assert services.housekeeping.store is services.store
     assert {t.get_name() for t in services.tasks} == {
         "kubebots-status",
+        "kubebots-rollouts",
         "kubebots-tombstones",
         "kubebots-housekeeping",
     }
