@@ -241,6 +241,23 @@ class Stack:
         out = self.kubectl("-n", self.ns, "get", "bot", name, "-o", "json").stdout
         return dict(json.loads(out))
 
+    def events(self, name: str) -> list[dict[str, Any]]:
+        """The events on Bot ``name``, oldest first (kopf stamps each with its ``eventTime``,
+        in microseconds)."""
+        import json
+
+        out = self.kubectl(
+            "-n",
+            self.ns,
+            "get",
+            "events",
+            "--field-selector",
+            f"involvedObject.kind=Bot,involvedObject.name={name}",
+            "-o",
+            "json",
+        ).stdout
+        return sorted(json.loads(out)["items"], key=lambda e: e.get("eventTime") or "")
+
     def condition(self, name: str, ctype: str) -> dict[str, Any] | None:
         bot = self.bot(name)
         for cond in (bot.get("status") or {}).get("conditions") or []:

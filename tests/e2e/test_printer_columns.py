@@ -7,7 +7,6 @@ Same session ``stack`` as test_scenarios.py (one operator, one runtime, PostgreS
 
 from __future__ import annotations
 
-import json
 import time
 
 from tests.e2e.conftest import Stack
@@ -15,20 +14,8 @@ from tests.e2e.test_scenarios import bot_yaml, echo_spec
 
 
 def reasons(stack: Stack, name: str) -> list[tuple[str, str]]:
-    """``(type, reason)`` of the events on Bot ``name``, oldest first (kopf stamps each with
-    its ``eventTime``, in microseconds)."""
-    out = stack.kubectl(
-        "-n",
-        stack.ns,
-        "get",
-        "events",
-        "--field-selector",
-        f"involvedObject.kind=Bot,involvedObject.name={name}",
-        "-o",
-        "json",
-    ).stdout
-    items = sorted(json.loads(out)["items"], key=lambda e: e.get("eventTime") or "")
-    return [(e["type"], e["reason"]) for e in items]
+    """``(type, reason)`` of the events on Bot ``name``, oldest first."""
+    return [(e["type"], e["reason"]) for e in stack.events(name)]
 
 
 def wait_events(stack: Stack, name: str, wanted: set[tuple[str, str]]) -> list[tuple[str, str]]:

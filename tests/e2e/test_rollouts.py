@@ -16,7 +16,6 @@ Same session ``stack`` as test_scenarios.py. Each test uses its own Bot and conv
 from __future__ import annotations
 
 import asyncio
-import json
 import secrets
 import time
 from collections import Counter
@@ -97,20 +96,6 @@ def at_step(generation: int, step: int) -> Any:
         )
 
     return check
-
-
-def events(stack: Stack, name: str) -> list[dict[str, Any]]:
-    out = stack.kubectl(
-        "-n",
-        stack.ns,
-        "get",
-        "events",
-        "--field-selector",
-        f"involvedObject.name={name}",
-        "-o",
-        "json",
-    ).stdout
-    return list(json.loads(out)["items"])
 
 
 class Turns:
@@ -196,9 +181,9 @@ def test_a_failing_canary_rolls_back_within_one_interval_and_stable_never_errors
     assert (ready["status"], ready["reason"]) == ("False", "RolledBack")
     assert condition(bot, "Stalled")["status"] == "True"
     assert rollout_of(bot)["analysis"]["candidate"]["errorRatePercent"] > 5
-    reasons = {(e["type"], e["reason"]) for e in events(stack, name)}
+    reasons = {(e["type"], e["reason"]) for e in stack.events(name)}
     assert ("Warning", "RolledBack") in reasons, reasons
-    rolled = [e for e in events(stack, name) if e["reason"] == "RolledBack"]
+    rolled = [e for e in stack.events(name) if e["reason"] == "RolledBack"]
     assert "error rate" in rolled[-1]["message"]
 
     # after the rollback every turn is answered by the stable generation, without errors
@@ -241,7 +226,7 @@ def test_a_healthy_canary_promotes_step_by_step_with_the_weights_share(stack: St
     )
     assert condition(promoted, "Progressing")["reason"] == "Promoted"
     stack.wait_ready(name)  # kubectl wait --for=condition=Ready: the full promotion
-    reasons = [e["reason"] for e in events(stack, name)]
+    reasons = [e["reason"] for e in stack.events(name)]
     assert "StepAdvanced" in reasons and "Promoted" in reasons, reasons
     after = turns.run(new_ids("promoted", 20))
     assert {g for _, g, _, _ in after} == {2}
