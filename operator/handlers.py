@@ -255,6 +255,7 @@ async def progress_probe(*, memo: OperatorMemo, **_: Any) -> dict[str, Any]:
         parts: dict[str, Lagging] = {
             "status": services.status_feed,
             "tombstones": services.tombstones,
+            "rollouts": services.rollouts,
         }
         try:
             lags = progress(parts, timeout=services.settings.stall_timeout)

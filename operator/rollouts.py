@@ -77,6 +77,7 @@ class RolloutController:
         tick: float,
         replica_max_age: float,
         wall: Callable[[], float] = time.time,
+        clock: Callable[[], float] = time.monotonic,
         annotation: str = f"kubebots.io/{ACTION_ANNOTATION}",
     ) -> None:
         self._feed = feed
@@ -90,6 +91,8 @@ class RolloutController:
         self._due: dict[Key, tuple[tuple[str, int, str], float]] = {}
         self._wake = asyncio.Event()
         self._store_down = False
+        self._clock = clock
+        self._beat = clock()  # when the last tick ended (a refused store counts)
 
     # -- the handlers' side --------------------------------------------------------------------
 
@@ -108,6 +111,12 @@ class RolloutController:
 
     # -- the loop ------------------------------------------------------------------------------
 
+    def lag(self) -> tuple[float, str]:
+        """Seconds since the last tick ended (``/healthz``'s progress probe): a tick that hangs
+        (a store call that never returns) stalls every rollout, and the kubelet restarts us."""
+        lag = self._clock() - self._beat
+        return max(0.0, lag - self._tick), f"the last rollout tick ended {lag:.0f}s ago"
+
     async def run(self) -> None:
         """Forever (cancelled at cleanup)."""
         while True:
@@ -121,6 +130,12 @@ class RolloutController:
 
     async def step(self) -> None:
         """One tick: the asked actions, then every progressing Bot's step."""
+        try:
+            await self._step()
+        finally:
+            self._beat = self._clock()
+
+    async def _step(self) -> None:
         work = self._work()
         if not work:
             return

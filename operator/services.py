@@ -147,6 +147,7 @@ def assemble(
             tick=settings.rollout_tick,
             replica_max_age=settings.replica_max_age,
             wall=wall,
+            clock=clock,
             annotation=f"{settings.annotation_prefix}/{ACTION_ANNOTATION}",
         ),
         executor=executor,

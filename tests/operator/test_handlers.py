@@ -480,6 +480,7 @@ async def test_a_status_loop_that_stopped_fails_the_progress_probe() -> None:
     clock.now += 100
     got = await progress_probe(memo=m.memo)
     assert got["status"] == 100.0 and got["tombstones"] == 0.0
+    assert got["rollouts"] == 100.0 - OperatorSettings().rollout_tick  # no tick ran either
     assert 0 < got["tasks"] < 10  # this test's own tasks: none per Bot
     clock.now += 100  # no step for 200 s: the loop is gone or hangs
     with pytest.raises(
@@ -487,6 +488,7 @@ async def test_a_status_loop_that_stopped_fails_the_progress_probe() -> None:
     ):
         await progress_probe(memo=m.memo)
     await feed.step()
+    await m.services.rollouts.step()
     assert (await progress_probe(memo=m.memo))["status"] == 0.0
 
 
