@@ -118,7 +118,8 @@ def test_a_stored_tool_round_trip(
         (4, "assistant"),
     ]
     assert stored[0]["content"] == ASK[0]["content"]
-    assert set(stored[0]) == {"seq", "role", "content", "created_at", "generation"}  # no tool fields
+    # no tool fields
+    assert set(stored[0]) == {"seq", "role", "content", "created_at", "generation"}
     assert stored[1]["tool_calls"] == [
         {
             "id": call_id,
