@@ -9,6 +9,12 @@ import pytest
 import yaml
 from lupa import lua51
 
+from kubebots.operator.reconcile import Applied, BotRef
+from kubebots.operator.status import status_patch
+from kubebots.runtime.configstore.rollout import Phase, RolloutState
+from kubebots.runtime.configstore.serving import Serving
+from kubebots.runtime.schema import RolloutConfig
+
 ARGOCD = Path(__file__).resolve().parents[2] / "deploy" / "argocd"
 SCRIPT = (ARGOCD / "bot-health.lua").read_text(encoding="utf-8")
 
@@ -156,3 +162,25 @@ def test_argocd_cm_patch_installs_this_very_script() -> None:
         "labels": {"app.kubernetes.io/name": "argocd-cm", "app.kubernetes.io/part-of": "argocd"},
     }
     assert patch["data"] == {"resource.customizations.health.kubebots.io_Bot": SCRIPT}
+
+
+def rollout_status(phase: Phase, reason: str = "") -> dict[str, Any]:
+    """The status the operator itself writes for generation 3 rolling out over generation 2."""
+    spec = {"llm": {"provider": "echo"}, "rollout": {"steps": [{"weight": 10}]}}
+    ref = BotRef("default", "support", "uid-1", 3, spec)
+    weight = 10 if phase == "Progressing" else 0
+    state = RolloutState(phase, 2, 0, weight, False, 1, 0.0, reason)
+    plan = RolloutConfig.model_validate(spec["rollout"])
+    applied = Applied(revision=9, rollout=state, plan=plan, stable_revision=8)
+    return status_patch(ref, applied, Serving(replicas=2, served=2), None)
+
+
+def test_a_rollout_in_progress_is_progressing_and_a_rolled_back_one_degraded() -> None:
+    progressing = health(bot(3, rollout_status("Progressing")))
+    assert progressing[0] == "Progressing"
+    rolled_back = health(
+        bot(3, rollout_status("RolledBack", "AnalysisFailed: error rate 30% > 5%"))
+    )
+    assert rolled_back[0] == "Degraded" and "error rate 30% > 5%" in rolled_back[1], rolled_back
+    aborted = health(bot(3, rollout_status("Aborted", "Aborted: asked by the annotation")))
+    assert aborted[0] == "Degraded"
