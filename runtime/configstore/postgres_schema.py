@@ -12,7 +12,7 @@ from typing import Final
 
 from psycopg import sql
 
-from ..persistence.postgres import Conn, add_text_columns, create_missing_tables, lock_id
+from ..persistence.postgres import Conn, add_columns, create_missing_tables, lock_id
 from . import schema
 
 SNAPSHOT: Final = "SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY"
@@ -105,4 +105,5 @@ class Statements:
         them)."""
         await create_missing_tables(conn, self.lock_id, self.tables, map(self, schema.SCHEMA))
         replica_bots = self.prefix + "replica_bots"
-        await add_text_columns(conn, self.lock_id, replica_bots, schema.REPLICA_BOT_COLUMNS)
+        added = dict.fromkeys(schema.REPLICA_BOT_COLUMNS, "text")
+        await add_columns(conn, self.lock_id, replica_bots, added)

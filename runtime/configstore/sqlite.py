@@ -13,7 +13,7 @@ from ..ids import validate_bot_id
 from ..persistence.checks import check_seconds
 from ..persistence.owner import Owner
 from ..persistence.prefix import DEFAULT_TABLE_PREFIX, check_table_prefix
-from ..persistence.sqlite import SharedConnection, add_text_columns, open_sqlite
+from ..persistence.sqlite import SharedConnection, add_columns, open_sqlite
 from ..persistence.times import from_micros, to_micros, utc_now
 from . import schema
 from . import sqlite_schema as q
@@ -115,7 +115,8 @@ class SqliteConfigStore(Writes):
                     await tx.rows(statement)
                 # a replica_bots table of an older release gets its new columns
                 replica_bots = sql.table("replica_bots")
-                await add_text_columns(tx.conn, replica_bots, schema.REPLICA_BOT_COLUMNS)
+                added = dict.fromkeys(schema.REPLICA_BOT_COLUMNS, "TEXT")
+                await add_columns(tx.conn, replica_bots, added)
         except BaseException:
             await db.close()
             raise

@@ -27,7 +27,7 @@ from ..persistence.postgres import (
     Conn,
     Pool,
     PostgresTable,
-    add_text_columns,
+    add_columns,
     create_missing_tables,
     lock_id,
     open_pool,
@@ -80,26 +80,6 @@ _DDL = (
 #: What a retention's prune deletes by (made with the table; an older table is pruned through
 #: the primary key's ``bot_id`` prefix).
 _INDEX = "CREATE INDEX IF NOT EXISTS {i} ON {t} (bot_id, created_at)"
-_HAS_COLUMN = (
-    "SELECT 1 FROM pg_attribute"
-    " WHERE attrelid = to_regclass(%s) AND attname = %s AND NOT attisdropped"
-)
-_ADD_GENERATION = "ALTER TABLE {t} ADD COLUMN IF NOT EXISTS {c} bigint"
-
-
-async def _add_generation_column(conn: Conn, lock: int, table: str) -> None:
-    """Give ``table`` (made before the generation tag) its :data:`GENERATION_COLUMN` (old rows
-    read NULL), holding the advisory lock ``lock``; a table that has it is left alone without
-    taking the lock (so a role with only DML rights can use it)."""
-    async with conn.transaction():
-        found = await (await conn.execute(_HAS_COLUMN, (table, GENERATION_COLUMN))).fetchone()
-        if found is not None:
-            return
-        await conn.execute("SELECT pg_advisory_xact_lock(%s)", (lock,))
-        add = sql.SQL(_ADD_GENERATION).format(
-            t=sql.Identifier(table), c=sql.Identifier(GENERATION_COLUMN)
-        )
-        await conn.execute(add)
 
 
 class PostgresConversationStore(SqlQueries, PostgresTable[StorageError]):
@@ -153,8 +133,8 @@ class PostgresConversationStore(SqlQueries, PostgresTable[StorageError]):
             await create_missing_tables(conn, lock_id(table), [table], [ddl, index])
             # a table made before tool calling lacks the TOOL_COLUMNS, one made before the
             # generation tag its GENERATION_COLUMN
-            await add_text_columns(conn, lock_id(table), table, TOOL_COLUMNS)
-            await _add_generation_column(conn, lock_id(table), table)
+            added = {**dict.fromkeys(TOOL_COLUMNS, "text"), GENERATION_COLUMN: "bigint"}
+            await add_columns(conn, lock_id(table), table, added)
 
         owner = Owner(StorageError, "conversation store", f"kubebots-{table}")
         pool = await open_pool(

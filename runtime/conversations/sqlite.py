@@ -10,7 +10,7 @@ from typing import Any
 from ..errors import StorageError
 from ..persistence.checks import check_count, check_identifier
 from ..persistence.owner import Owner
-from ..persistence.sqlite import SharedConnection, add_text_columns, open_sqlite
+from ..persistence.sqlite import SharedConnection, add_columns, open_sqlite
 from .base import ConversationChanged, ConversationKey, Messages, StoredMessage
 from .messages import DEFAULT_TABLE, check_key, check_messages, to_message
 from .queries import GENERATION_COLUMN, INSERT, LAST_SEQ, TOOL_COLUMNS, SqlQueries, new_rows
@@ -63,13 +63,9 @@ class SqliteConversationStore(SqlQueries):
         """Give a table made by an older release the columns added since: tool calling's
         :data:`TOOL_COLUMNS` and the :data:`GENERATION_COLUMN` (in one write transaction, so
         processes opening the file at once add them once; old rows read NULL)."""
+        added = {**dict.fromkeys(TOOL_COLUMNS, "TEXT"), GENERATION_COLUMN: "INTEGER"}
         async with self._conn.transaction() as conn:
-            await add_text_columns(conn, self._table, TOOL_COLUMNS)
-            rows = await conn.execute_fetchall(f"PRAGMA table_info({self._table})")
-            if GENERATION_COLUMN not in {str(row[1]) for row in rows}:
-                await conn.execute(
-                    f"ALTER TABLE {self._table} ADD COLUMN {GENERATION_COLUMN} INTEGER"
-                )
+            await add_columns(conn, self._table, added)
 
     def _sql(self, query: str) -> str:
         return query.format(t=self._table).replace("%s", "?")

@@ -19,7 +19,7 @@ import json
 import math
 import time
 import weakref
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from typing import Any, Generic, TypedDict, TypeVar
 
@@ -85,21 +85,25 @@ _HAS_COLUMNS = (
     "SELECT count(*) FROM pg_attribute"
     " WHERE attrelid = to_regclass(%s) AND attname = ANY(%s) AND NOT attisdropped"
 )
-_ADD_TEXT_COLUMN = "ALTER TABLE {t} ADD COLUMN IF NOT EXISTS {c} text"
+_ADD_COLUMN = "ALTER TABLE {t} ADD COLUMN IF NOT EXISTS {c} "
+#: The column types a table may gain (a nullable column of one of these, old rows read NULL).
+COLUMN_TYPES = frozenset({"text", "bigint"})
 
 
-async def add_text_columns(conn: Conn, lock: int, table: str, columns: Sequence[str]) -> None:
-    """Give ``table`` (made by an older release) the nullable ``text`` ``columns`` it lacks,
-    holding the advisory lock ``lock``; a table that has them all is left alone without taking
-    the lock (so a role with only DML rights can use it)."""
+async def add_columns(conn: Conn, lock: int, table: str, columns: Mapping[str, str]) -> None:
+    """Give ``table`` (made by an older release) the nullable ``columns`` (name -> type, one of
+    :data:`COLUMN_TYPES`) it lacks, holding the advisory lock ``lock``; a table that has them
+    all is left alone without taking the lock (so a role with only DML rights can use it)."""
+    if not set(columns.values()) <= COLUMN_TYPES:
+        raise ValueError(f"a column type must be one of {sorted(COLUMN_TYPES)}")
     async with conn.transaction():
         cur = await conn.execute(_HAS_COLUMNS, (table, list(columns)))
         found = await cur.fetchone()
         if found is not None and found[0] == len(columns):
             return
         await conn.execute("SELECT pg_advisory_xact_lock(%s)", (lock,))
-        for column in columns:
-            statement = sql.SQL(_ADD_TEXT_COLUMN).format(
+        for column, kind in columns.items():
+            statement = sql.SQL(_ADD_COLUMN + kind).format(
                 t=sql.Identifier(table), c=sql.Identifier(column)
             )
             await conn.execute(statement)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Generic, TypeVar
@@ -43,15 +43,21 @@ async def open_sqlite(
     return conn
 
 
-async def add_text_columns(conn: aiosqlite.Connection, table: str, columns: Sequence[str]) -> None:
-    """Give ``table`` (made by an older release) the nullable ``TEXT`` ``columns`` it lacks.
-    Run it in a write transaction, so processes opening the file at once add them once;
-    ``table`` and ``columns`` are checked identifiers (they are not quoted)."""
+#: The column types a table may gain (a nullable column of one of these, old rows read NULL).
+COLUMN_TYPES = frozenset({"TEXT", "INTEGER"})
+
+
+async def add_columns(conn: aiosqlite.Connection, table: str, columns: Mapping[str, str]) -> None:
+    """Give ``table`` (made by an older release) the nullable ``columns`` (name -> type, one of
+    :data:`COLUMN_TYPES`) it lacks. Run it in a write transaction, so processes opening the
+    file at once add them once; ``table`` and the names are checked identifiers (not quoted)."""
+    if not set(columns.values()) <= COLUMN_TYPES:
+        raise ValueError(f"a column type must be one of {sorted(COLUMN_TYPES)}")
     rows = await conn.execute_fetchall(f"PRAGMA table_info({table})")
     have = {str(row[1]) for row in rows}
-    for column in columns:
+    for column, kind in columns.items():
         if column not in have:
-            await conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} TEXT")
+            await conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
 
 
 class SharedConnection(Generic[E]):
