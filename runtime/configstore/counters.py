@@ -3,7 +3,7 @@
 A replica counts the turns each generation of a Bot served during one step of a rollout (its
 ``window``, ``"<attempt>.<step>"``) and sends the counts with its replica report (batched, never
 per request). The operator adds up the replicas' counts of a window and compares the candidate
-with the stable generation (:mod:`kubebots.operator.analysis`). Counts are cumulative within a
+with the stable generation (its analysis rules). Counts are cumulative within a
 window on a replica; a replica that restarts loses its counts, it never counts twice.
 """
 
