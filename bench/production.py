@@ -11,7 +11,12 @@ bot on the chat route, run like :mod:`bench.http` runs its targets (pinned, warm
 * ``auth``: the same with API keys, no limits;
 * ``production-*``: the same plus ``requestsPerMinute`` and ``tokensPerMinute`` on the client
   (:data:`RPM`, :data:`TPM`: never reached during a run, so what is measured is their cost), the
-  limiter in Redis, PostgreSQL, or in memory (one replica only: the "limiter off" reference).
+  limiter in Redis, PostgreSQL, or in memory (one replica only: the "limiter off" reference);
+* ``production-rollout``: ``production-redis`` with its Bot under a 50% canary rollout (issue
+  19): the store also holds the candidate entry (:func:`seed_rollout`), so every turn is routed
+  (the conversation's last message read, the hash, then the candidate or the stable bot) and
+  counted. Its conversations are its own (``rollout-0`` .. ``-63``): conversations that others
+  had started before the rollout would all stay on the stable generation.
 
 PostgreSQL is the shared server (:data:`POSTGRES_URL`): each run works in a schema of its own
 (:class:`Scratch`, every connection's ``search_path``) with a random table prefix, dropped
@@ -45,6 +50,9 @@ from typing import Any, Literal
 import psycopg
 from psycopg import sql
 
+from kubebots.runtime.configstore import open_config_store
+from kubebots.runtime.configstore.rollout import ROLLOUT_ANNOTATION, RolloutState, candidate_id
+
 from . import http as h
 from . import litellm
 from ._http_apps import SETTINGS_FILE
@@ -68,6 +76,7 @@ EXACT_LIMIT = 200
 EXACT_WINDOW_S = 5.0
 EXACT_DURATION_S = 15.0
 OVERLOAD = 1.1  # offered load / limit
+ROLLOUT_WEIGHT = 50  # the canary's share of new conversations in the rollout configuration
 EXACT_SHARE_GOAL = 95.0  # admitted, % of the limit at that load
 VS_LITELLM_GOAL = 10.0  # ours / LiteLLM req/s
 RSS_VS_LITELLM_GOAL = 4.0  # LiteLLM / ours VmRSS
@@ -115,6 +124,9 @@ class ServerConfig:
     auth: bool = False
     limits: bool = False
     limiter: Limiter = "memory"
+    #: the candidate's share (%) of new conversations; 0: the Bot is not under rollout
+    rollout_weight: int = 0
+    conversations: str = "bench"  # the chat route's conversation ids: <this>-0 .. -63
 
     def settings(self, data_dir: Path, where: Scratch) -> dict[str, Any]:
         """The :class:`RuntimeSettings` fields of this configuration."""
@@ -140,11 +152,18 @@ class ServerConfig:
         storage: dict[str, Any] = {"backend": "sqlite", "path": "conversations.db"}
         if self.store == "postgres":
             storage = {"backend": "postgres", "url": where.url}
-        return {
+        spec: dict[str, Any] = {
             "llm": {"provider": "echo"},
             "systemPrompt": "echo bot",
             "conversationStorage": storage,
         }
+        if self.rollout_weight:
+            spec["rollout"] = {"steps": [{"weight": self.rollout_weight, "durationSeconds": 3600}]}
+        return spec
+
+    def candidate_spec(self, where: Scratch) -> dict[str, Any]:
+        """The spec change under rollout: the same Bot with another system prompt."""
+        return self.spec(where) | {"systemPrompt": "echo bot, candidate"}
 
     def store_url(self, data_dir: Path, where: Scratch) -> str:
         return str(self.settings(data_dir, where)["store"])
@@ -159,6 +178,7 @@ class ServerConfig:
             "configured",
             path,
             API_KEY if self.auth else None,
+            conversations=self.conversations,
         )
 
 
@@ -182,7 +202,22 @@ PRODUCTION_POSTGRES = ServerConfig(
 PRODUCTION_MEMORY = ServerConfig(
     "production-memory", "production, limiter in memory", "postgres", True, True, "memory"
 )
-CONFIGS = (EMBEDDED, POSTGRES, AUTH, PRODUCTION_REDIS, PRODUCTION_POSTGRES, PRODUCTION_MEMORY)
+PRODUCTION_ROLLOUT = replace(
+    PRODUCTION_REDIS,
+    name="production-rollout",
+    label=f"production, rollout {ROLLOUT_WEIGHT}%",
+    rollout_weight=ROLLOUT_WEIGHT,
+    conversations="rollout",
+)
+CONFIGS = (
+    EMBEDDED,
+    POSTGRES,
+    AUTH,
+    PRODUCTION_REDIS,
+    PRODUCTION_ROLLOUT,
+    PRODUCTION_POSTGRES,
+    PRODUCTION_MEMORY,
+)
 PRODUCTION = PRODUCTION_REDIS  # the configuration the goals are about
 SCALED = (PRODUCTION_REDIS, PRODUCTION_POSTGRES)
 LITELLM_PRODUCTION = h.Target(
@@ -201,8 +236,49 @@ def prepare(config: ServerConfig, root: Path, where: Scratch) -> Path:
     data_dir = root / config.name
     data_dir.mkdir()
     (data_dir / SETTINGS_FILE).write_text(json.dumps(config.settings(data_dir, where)))
-    asyncio.run(h.seed_store(config.store_url(data_dir, where), config.spec(where), where.prefix))
+    url = config.store_url(data_dir, where)
+    asyncio.run(h.seed_store(url, config.spec(where), where.prefix))
+    if config.rollout_weight:
+        asyncio.run(seed_rollout(config, url, where))
     return data_dir
+
+
+SEED_UID = "bench-http"  # the Bot's uid as bench.http.seed_store writes it
+
+
+def rollout_state(weight: int, started_at: float) -> RolloutState:
+    """The first step of a canary at ``weight`` % from generation 1, as the operator writes it."""
+    return RolloutState("Progressing", 1, 0, weight, False, 1, started_at)
+
+
+async def seed_rollout(config: ServerConfig, url: str, where: Scratch) -> None:
+    """Put the candidate entry of :data:`bench.http.BOT_ID` beside its stable one (generation
+    1, :func:`bench.http.seed_store`): generation 2 of the same Bot (same uid), its
+    :func:`rollout_state` in the ``rollout`` annotation."""
+    store = await open_config_store(url, prefix=where.prefix)
+    try:
+        state = rollout_state(config.rollout_weight, time.time())
+        await store.put(
+            candidate_id(h.BOT_ID),
+            config.candidate_spec(where),
+            generation=2,
+            uid=SEED_UID,
+            annotations={ROLLOUT_ANNOTATION: state.to_annotation()},
+        )
+    finally:
+        await store.close()
+
+
+def conversations_by_generation(where: Scratch, conversations: str) -> dict[int, int]:
+    """How many of the conversations ``<conversations>-*`` each generation answered (by the
+    generation tag on their stored messages): proof that a rollout run really split them."""
+    with psycopg.connect(where.url) as conn:
+        rows = conn.execute(
+            "SELECT generation, count(DISTINCT conversation_id) FROM kubebots_messages"
+            " WHERE conversation_id LIKE %s AND generation IS NOT NULL GROUP BY generation",
+            (f"{conversations}-%",),
+        ).fetchall()
+    return {int(generation): int(count) for generation, count in rows}
 
 
 # -- replica scaling -------------------------------------------------------------------------
@@ -466,6 +542,8 @@ class ProductionBench:
     exactness: dict[str, Exactness] = field(default_factory=dict)
     litellm_version: str | None = None
     waits: TurnWaits | None = None
+    #: the rollout configuration's conversations per generation that answered them
+    rollout_split: dict[int, int] = field(default_factory=dict)
     load_before: float = 0.0
     load_after: float = 0.0
 
@@ -489,6 +567,7 @@ def run(with_litellm: bool = True) -> ProductionBench:
         for config in CONFIGS:
             target = config.target()
             bench.results[target.name] = h.run_target(target, wrk, pin, dirs[config.name], stack)
+        bench.rollout_split = rollout_split(where)
         v1 = PRODUCTION.target(h.COMPLETIONS_PATH)
         bench.results[v1.name] = h.run_target(v1, wrk, pin, dirs[PRODUCTION.name], stack)
         if info is not None:
@@ -501,6 +580,15 @@ def run(with_litellm: bool = True) -> ProductionBench:
         bench.waits = turn_waits(where)
     bench.load_after = os.getloadavg()[0]
     return bench
+
+
+def rollout_split(where: Scratch) -> dict[int, int]:
+    """:func:`conversations_by_generation` of :data:`PRODUCTION_ROLLOUT`'s run; fails when the
+    candidate answered none of them (the figures would then be of no rollout at all)."""
+    split = conversations_by_generation(where, PRODUCTION_ROLLOUT.conversations)
+    if not split.get(2):
+        raise RuntimeError(f"{PRODUCTION_ROLLOUT.name}: the candidate answered nothing: {split}")
+    return split
 
 
 def profile(config: ServerConfig, connections: int, out_dir: Path) -> str:

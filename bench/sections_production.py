@@ -1,11 +1,13 @@
 """The ``production`` section of ``python -m bench``: the production configuration (issue 15).
 
 Records what :func:`bench.production.run` measured: each configuration's req/s, latency, CPU and
-RSS; production vs the embedded default; replica scaling; the limiter's exactness; LiteLLM as
-users run it.
+RSS; production vs the embedded default; production with its Bot under a canary rollout vs
+without (issue 19); replica scaling; the limiter's exactness; LiteLLM as users run it.
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 from . import http as h
 from . import litellm
@@ -33,7 +35,8 @@ def section(r: Results) -> None:
         versions["LiteLLM proxy"] = x.litellm_version
     pinned = f"pinned to CPU {h.SERVER_CPU}" if x.pinned else "UNPINNED"
     r.note(
-        "The same binary (create_app + uvicorn, one worker) in six configurations, each its own "
+        f"The same binary (create_app + uvicorn, one worker) in {len(p.CONFIGS)} configurations, "
+        "each its own "
         f"process ({pinned}; `wrk -t1` on CPU {h.WRK_CPU}), serving the echo bot on "
         f"`POST {h.CHAT_PATH}` over {h.CONVERSATIONS} conversations; per configuration a "
         f"{h.WARMUP_S} s warm-up, then {h.REPEATS} runs of {h.DURATION_S} s per connection "
@@ -50,6 +53,7 @@ def section(r: Results) -> None:
     )
     _configurations(r, x)
     _goals(r, x)
+    _rollout(r, x)
     _scaling(r, x)
     _exactness(r, x)
     _waits(r, x)
@@ -94,6 +98,49 @@ def _goals(r: Results, x: p.ProductionBench) -> None:
         run = x.results[config.name].runs[p.P99_CONNECTIONS]
         goal = P99 if config is p.PRODUCTION else None
         r.add(f"{config.label}: p99, {p.P99_CONNECTIONS} conn", run.p99_ms, "ms", goal)
+
+
+def overlap(a: Sequence[float], b: Sequence[float]) -> bool:
+    """Whether the ranges of two sets of repeats overlap: their difference is then within the
+    run-to-run noise, whichever median is higher."""
+    return min(a) <= max(b) and min(b) <= max(a)
+
+
+def _rollout(r: Results, x: p.ProductionBench) -> None:
+    rollout, stable = p.PRODUCTION_ROLLOUT, p.PRODUCTION
+    split = x.rollout_split
+    pairs = {
+        c: (x.results[rollout.name].runs[c], x.results[stable.name].runs[c]) for c in p.CONNECTIONS
+    }
+    noise = [c for c, (a, b) in pairs.items() if overlap(a.all_rps, b.all_rps)]
+    verdict = (
+        f"at {', '.join(map(str, noise))} conn the repeats' req/s ranges overlap: a difference "
+        "there is within this run's noise, not routing's cost"
+        if noise
+        else "the repeats' req/s ranges overlap at no connection count"
+    )
+    r.note(
+        f"Rollout {p.ROLLOUT_WEIGHT}% = {stable.label} with its Bot under a canary (issue 19) at "
+        f"{p.ROLLOUT_WEIGHT}% of new conversations: the store holds the candidate entry "
+        "(generation 2, another system prompt) beside the stable one, so each turn reads its "
+        "conversation's last stored message (which generation keeps it), hashes, goes to that "
+        "generation's bot and is counted in memory. Its own "
+        f"{h.CONVERSATIONS} conversations, new at the start of its run, ended up "
+        f"{split.get(2, 0)} on the candidate and {split.get(1, 0)} on the stable generation; "
+        "every later request is a turn of a started conversation. The ratios put its req/s next "
+        f"to {stable.label}'s (measured just before it, no rollout; its conversations are older, "
+        f"and longer): what routing costs a turn; {verdict}."
+    )
+    for c, (with_, without) in pairs.items():
+        r.add(
+            f"{rollout.label} / no rollout req/s, {c} conn",
+            100 * with_.rps / without.rps,
+            "%",
+            detail=f"{with_.rps:,.0f} vs {without.rps:,.0f} req/s; p50 {with_.p50_ms:.2f} vs "
+            f"{without.p50_ms:.2f} ms, p99 {with_.p99_ms:.2f} vs {without.p99_ms:.2f} ms",
+        )
+    run = x.results[rollout.name].runs[p.P99_CONNECTIONS]
+    r.add(f"{rollout.label}: p99, {p.P99_CONNECTIONS} conn", run.p99_ms, "ms")
 
 
 def _scaling(r: Results, x: p.ProductionBench) -> None:
