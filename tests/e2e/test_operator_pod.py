@@ -185,7 +185,7 @@ def test_liveness_fails_while_the_api_is_frozen_or_gone_and_recovers() -> None:
             ok = wait_until(body, "/healthz 200", 60, on_fail=op.tail)
             assert ok["kubernetes-api"] == {"api": "ok"}
             lags = {k: v for k, v in ok["progress"].items() if k != "tasks"}
-            assert set(lags) == {"status", "tombstones"}  # the lag of each, seconds
+            assert set(lags) == {"status", "tombstones", "rollouts"}  # each one's lag, seconds
             assert all(lag < 5 for lag in lags.values())
             assert ok["progress"]["tasks"] > 0  # bounded at scale: tests/e2e/cluster
 
