@@ -12,6 +12,7 @@ tool, and its ``/metrics`` is scraped.
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import re
 import shutil
@@ -26,6 +27,8 @@ import pytest
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
+from kubebots.runtime.configstore import open_config_store
+from kubebots.runtime.configstore.rollout import ROLLOUT_ANNOTATION, RolloutState, candidate_id
 from kubebots.runtime.testing import FakeOpenAIServer, ThreadedServer
 from kubebots.runtime.testing.tool_servers import McpToolServer
 from tests.api.app.conftest import HEADERS_A, put_bots, running_app
@@ -226,8 +229,26 @@ def scraped(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, set[
             "tools": {"mcp": [{"name": "calc", "url": mcp.url, "allowedTools": ["add"]}]},
         }
         put_bots(store, "kubebots_", {BOT: spec})
+        asyncio.run(rolled_back_candidate(store))
         with running_app(store, tool_egress="127.0.0.1") as server:
             yield scrape_after_a_chat(server)
+
+
+async def rolled_back_candidate(url: str) -> None:
+    """A rolled back rollout of the Bot (its candidate entry, weight 0), so the rollout metrics
+    are exported."""
+    store = await open_config_store(url, prefix="kubebots_")
+    try:
+        state = RolloutState("RolledBack", 1, 0, 0, False, 1, 0.0, "AnalysisFailed: test")
+        await store.put(
+            candidate_id(BOT),
+            {"llm": {"provider": "echo"}},
+            generation=2,
+            uid="monitoring",
+            annotations={ROLLOUT_ANNOTATION: state.to_annotation()},
+        )
+    finally:
+        await store.close()
 
 
 def scrape_after_a_chat(server: ThreadedServer) -> dict[str, set[str]]:
@@ -284,6 +305,7 @@ def test_every_metric_and_label_the_rules_use_is_exported(scraped: dict[str, set
         "kubebots_store_synced_revision",
         "kubebots_tool_calls_total",
         "kubebots_llm_requests_total",
+        "kubebots_rollout_weight_percent",
     }
 
 
