@@ -39,6 +39,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import replace
 from typing import Final
 
+from kubebots.runtime._supervise import outliving_defects
 from kubebots.runtime.configstore import StoreError
 from kubebots.runtime.configstore.counters import CounterKey, GenerationCounters, add_up
 from kubebots.runtime.configstore.rollout import RolloutState, candidate_id
@@ -120,10 +121,8 @@ class RolloutController:
     async def run(self) -> None:
         """Forever (cancelled at cleanup)."""
         while True:
-            try:
+            with outliving_defects(log, "rollout tick failed; trying again next tick"):
                 await self.step()
-            except Exception:  # a bug must not stop every rollout: logged, tried next tick
-                log.exception("rollout tick failed; trying again next tick")
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), self._tick)
             self._wake.clear()

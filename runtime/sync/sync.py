@@ -28,6 +28,7 @@ import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from .._supervise import outliving_defects
 from ..configstore.base import (
     ReplicaReport,
     ReportingConfigStore,
@@ -285,11 +286,8 @@ class StoreSync:
             for bot_id, update in list(self._retry.items()):
                 if self._retry.get(bot_id) is not update:
                     continue  # a newer config arrived (or the bot went) meanwhile
-                try:
-                    await self._refresh(bot_id, update)
-                except Exception:
-                    # a bug must not stop the retries of the other bots: log it, go on
-                    log.exception("retrying the build of bot %s failed", bot_id)
+                with outliving_defects(log, "retrying the build of bot %s failed", bot_id):
+                    await self._refresh(bot_id, update)  # a bug: the other bots still retry
                 self._dirty.set()
 
     def _advance(self, revision: int) -> None:

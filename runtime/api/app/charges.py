@@ -24,6 +24,7 @@ import asyncio
 import logging
 from collections import Counter
 
+from ..._supervise import outliving_defects
 from ...errors import StorageError
 from ...ratelimit import Charge, RateLimiter
 from .metrics import Metrics
@@ -108,7 +109,5 @@ class Charges:
     async def _send_forever(self) -> None:
         while not (self._closing and not self._queued):
             await self._wake.wait()
-            try:
+            with outliving_defects(log, "sending token charges failed"):
                 await self.flush()
-            except Exception:  # a defect: keep sending later charges, and say so
-                log.exception("sending token charges failed")
