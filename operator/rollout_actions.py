@@ -16,7 +16,7 @@ from typing import Any, Final, TextIO
 from kubebots.runtime.schema import API_GROUP
 
 from .rollout_bots_api import BotRef, BotsApi, RolloutCliError
-from .rollout_view import condition, describe_status, rollout_of, where
+from .rollout_view import condition, describe_status, status_rollout, where
 from .rollouts import ACTION_ANNOTATION as ROLLOUT_ACTION
 
 #: The Bot annotation the operator reads the asked actions from.
@@ -43,7 +43,7 @@ def action_value(action: str, now: datetime) -> str:
 
 def done(action: str, bot: Mapping[str, Any], before: Mapping[str, Any]) -> bool:
     """Whether ``bot``'s status shows ``action`` done (``before``: the rollout when asked)."""
-    rollout = rollout_of(bot) or {}
+    rollout = status_rollout(bot) or {}
     if action == "promote":
         ready = condition(bot, "Ready")
         generation = (bot.get("metadata") or {}).get("generation")
@@ -92,7 +92,7 @@ def _read(client: BotsApi, ref: BotRef) -> Mapping[str, Any]:
 
 
 def _rollout(ref: BotRef, bot: Mapping[str, Any]) -> Mapping[str, Any]:
-    rollout = rollout_of(bot)
+    rollout = status_rollout(bot)
     if rollout is None:
         raise RolloutCliError(
             f"Bot {ref} has no rollout (its spec has no rollout section, or no change of it "

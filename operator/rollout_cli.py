@@ -33,7 +33,7 @@ from .rollout_actions import (
     wait_for,
 )
 from .rollout_bots_api import BotsApi, RolloutCliError, api_failure, connect, parse_ref
-from .rollout_view import headline, rollout_of, where
+from .rollout_view import headline, status_rollout, where
 
 
 def _seconds(text: str) -> float:
@@ -109,7 +109,7 @@ def run_rollout(
             bot = wait_for(
                 client, ref, action, before, args.wait, clock=clock, sleep=sleep, interval=interval
             )
-            rollout = rollout_of(bot)
+            rollout = status_rollout(bot)
             print(
                 f"Bot {ref}: {RESULTS[action]} ({headline(rollout) if rollout else where(bot)})",
                 file=stdout,

@@ -19,7 +19,7 @@ FIGURES: Final = (
 )
 
 
-def rollout_of(bot: Mapping[str, Any]) -> Mapping[str, Any] | None:
+def status_rollout(bot: Mapping[str, Any]) -> Mapping[str, Any] | None:
     """The Bot's ``status.rollout`` (None: the operator reports no rollout)."""
     rollout = (bot.get("status") or {}).get("rollout")
     return rollout if isinstance(rollout, Mapping) and rollout else None
@@ -99,7 +99,7 @@ def describe_status(ref: BotRef, bot: Mapping[str, Any], rollout: Mapping[str, A
 
 def where(bot: Mapping[str, Any]) -> str:
     """What the Bot's status shows now, for a wait that timed out."""
-    rollout = rollout_of(bot)
+    rollout = status_rollout(bot)
     ready = condition(bot, "Ready") or {}
     parts = [headline(rollout) if rollout else "no rollout"]
     if ready:
